@@ -1,0 +1,806 @@
+//! `openkv-bench`: openkv against the disk's fdatasync rate and against Deno CLI's local KV.
+//!
+//! ```text
+//! cargo run --release -p openkv-bench -- [--n N] [--deno PATH] [--dir DIR] [--markdown]
+//! ```
+//!
+//! Every workload runs on a real SQLite file, a fresh one per workload, in a temporary
+//! directory under `--dir` (default: the system temp directory). In the same run the Deno
+//! script `tests/deno/bench_local.ts` measures Deno CLI's own local KV on the same disk; each
+//! openkv row is compared with its Deno counterpart (ratio openkv/Deno). Rows:
+//!
+//! | row | workload | target |
+//! |---|---|---|
+//! | `fdatasync` | raw disk: rewrite 4 KiB at offset 0 + `fdatasync`, for ~1 s | — (reference) |
+//! | `seq_set` | N sequential awaited `set`s, each a durable commit | ≥ 0.8 × fdatasync |
+//! | `concurrent64_set` | 64 tasks (2-worker runtime), N sets in total | ≥ 20 × Deno CLI |
+//! | `get_1t` | point gets of 10k preloaded keys, one thread | ≥ 150k/s |
+//! | `get_2t` | the same on two threads | ≥ 250k/s |
+//! | `list_10k` | list a 10k-entry prefix (batch size 1000), ≥ 5 times | ≥ 1M entries/s |
+//! | `atomic_check_set` | N/4 × (get, check + set, commit) on distinct keys | — |
+//! | `sum_hot` | N/4 sequential `sum(["hot"], 1)` | — |
+//! | `sum_hot_64` | 64 tasks, N sums on one key in total (final value checked) | — |
+//!
+//! The write workloads run a fixed number of operations (N, default 2000, as Deno's script
+//! does). Reads are much faster, so `get_*` and `list_10k` run for a fixed time (about one
+//! second each, after a warm-up pass) instead. The targets are those of the performance
+//! issue; the table reports whether each was met, but nothing here asserts on timings.
+
+use std::error::Error;
+use std::fs::OpenOptions as FileOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures::StreamExt;
+use openkv::{key, Kv, ListOptions, Selector, Value};
+use tokio::runtime::{Builder, Runtime};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// How long the time-based workloads (fdatasync, gets, list) measure.
+const MEASURE: Duration = Duration::from_secs(1);
+/// Keys preloaded for the get and list workloads.
+const PRELOAD: usize = 10_000;
+/// Sets per atomic operation when preloading.
+const PRELOAD_BATCH: usize = 500;
+/// Concurrent tasks of the `*_64` workloads.
+const TASKS: usize = 64;
+/// Full passes of `list_10k`, at least.
+const MIN_LIST_PASSES: usize = 5;
+/// How long Deno's script may run before it is killed.
+const DENO_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Benchmarks openkv against the disk's fdatasync rate and Deno CLI's local KV.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Operations of each write workload (N; `atomic_check_set` and `sum_hot` run N/4).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(64..))]
+    n: u64,
+    /// The Deno CLI binary [default: tests/deno/node_modules/.bin/deno in the workspace].
+    #[arg(long, env = "DENO_BIN")]
+    deno: Option<PathBuf>,
+    /// Where to create the temporary databases [default: the system temp directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print a Markdown table (with date, nproc and CPU model) instead of a plain one.
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// What a row is measured against.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    None,
+    /// At least this fraction of the disk's fdatasync rate.
+    OfFsync(f64),
+    /// At least this multiple of Deno's figure.
+    OfDeno(f64),
+    /// At least this many per second.
+    Rate(f64),
+}
+
+/// Where the Deno column comes from.
+#[derive(Clone, Copy, Debug)]
+enum DenoKey {
+    /// No Deno counterpart.
+    None,
+    /// This field of the script's JSON line.
+    Field(&'static str),
+}
+
+#[derive(Debug)]
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    openkv: f64,
+    deno_key: DenoKey,
+    deno: Option<f64>,
+    target: Target,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("openkv-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Res<()> {
+    let n = args.n as usize;
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("openkv-bench-")
+        .tempdir_in(&base)?;
+    let dir = tmp.path();
+    eprintln!("openkv-bench: N = {n}, databases in {}", dir.display());
+
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    let mut row = |name, unit, openkv, deno_key, target| {
+        eprintln!("  {name:<18} {} {unit}", fmt_rate(openkv));
+        rows.push(Row {
+            name,
+            unit,
+            openkv,
+            deno_key,
+            deno: None,
+            target,
+        });
+    };
+
+    let fsync = bench_fdatasync(&dir.join("fdatasync.bin"))?;
+    row("fdatasync", "syncs/s", fsync, DenoKey::None, Target::None);
+    let r = bench_seq_set(&rt, dir, n)?;
+    row(
+        "seq_set",
+        "ops/s",
+        r,
+        DenoKey::Field("seq_set_ops"),
+        Target::OfFsync(0.8),
+    );
+    let r = bench_concurrent_set(&rt, dir, n)?;
+    let f = DenoKey::Field("concurrent64_set_ops");
+    row("concurrent64_set", "ops/s", r, f, Target::OfDeno(20.0));
+    let (one, two) = bench_gets(&rt, dir)?;
+    row(
+        "get_1t",
+        "ops/s",
+        one,
+        DenoKey::Field("get_ops"),
+        Target::Rate(150e3),
+    );
+    row("get_2t", "ops/s", two, DenoKey::None, Target::Rate(250e3));
+    let r = bench_list(&rt, dir)?;
+    let f = DenoKey::Field("list_entries_per_s");
+    row("list_10k", "entries/s", r, f, Target::Rate(1e6));
+    let r = bench_atomic_check_set(&rt, dir, n)?;
+    let f = DenoKey::Field("atomic_check_set_ops");
+    row("atomic_check_set", "ops/s", r, f, Target::None);
+    let r = bench_sum_hot(&rt, dir, n)?;
+    row(
+        "sum_hot",
+        "ops/s",
+        r,
+        DenoKey::Field("sum_hot_ops"),
+        Target::None,
+    );
+    let r = bench_sum_hot_64(&rt, dir, n)?;
+    row("sum_hot_64", "ops/s", r, DenoKey::None, Target::None);
+    drop(rt);
+
+    let (deno, deno_note) = match run_deno(&args, dir, n) {
+        Ok((json, version)) => (Some(json), version),
+        Err(e) => {
+            eprintln!("openkv-bench: Deno CLI not measured: {e}");
+            (
+                None,
+                format!("Deno CLI not measured ({e}): Deno columns are n/a"),
+            )
+        }
+    };
+    if let Some(json) = &deno {
+        for r in &mut rows {
+            if let DenoKey::Field(f) = r.deno_key {
+                r.deno = json.get(f).and_then(serde_json::Value::as_f64);
+            }
+        }
+    }
+
+    let table = Table { rows: &rows, fsync };
+    if args.markdown {
+        println!("{}", markdown_header(n, &deno_note));
+        println!();
+        print!("{}", table.render(true));
+    } else {
+        println!("openkv-bench, N = {n}; {deno_note}");
+        println!();
+        print!("{}", table.render(false));
+    }
+    let seq = rows
+        .iter()
+        .find(|r| r.name == "seq_set")
+        .map_or(0.0, |r| r.openkv);
+    println!();
+    println!(
+        "disk fdatasync: {} syncs/s; seq_set / fdatasync = {:.2} (target >= 0.8)",
+        fmt_rate(fsync),
+        seq / fsync
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------------------------
+
+/// The raw disk: rewrite one 4 KiB block at offset 0 and `fdatasync`, for about [`MEASURE`].
+fn bench_fdatasync(path: &Path) -> Res<f64> {
+    let file = FileOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let mut block = vec![0xa5u8; 4096];
+    // Allocate the block first, so the timed syncs flush data only, as a WAL rewrite does.
+    file.write_all_at(&block, 0)?;
+    file.sync_all()?;
+    let start = Instant::now();
+    let mut syncs = 0u64;
+    while syncs < 10 || start.elapsed() < MEASURE {
+        block[..8].copy_from_slice(&syncs.to_le_bytes());
+        file.write_all_at(&block, 0)?;
+        file.sync_data()?;
+        syncs += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(path)?;
+    Ok(syncs as f64 / secs)
+}
+
+/// N sequential awaited sets, each its own durable commit.
+fn bench_seq_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("seq_set.sqlite3")).await?;
+        let start = Instant::now();
+        for i in 0..n {
+            kv.set(&key!["seq", i], v8_smi(i)).await?;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        kv.close().await?;
+        Ok(rate)
+    })
+}
+
+/// 64 tasks on the 2-worker runtime, each awaiting its own sets; N sets in total.
+fn bench_concurrent_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("concurrent64_set.sqlite3")).await?;
+        let start = Instant::now();
+        let tasks = (0..TASKS).map(|w| {
+            let kv = kv.clone();
+            let count = share(n, w);
+            tokio::spawn(async move {
+                for i in 0..count {
+                    kv.set(&key!["c", w, i], v8_smi(i)).await?;
+                }
+                Ok::<_, openkv::Error>(())
+            })
+        });
+        for done in futures::future::join_all(tasks.collect::<Vec<_>>()).await {
+            done??;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        kv.close().await?;
+        Ok(rate)
+    })
+}
+
+/// Point gets of [`PRELOAD`] existing keys, on one thread, then on two.
+fn bench_gets(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
+    let kv = rt.block_on(async {
+        let kv = Kv::open(dir.join("get.sqlite3")).await?;
+        preload(&kv, "get").await?;
+        Ok::<_, openkv::Error>(kv)
+    })?;
+
+    // One thread: a current-thread runtime on this thread.
+    let (ops, secs) = get_loop(&kv, 0, None)?;
+    let one = ops as f64 / secs;
+
+    // Two threads, each with its own current-thread runtime, started together.
+    let barrier = Barrier::new(2);
+    let results: Vec<Res<(u64, f64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (kv, barrier) = (&kv, &barrier);
+                s.spawn(move || get_loop(kv, t * PRELOAD / 2, Some(barrier)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("get thread panicked"))
+            .collect()
+    });
+    let mut total = 0;
+    let mut longest = 0f64;
+    for r in results {
+        let (ops, secs) = r?;
+        total += ops;
+        longest = longest.max(secs);
+    }
+    let two = total as f64 / longest;
+    rt.block_on(kv.close())?;
+    Ok((one, two))
+}
+
+/// One thread's gets: a warm-up pass over every key, then gets for [`MEASURE`].
+/// Returns (gets, seconds).
+fn get_loop(kv: &Kv, offset: usize, barrier: Option<&Barrier>) -> Res<(u64, f64)> {
+    let rt = Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        // Visits every key in a scattered order (7919 is prime, so coprime with PRELOAD).
+        let key_at = |i: usize| key!["get", (offset + i * 7919) % PRELOAD];
+        for i in 0..PRELOAD {
+            kv.get(&key_at(i))
+                .await?
+                .ok_or("a preloaded key is missing")?;
+        }
+        if let Some(b) = barrier {
+            b.wait();
+        }
+        let start = Instant::now();
+        let mut ops = 0u64;
+        let mut i = 0;
+        while start.elapsed() < MEASURE {
+            for _ in 0..256 {
+                kv.get(&key_at(i))
+                    .await?
+                    .ok_or("a preloaded key is missing")?;
+                i += 1;
+            }
+            ops += 256;
+        }
+        Ok((ops, start.elapsed().as_secs_f64()))
+    })
+}
+
+/// Lists all [`PRELOAD`] entries of a prefix (batch size 1000), at least
+/// [`MIN_LIST_PASSES`] times and for at least [`MEASURE`], after a warm-up pass.
+fn bench_list(rt: &Runtime, dir: &Path) -> Res<f64> {
+    let kv = rt.block_on(async {
+        let kv = Kv::open(dir.join("list.sqlite3")).await?;
+        preload(&kv, "list").await?;
+        Ok::<_, openkv::Error>(kv)
+    })?;
+    let local = Builder::new_current_thread().enable_all().build()?;
+    let rate = local.block_on(async {
+        let pass = || async {
+            let options = ListOptions::new().batch_size(1000);
+            let mut entries = kv.list(Selector::prefix(key!["list"]), options)?;
+            let mut count = 0usize;
+            while let Some(entry) = entries.next().await {
+                entry?;
+                count += 1;
+            }
+            if count != PRELOAD {
+                return Err(format!("list returned {count} entries, expected {PRELOAD}").into());
+            }
+            Res::Ok(count)
+        };
+        pass().await?;
+        let start = Instant::now();
+        let mut total = 0;
+        let mut passes = 0;
+        while passes < MIN_LIST_PASSES || start.elapsed() < MEASURE {
+            total += pass().await?;
+            passes += 1;
+        }
+        Res::Ok(total as f64 / start.elapsed().as_secs_f64())
+    })?;
+    rt.block_on(kv.close())?;
+    Ok(rate)
+}
+
+/// N/4 × (get, `check(key, versionstamp read)` + set, commit) on distinct keys, sequentially:
+/// Deno's script, where every key is new, so the check is "the key does not exist".
+fn bench_atomic_check_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+    let quarter = (n / 4).max(1);
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("atomic_check_set.sqlite3")).await?;
+        let start = Instant::now();
+        for i in 0..quarter {
+            let k = key!["acs", i];
+            let seen = kv.get(&k).await?.map(|e| e.versionstamp);
+            let outcome = kv
+                .atomic()
+                .check(&k, seen)
+                .set(&k, v8_smi(i))
+                .commit()
+                .await?;
+            if !outcome.is_committed() {
+                return Err(format!("check + set of {k} failed its check").into());
+            }
+        }
+        let rate = quarter as f64 / start.elapsed().as_secs_f64();
+        kv.close().await?;
+        Res::Ok(rate)
+    })
+}
+
+/// N/4 sequential `sum(["hot"], 1)` commits.
+fn bench_sum_hot(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+    let quarter = (n / 4).max(1);
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("sum_hot.sqlite3")).await?;
+        let hot = key!["hot"];
+        let start = Instant::now();
+        for _ in 0..quarter {
+            kv.atomic().sum(&hot, 1).commit().await?;
+        }
+        let rate = quarter as f64 / start.elapsed().as_secs_f64();
+        check_counter(&kv, quarter).await?;
+        kv.close().await?;
+        Ok(rate)
+    })
+}
+
+/// 64 tasks summing into one key, N sums in total; the final value must be N.
+fn bench_sum_hot_64(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("sum_hot_64.sqlite3")).await?;
+        let start = Instant::now();
+        let tasks = (0..TASKS).map(|w| {
+            let kv = kv.clone();
+            let count = share(n, w);
+            tokio::spawn(async move {
+                let hot = key!["hot"];
+                for _ in 0..count {
+                    kv.atomic().sum(&hot, 1).commit().await?;
+                }
+                Ok::<_, openkv::Error>(())
+            })
+        });
+        for done in futures::future::join_all(tasks.collect::<Vec<_>>()).await {
+            done??;
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        check_counter(&kv, n).await?;
+        kv.close().await?;
+        Ok(rate)
+    })
+}
+
+/// Writes [`PRELOAD`] keys `[prefix, i]`, [`PRELOAD_BATCH`] per atomic operation.
+async fn preload(kv: &Kv, prefix: &str) -> openkv::Result<()> {
+    for first in (0..PRELOAD).step_by(PRELOAD_BATCH) {
+        let mut op = kv.atomic();
+        for i in first..(first + PRELOAD_BATCH).min(PRELOAD) {
+            op = op.set(&key![prefix, i], v8_smi(i));
+        }
+        op.commit().await?;
+    }
+    Ok(())
+}
+
+/// Fails unless `["hot"]` holds the `KvU64` `expected`.
+async fn check_counter(kv: &Kv, expected: usize) -> Res<()> {
+    let value = kv.get(&key!["hot"]).await?.map(|e| e.value);
+    if value != Some(Value::U64(expected as u64)) {
+        return Err(format!("[\"hot\"] is {value:?} after {expected} sums of 1").into());
+    }
+    Ok(())
+}
+
+/// Worker `w`'s share of `n` operations split over [`TASKS`] workers (as Deno's script).
+fn share(n: usize, w: usize) -> usize {
+    n / TASKS + usize::from(w < n % TASKS)
+}
+
+/// `i` as V8 serializes a small integer (what Deno stores for `kv.set(key, i)`): header
+/// `FF 0F`, tag `I`, zigzag varint.
+fn v8_smi(i: usize) -> Value {
+    let n = i as i32;
+    let mut zigzag = ((n << 1) ^ (n >> 31)) as u32;
+    let mut bytes = vec![0xff, 0x0f, b'I'];
+    loop {
+        let low = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            bytes.push(low);
+            break;
+        }
+        bytes.push(low | 0x80);
+    }
+    Value::V8(bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deno
+// ---------------------------------------------------------------------------------------------
+
+/// The workspace root (this crate is `crates/openkv-bench`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Finds the Deno binary: `--deno`, else `DENO_BIN`, else the pinned one in `tests/deno`
+/// (installed with `npm ci` if missing).
+fn deno_binary(args: &Args) -> Res<PathBuf> {
+    if let Some(path) = &args.deno {
+        return Ok(path.clone());
+    }
+    let deno_dir = workspace_root().join("tests/deno");
+    let pinned = deno_dir.join("node_modules/.bin/deno");
+    if !pinned.exists() {
+        eprintln!("openkv-bench: installing the pinned Deno CLI (npm ci --prefix tests/deno)");
+        let status = Command::new("npm")
+            .arg("ci")
+            .arg("--prefix")
+            .arg(&deno_dir)
+            .args(["--no-audit", "--no-fund", "--loglevel=error"])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("{} is missing and npm could not run: {e}", pinned.display()))?;
+        if !status.success() || !pinned.exists() {
+            return Err(format!(
+                "{} is missing and `npm ci` failed ({status})",
+                pinned.display()
+            )
+            .into());
+        }
+    }
+    Ok(pinned)
+}
+
+/// Runs `tests/deno/bench_local.ts` on a fresh database; returns its JSON line and a note
+/// naming Deno's version.
+fn run_deno(args: &Args, dir: &Path, n: usize) -> Res<(serde_json::Value, String)> {
+    let deno = deno_binary(args)?;
+    let version = Command::new(&deno)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("could not run {}: {e}", deno.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout);
+    let version = version
+        .lines()
+        .next()
+        .unwrap_or("deno (unknown version)")
+        .to_owned();
+    eprintln!("openkv-bench: running {version} (tests/deno/bench_local.ts)");
+
+    let script = workspace_root().join("tests/deno/bench_local.ts");
+    let out_path = dir.join("deno.out");
+    let mut child = Command::new(&deno)
+        .args(["run", "-A", "--unstable-kv"])
+        .arg(&script)
+        .arg(dir.join("deno.sqlite3"))
+        .arg(n.to_string())
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .spawn()
+        .map_err(|e| format!("could not run {}: {e}", deno.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > DENO_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("bench_local.ts ran longer than {DENO_TIMEOUT:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        return Err(format!("bench_local.ts failed ({status})").into());
+    }
+    let out = std::fs::read_to_string(&out_path)?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or("bench_local.ts printed no JSON line")?;
+    let json: serde_json::Value = serde_json::from_str(line)?;
+    Ok((json, version))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------
+
+struct Table<'a> {
+    rows: &'a [Row],
+    fsync: f64,
+}
+
+impl Table<'_> {
+    fn render(&self, markdown: bool) -> String {
+        let header = [
+            "workload",
+            "openkv",
+            "Deno CLI",
+            "openkv/Deno",
+            "unit",
+            "target",
+            "met",
+        ];
+        let mut cells: Vec<[String; 7]> = vec![header.map(String::from)];
+        for r in self.rows {
+            let deno = match (r.deno_key, r.deno) {
+                (DenoKey::None, _) => "-".to_owned(),
+                (_, Some(d)) => fmt_rate(d),
+                (_, None) => "n/a".to_owned(),
+            };
+            let ratio = match r.deno {
+                Some(d) if d > 0.0 => format!("{:.2}x", r.openkv / d),
+                _ if matches!(r.deno_key, DenoKey::None) => "-".to_owned(),
+                _ => "n/a".to_owned(),
+            };
+            let (target, met) = self.target(r);
+            cells.push([
+                r.name.to_owned(),
+                fmt_rate(r.openkv),
+                deno,
+                ratio,
+                r.unit.to_owned(),
+                target,
+                met,
+            ]);
+        }
+        let mut widths = [0; 7];
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        // Numbers right-aligned, words left-aligned.
+        let right = [false, true, true, true, false, false, false];
+        let mut out = String::new();
+        for (i, row) in cells.iter().enumerate() {
+            let padded: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .zip(right)
+                .map(|((c, w), r)| {
+                    if r {
+                        format!("{c:>w$}")
+                    } else {
+                        format!("{c:<w$}")
+                    }
+                })
+                .collect();
+            if markdown {
+                out += &format!("| {} |\n", padded.join(" | "));
+                if i == 0 {
+                    let rule: Vec<String> = widths
+                        .iter()
+                        .zip(right)
+                        .map(|(&w, r)| {
+                            if r {
+                                format!("{}:", "-".repeat(w.max(2) - 1))
+                            } else {
+                                "-".repeat(w.max(1))
+                            }
+                        })
+                        .collect();
+                    out += &format!("|-{}-|\n", rule.join("-|-"));
+                }
+            } else {
+                out += padded.join("  ").trim_end();
+                out.push('\n');
+                if i == 0 {
+                    let len = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+                    out += &"-".repeat(len);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The target's text and whether it was met ("yes", "NO (x% of target)", "n/a", "").
+    fn target(&self, r: &Row) -> (String, String) {
+        let (text, goal) = match r.target {
+            Target::None => return (String::new(), String::new()),
+            Target::OfFsync(f) => (format!(">= {f}x fdatasync"), Some(f * self.fsync)),
+            Target::OfDeno(f) => (format!(">= {f}x Deno"), r.deno.map(|d| f * d)),
+            Target::Rate(x) => (format!(">= {}/s", fmt_si(x)), Some(x)),
+        };
+        let met = match goal {
+            None => "n/a".to_owned(),
+            Some(g) if r.openkv >= g => "yes".to_owned(),
+            Some(g) => format!("NO ({:.0}% of target)", 100.0 * r.openkv / g),
+        };
+        (text, met)
+    }
+}
+
+/// The Markdown header line: date, nproc, CPU model, N and Deno's version.
+fn markdown_header(n: usize, deno_note: &str) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("**openkv-bench** — {y:04}-{m:02}-{d:02}, nproc {nproc}, {cpu}; N = {n}; {deno_note}")
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A rate with thousands separators (one decimal below 100).
+fn fmt_rate(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".to_owned();
+    }
+    if x < 100.0 {
+        return format!("{x:.1}");
+    }
+    let digits = format!("{:.0}", x);
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 150000 → "150k", 1000000 → "1M".
+fn fmt_si(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{}k", x / 1e3)
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(fmt_rate(1234567.4), "1,234,567");
+        assert_eq!(fmt_rate(123.0), "123");
+        assert_eq!(fmt_rate(12.34), "12.3");
+        assert_eq!(fmt_si(150e3), "150k");
+        assert_eq!(fmt_si(1e6), "1M");
+    }
+
+    #[test]
+    fn v8_small_integers() {
+        assert_eq!(v8_smi(0), Value::V8(vec![0xff, 0x0f, b'I', 0]));
+        assert_eq!(v8_smi(1), Value::V8(vec![0xff, 0x0f, b'I', 2]));
+        assert_eq!(v8_smi(100), Value::V8(vec![0xff, 0x0f, b'I', 0xc8, 0x01]));
+    }
+
+    #[test]
+    fn shares_add_up() {
+        for n in [64, 100, 2000, 2001] {
+            assert_eq!((0..TASKS).map(|w| share(n, w)).sum::<usize>(), n);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The backend seam: what a storage engine must provide for [`Kv`](crate::Kv) to run on it.
+//!
+//! The types here are the engine's wire-level vocabulary, shaped like KV Connect's
+//! `datapath.proto` (encoded keys, ranges with limits, checks, mutations, enqueues) so that a
+//! remote KV Connect server, PostgreSQL or FoundationDB can implement [`Backend`] by translating
+//! one-to-one. Validation of limits happens above the backend, in `Kv`, once for all backends.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::error::Result;
+use crate::value::Value;
+use crate::versionstamp::Versionstamp;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read started. The default.
+    #[default]
+    Strong,
+    /// May be served by a replica that lags behind. On a single SQLite file every read is
+    /// strong, so this is the same as `Strong` there.
+    Eventual,
+}
+
+/// One range of a snapshot read: encoded keys in `[start, end)`, at most `limit` of them,
+/// ascending or (if `reverse`) descending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadRange {
+    /// Inclusive lower bound (encoded key bytes).
+    pub start: Vec<u8>,
+    /// Exclusive upper bound.
+    pub end: Vec<u8>,
+    /// Most entries to return; at least 1.
+    pub limit: u32,
+    /// Return the last `limit` entries of the range, highest first.
+    pub reverse: bool,
+}
+
+/// An entry as a backend returns it: the key still encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Value,
+    /// The versionstamp of the commit that last wrote the key.
+    pub versionstamp: Versionstamp,
+}
+
+/// A precondition of an atomic write: the key's current versionstamp is `versionstamp`
+/// (`None`: the key does not exist, or has expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// The expected versionstamp, or `None` for "must not exist".
+    pub versionstamp: Option<Versionstamp>,
+}
+
+/// What a mutation does to its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MutationKind {
+    /// Store the value (replacing any value and expiry).
+    Set(Value),
+    /// Remove the key; a no-op if it does not exist.
+    Delete,
+    /// Add a `U64` operand, wrapping modulo 2^64; a missing key becomes the operand.
+    Sum(Value),
+    /// Keep the smaller of the stored `U64` and the operand; a missing key becomes the operand.
+    Min(Value),
+    /// Keep the larger of the stored `U64` and the operand; a missing key becomes the operand.
+    Max(Value),
+    /// Store the value under the key with one string part appended: the commit's versionstamp
+    /// as 20 hex digits (Deno's `commitVersionstamp()`).
+    SetSuffixVersionstampedKey(Value),
+}
+
+impl MutationKind {
+    /// The value or operand carried by this mutation, if any.
+    pub fn value(&self) -> Option<&Value> {
+        match self {
+            MutationKind::Set(v)
+            | MutationKind::Sum(v)
+            | MutationKind::Min(v)
+            | MutationKind::Max(v)
+            | MutationKind::SetSuffixVersionstampedKey(v) => Some(v),
+            MutationKind::Delete => None,
+        }
+    }
+}
+
+/// One mutation of an atomic write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutation {
+    /// Encoded key.
+    pub key: Vec<u8>,
+    /// What to do.
+    pub kind: MutationKind,
+    /// For `Set`/`SetSuffixVersionstampedKey`: the absolute expiry time in Unix milliseconds;
+    /// `None` means never.
+    pub expire_at_ms: Option<i64>,
+}
+
+/// A queue message written by an atomic write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enqueue {
+    /// V8-serialized message.
+    pub payload: Vec<u8>,
+    /// Earliest delivery time, Unix milliseconds.
+    pub deadline_ms: i64,
+    /// Encoded keys that receive the payload if delivery finally fails.
+    pub keys_if_undelivered: Vec<Vec<u8>>,
+    /// Retry intervals in milliseconds; `None` means Deno's default schedule.
+    pub backoff_schedule: Option<Vec<u32>>,
+}
+
+/// An atomic write: all checks, then all mutations in order, then the enqueues — all applied
+/// together with one versionstamp, or nothing at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// Preconditions.
+    pub checks: Vec<Check>,
+    /// Mutations, applied in order.
+    pub mutations: Vec<Mutation>,
+    /// Queue messages.
+    pub enqueues: Vec<Enqueue>,
+}
+
+/// The outcome of an atomic write that reached the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitOutcome {
+    /// Everything was applied; this is the commit's versionstamp.
+    Committed {
+        /// Shared by every mutation of the write.
+        versionstamp: Versionstamp,
+    },
+    /// At least one check failed; nothing was applied.
+    CheckFailed {
+        /// Indexes (in the write's check list) of every check that failed.
+        failed_checks: Vec<u32>,
+    },
+}
+
+impl CommitOutcome {
+    /// True if the write was applied.
+    pub fn is_committed(&self) -> bool {
+        matches!(self, CommitOutcome::Committed { .. })
+    }
+
+    /// The commit's versionstamp, if it was applied.
+    pub fn versionstamp(&self) -> Option<Versionstamp> {
+        match self {
+            CommitOutcome::Committed { versionstamp } => Some(*versionstamp),
+            CommitOutcome::CheckFailed { .. } => None,
+        }
+    }
+}
+
+/// One committed change, as published on the change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeEvent {
+    /// The versionstamp the change committed at.
+    pub versionstamp: Versionstamp,
+    /// Encoded keys whose value changed (written, deleted or expired).
+    pub keys: Arc<[Vec<u8>]>,
+}
+
+/// A storage engine under [`Kv`](crate::Kv).
+///
+/// Implementations may assume their input passed `Kv`'s validation (limits, non-empty write
+/// keys, `U64` operands are the caller's business only in the sense that a non-`U64` operand
+/// must produce [`Error::TypeMismatch`](crate::Error::TypeMismatch), not a panic).
+#[async_trait]
+pub trait Backend: Send + Sync + Debug + 'static {
+    /// Reads every range at one consistent point in time and returns one entry list per range,
+    /// in request order. Expired entries are never returned.
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>>;
+
+    /// Applies an atomic write all-or-nothing. A failed check is `Ok(CheckFailed)`; an error
+    /// means nothing was applied (or, for storage errors, that the store is now poisoned).
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome>;
+
+    /// Subscribes to the change feed: one event per commit (and per expiry sweep that removed
+    /// keys) from the moment of subscribing. A lagging receiver gets `Lagged` and should
+    /// re-read what it follows.
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
+
+    /// Finishes queued writes and releases the storage. Later calls fail with `Closed`.
+    async fn close(&self) -> Result<()>;
+}

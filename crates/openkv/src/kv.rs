@@ -1,0 +1,392 @@
+//! The public handle: [`Kv`], its [`OpenOptions`] and [`AtomicOperation`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::backend::{
+    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Mutation, MutationKind,
+    RawEntry, ReadRange,
+};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::limits::Limits;
+use crate::list::{ListOptions, ListStream, Selector};
+use crate::sqlite::{SqliteBackend, SqliteConfig};
+use crate::validate;
+use crate::value::Value;
+use crate::versionstamp::Versionstamp;
+
+/// One key's entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The key.
+    pub key: Key,
+    /// The value.
+    pub value: Value,
+    /// The versionstamp of the commit that last wrote the key.
+    pub versionstamp: Versionstamp,
+}
+
+impl Entry {
+    pub(crate) fn from_raw(raw: RawEntry) -> Result<Entry> {
+        Ok(Entry { key: Key::decode(&raw.key)?, value: raw.value, versionstamp: raw.versionstamp })
+    }
+}
+
+/// How to open a database. Every setting has a default:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`limits`](Self::limits) | [`Limits::default()`], Deno's limits |
+/// | [`clock`](Self::clock) | [`SystemClock`] |
+/// | [`expiry_sweep_interval`](Self::expiry_sweep_interval) | 1 second |
+/// | [`rng_seed`](Self::rng_seed) | seeded from the operating system |
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    sweep_interval: Duration,
+    rng_seed: Option<u64>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            limits: Limits::default(),
+            clock: Arc::new(SystemClock),
+            sweep_interval: Duration::from_secs(1),
+            rng_seed: None,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// The defaults in the table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The limits to enforce (raise them to store values over 64 KiB, for instance).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Where time comes from: expiry and queue deadlines. Use
+    /// [`ManualClock`](crate::ManualClock) to test expiry deterministically.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often the background sweep deletes expired keys from storage. Expired keys are
+    /// invisible to reads at once whatever this is; the sweep only reclaims space.
+    pub fn expiry_sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// Seeds the random source (queue message ids), for reproducible runs.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// Opens the SQLite database at `path` (created if missing), or an in-memory database for
+    /// `":memory:"`. A file written by Deno CLI opens as is; schema versions below Deno's
+    /// current (3) are migrated as Deno would.
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<Kv> {
+        let path = path.as_ref();
+        let path = path
+            .to_str()
+            .ok_or_else(|| Error::Storage(format!("the path {} is not UTF-8", path.display())))?
+            .to_owned();
+        let clock = self.clock.clone();
+        let config = SqliteConfig { sweep_interval: self.sweep_interval, rng_seed: self.rng_seed };
+        // Opening may wait on another process's lock while migrating: off the async threads.
+        let backend =
+            tokio::task::spawn_blocking(move || SqliteBackend::open(&path, clock, config))
+                .await
+                .map_err(|e| Error::Storage(format!("opening the database panicked: {e}")))??;
+        Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    /// A `Kv` over any [`Backend`].
+    pub fn with_backend(self, backend: Arc<dyn Backend>) -> Kv {
+        Kv { inner: Arc::new(Inner { backend, limits: self.limits, clock: self.clock }) }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+}
+
+/// A Deno KV database. Cheap to clone; clones share one store and may be used from any task
+/// or thread at once.
+#[derive(Clone, Debug)]
+pub struct Kv {
+    inner: Arc<Inner>,
+}
+
+impl Kv {
+    /// Opens the SQLite database at `path` with default [`OpenOptions`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<Kv> {
+        OpenOptions::new().open(path).await
+    }
+
+    /// A fresh in-memory database.
+    pub async fn open_in_memory() -> Result<Kv> {
+        OpenOptions::new().open(":memory:").await
+    }
+
+    /// The limits this handle enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Reads one key (strongly consistent). `None` if it does not exist or has expired.
+    pub async fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        self.get_with(key, Consistency::Strong).await
+    }
+
+    /// Reads one key with the given consistency.
+    pub async fn get_with(&self, key: &Key, consistency: Consistency) -> Result<Option<Entry>> {
+        let mut all = self.get_many_with(std::slice::from_ref(key), consistency).await?;
+        Ok(all.pop().flatten())
+    }
+
+    /// Reads up to 10 keys at one point in time; one result per key, in order.
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Entry>>> {
+        self.get_many_with(keys, Consistency::Strong).await
+    }
+
+    /// [`get_many`](Self::get_many) with the given consistency.
+    pub async fn get_many_with(
+        &self,
+        keys: &[Key],
+        consistency: Consistency,
+    ) -> Result<Vec<Option<Entry>>> {
+        let ranges = keys
+            .iter()
+            .map(|k| {
+                let start = k.encode()?;
+                let end = [start.as_slice(), &[0x00]].concat();
+                Ok(ReadRange { start, end, limit: 1, reverse: false })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let results = self.snapshot_read(ranges, consistency).await?;
+        results
+            .into_iter()
+            .map(|mut r| r.pop().map(Entry::from_raw).transpose())
+            .collect()
+    }
+
+    /// Lists the entries a selector picks, as a stream fetched in batches.
+    ///
+    /// Fails at once (before any read) on a malformed selector, cursor or option.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::TryStreamExt;
+    /// use openkv::{key, Kv, ListOptions, Selector, Value};
+    /// let kv = Kv::open_in_memory().await?;
+    /// for name in ["alice", "bob", "carol"] {
+    ///     kv.set(&key!["users", name], Value::Bytes(name.into())).await?;
+    /// }
+    /// let page: Vec<_> = kv
+    ///     .list(Selector::prefix(key!["users"]), ListOptions::new().limit(2))?
+    ///     .try_collect()
+    ///     .await?;
+    /// assert_eq!(page.len(), 2);
+    /// assert_eq!(page[1].key, key!["users", "bob"]);
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub fn list(&self, selector: Selector, options: ListOptions) -> Result<ListStream> {
+        ListStream::new(self.clone(), &selector, options)
+    }
+
+    /// Stores a value, replacing any value (and expiry) the key had. Returns the commit's
+    /// versionstamp.
+    pub async fn set(&self, key: &Key, value: impl Into<Value>) -> Result<Versionstamp> {
+        self.atomic().set(key, value).commit().await.map(committed)
+    }
+
+    /// Stores a value that expires `expire_in` from now (Deno's `expireIn`). From then on no
+    /// read sees it; a background sweep deletes it.
+    pub async fn set_with_expiry(
+        &self,
+        key: &Key,
+        value: impl Into<Value>,
+        expire_in: Duration,
+    ) -> Result<Versionstamp> {
+        self.atomic().set_with_expiry(key, value, expire_in).commit().await.map(committed)
+    }
+
+    /// Stores a value under `key` + one string part holding the commit's versionstamp
+    /// (Deno's `kv.set([...key, kv.commitVersionstamp()], value)`). Returns the versionstamp;
+    /// the full key is `key.with(versionstamp.to_hex())`.
+    pub async fn set_versionstamped(
+        &self,
+        key: &Key,
+        value: impl Into<Value>,
+    ) -> Result<Versionstamp> {
+        self.atomic().set_versionstamped(key, value).commit().await.map(committed)
+    }
+
+    /// Deletes a key; a no-op if it does not exist.
+    pub async fn delete(&self, key: &Key) -> Result<()> {
+        self.atomic().delete(key).commit().await.map(|_| ())
+    }
+
+    /// Starts an atomic operation.
+    pub fn atomic(&self) -> AtomicOperation {
+        AtomicOperation { kv: self.clone(), write: AtomicWrite::default(), error: None }
+    }
+
+    /// Reads encoded ranges at one point in time, after checking them against the limits.
+    /// The building block of `get`, `list` and a KV Connect server's `snapshot_read`.
+    pub async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        validate::read_ranges(&self.inner.limits, &ranges)?;
+        self.inner.backend.snapshot_read(ranges, consistency).await
+    }
+
+    /// Applies an encoded atomic write after checking it against the limits. The building
+    /// block of [`AtomicOperation::commit`] and a KV Connect server's `atomic_write`.
+    pub async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        validate::atomic_write(&self.inner.limits, &write, self.inner.clock.now_ms())?;
+        self.inner.backend.atomic_write(write).await
+    }
+
+    /// Subscribes to the change feed (every commit's versionstamp and keys).
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.inner.backend.subscribe()
+    }
+
+    /// Waits for queued writes to finish and closes the store. Every handle cloned from this
+    /// one fails with [`Error::Closed`] afterwards.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.backend.close().await
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+}
+
+fn committed(outcome: CommitOutcome) -> Versionstamp {
+    outcome.versionstamp().expect("a write without checks cannot fail a check")
+}
+
+/// A group of checks and mutations applied all together or not at all, with one versionstamp.
+///
+/// Checks run first; if any fails, [`commit`](Self::commit) returns
+/// [`CommitOutcome::CheckFailed`] and nothing is written. Mutations then apply in the order
+/// they were added (a `set` then `delete` of one key deletes it). If any mutation fails (a sum
+/// on a non-`KvU64` value, say) the commit returns the error and nothing is written.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use openkv::{key, Kv, Value};
+/// let kv = Kv::open_in_memory().await?;
+/// let k = key!["users", "alice"];
+/// let created = kv.atomic().check(&k, None).set(&k, Value::Bytes(b"A".to_vec())).commit().await?;
+/// assert!(created.is_committed());
+/// let again = kv.atomic().check(&k, None).set(&k, Value::Bytes(b"B".to_vec())).commit().await?;
+/// assert!(!again.is_committed()); // the key exists now
+/// # Ok::<(), openkv::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug)]
+#[must_use = "an atomic operation does nothing until commit() is awaited"]
+pub struct AtomicOperation {
+    kv: Kv,
+    write: AtomicWrite,
+    /// The first key that failed to encode; reported by commit so that chaining stays simple.
+    error: Option<Error>,
+}
+
+impl AtomicOperation {
+    fn encode(&mut self, key: &Key) -> Vec<u8> {
+        match key.encode() {
+            Ok(k) => k,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                Vec::new()
+            }
+        }
+    }
+
+    fn push(mut self, key: &Key, kind: MutationKind, expire_at_ms: Option<i64>) -> Self {
+        let key = self.encode(key);
+        self.write.mutations.push(Mutation { key, kind, expire_at_ms });
+        self
+    }
+
+    /// Requires the key's current versionstamp to be `versionstamp` (`None`: the key must not
+    /// exist).
+    pub fn check(mut self, key: &Key, versionstamp: Option<Versionstamp>) -> Self {
+        let key = self.encode(key);
+        self.write.checks.push(Check { key, versionstamp });
+        self
+    }
+
+    /// Stores a value.
+    pub fn set(self, key: &Key, value: impl Into<Value>) -> Self {
+        self.push(key, MutationKind::Set(value.into()), None)
+    }
+
+    /// Stores a value that expires `expire_in` after the commit's start.
+    pub fn set_with_expiry(self, key: &Key, value: impl Into<Value>, expire_in: Duration) -> Self {
+        let at = self.kv.now_ms().saturating_add(expire_in.as_millis().min(i64::MAX as u128) as i64);
+        self.push(key, MutationKind::Set(value.into()), Some(at))
+    }
+
+    /// Stores a value under `key` + the commit's versionstamp as a string part.
+    pub fn set_versionstamped(self, key: &Key, value: impl Into<Value>) -> Self {
+        self.push(key, MutationKind::SetSuffixVersionstampedKey(value.into()), None)
+    }
+
+    /// Deletes a key.
+    pub fn delete(self, key: &Key) -> Self {
+        self.push(key, MutationKind::Delete, None)
+    }
+
+    /// Adds `n` to the `KvU64` at `key`, wrapping modulo 2^64 (a missing key becomes `n`).
+    pub fn sum(self, key: &Key, n: u64) -> Self {
+        self.push(key, MutationKind::Sum(Value::U64(n)), None)
+    }
+
+    /// Keeps the smaller of the `KvU64` at `key` and `n` (a missing key becomes `n`).
+    pub fn min(self, key: &Key, n: u64) -> Self {
+        self.push(key, MutationKind::Min(Value::U64(n)), None)
+    }
+
+    /// Keeps the larger of the `KvU64` at `key` and `n` (a missing key becomes `n`).
+    pub fn max(self, key: &Key, n: u64) -> Self {
+        self.push(key, MutationKind::Max(Value::U64(n)), None)
+    }
+
+    /// Adds a mutation given in the backend's terms (an encoded key).
+    pub fn mutate(mut self, mutation: Mutation) -> Self {
+        self.write.mutations.push(mutation);
+        self
+    }
+
+    /// Applies everything, or nothing.
+    pub async fn commit(self) -> Result<CommitOutcome> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.kv.atomic_write(self.write).await
+    }
+}

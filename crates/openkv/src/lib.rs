@@ -1,0 +1,94 @@
+//! # openkv — Deno KV in Rust
+//!
+//! An ordered, versioned key-value store with the data model of
+//! [Deno KV](https://docs.deno.com/deploy/kv/manual/): keys are tuples of typed parts, every
+//! commit gets a 10-byte versionstamp, atomic operations combine checks (optimistic locking)
+//! with set, delete and `KvU64` sum/min/max, and keys can expire. It runs embedded on SQLite,
+//! in **the very file format Deno CLI writes**: openkv opens a database Deno created and Deno
+//! opens one openkv created.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use openkv::{key, Kv, KvU64, Value};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let kv = Kv::open(dir.path().join("app.sqlite3")).await?;
+//!
+//! let alice = key!["users", "alice"];
+//! let stamp = kv.set(&alice, Value::Bytes(b"Alice".to_vec())).await?;
+//! let entry = kv.get(&alice).await?.expect("just written");
+//! assert_eq!(entry.value, Value::Bytes(b"Alice".to_vec()));
+//! assert_eq!(entry.versionstamp, stamp);
+//!
+//! // Optimistic locking: only succeeds if nobody changed the key since we read it.
+//! let visits = key!["visits"];
+//! let outcome = kv
+//!     .atomic()
+//!     .check(&alice, Some(entry.versionstamp))
+//!     .sum(&visits, 1)
+//!     .commit()
+//!     .await?;
+//! assert!(outcome.is_committed());
+//! assert_eq!(kv.get(&visits).await?.unwrap().value, Value::from(KvU64(1)));
+//! kv.close().await?;
+//! # Ok::<(), openkv::Error>(()) }).unwrap();
+//! ```
+//!
+//! ## What it is
+//! - [`Kv`]: the handle (cheap to clone, shared by any number of tasks and threads):
+//!   [`get`](Kv::get), [`get_many`](Kv::get_many), [`list`](Kv::list) (a `Stream`, with Deno's
+//!   selectors, limits, reverse order and cursors), [`set`](Kv::set) (optionally expiring),
+//!   [`delete`](Kv::delete), [`atomic`](Kv::atomic).
+//! - [`Key`] / [`KeyPart`] / [`key!`]: keys, encoded byte for byte as Deno encodes them, ordered
+//!   as their encodings are.
+//! - [`Value`]: the three storage encodings — V8-serialized bytes, raw bytes, `KvU64`.
+//! - [`Versionstamp`]: strictly increasing across commits, reopen and processes.
+//! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
+//!
+//! ## What it is not (yet)
+//! - It does not decode V8 values into Rust values: [`Value::V8`] carries the bytes.
+//! - No queue delivery (`listenQueue`), no `watch` stream, no KV Connect client: messages
+//!   enqueued through [`Kv::atomic_write`] are stored in Deno's queue table, and the change
+//!   feed ([`Kv::subscribe`]) is the building block for watch.
+//!
+//! ## Guarantees
+//! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode).
+//! - An atomic operation applies all its mutations or none; a failed check is a normal
+//!   [`CommitOutcome::CheckFailed`], not an error.
+//! - Expired keys are invisible to every read and every check from the moment they expire.
+//! - After an I/O error on the write path the store refuses writes ([`Error::Poisoned`])
+//!   until it is reopened, rather than guess what reached the disk.
+//! - Reads run on the calling task (a few microseconds from SQLite's page cache, bounded by
+//!   the read limits); writes go to one writer thread that commits waiting writes together.
+//!
+//! ## Limits
+//! Deno's, by default: see [`limits`] and [`Limits`]. Every violation is a typed [`Error`]
+//! whose message names the limit. Embedded users may raise them with [`OpenOptions::limits`].
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+mod clock;
+mod error;
+mod key;
+mod kv;
+pub mod limits;
+mod list;
+mod sqlite;
+mod validate;
+mod value;
+mod versionstamp;
+
+pub use backend::{
+    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
+    MutationKind, RawEntry, ReadRange,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use key::{Key, KeyPart};
+pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
+pub use limits::Limits;
+pub use list::{ListOptions, ListStream, Selector};
+pub use sqlite::SCHEMA_VERSION;
+pub use value::{KvU64, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
+pub use versionstamp::Versionstamp;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one command that runs every openkv test:
+#   1. installs the pinned Deno CLI (tests/deno/package.json) if needed and
+#      exports DENO_BIN for the interoperability tests;
+#   2. cargo fmt --check and cargo clippy -D warnings (the lint step);
+#   3. cargo test --workspace --release (unit, integration, property, crash and
+#      doc tests; release mode keeps property/crash tests fast).
+#
+# Usage: scripts/test.sh [extra args passed to `cargo test`]
+#   e.g. scripts/test.sh -p openkv interop -- --nocapture
+#
+# Environment:
+#   OPENKV_SKIP_LINT=1   skip cargo fmt + clippy (quick local iterations only;
+#                        CI always lints).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# --- Deno CLI ---------------------------------------------------------------
+deno_dir=tests/deno
+deno_bin="$deno_dir/node_modules/.bin/deno"
+# The binary's mtime is not usable (`npm install` writes package-lock.json after
+# it, so it always looks stale); compare against a stamp touched after a
+# successful install instead.
+stamp="$deno_dir/node_modules/.openkv-installed"
+if [[ ! -x "$deno_bin" || ! -e "$stamp" || "$deno_dir/package-lock.json" -nt "$stamp" ]]; then
+  step "installing the pinned Deno CLI (npm ci --prefix $deno_dir)"
+  npm ci --prefix "$deno_dir" --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+export DENO_BIN="$PWD/$deno_bin"
+deno_version="$("$DENO_BIN" --version)"
+echo "${deno_version%%$'\n'*}"
+
+# --- lint -------------------------------------------------------------------
+if [[ "${OPENKV_SKIP_LINT:-}" == 1 ]]; then
+  step "OPENKV_SKIP_LINT=1: skipping cargo fmt and cargo clippy"
+else
+  step "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+# --- tests ------------------------------------------------------------------
+step "cargo test --workspace --release $*"
+cargo test --workspace --release "$@"
+
+step "all tests passed"
