@@ -70,6 +70,22 @@ struct Args {
     /// Print a Markdown table (with date, nproc and CPU model) instead of a plain one.
     #[arg(long)]
     markdown: bool,
+    /// Run only these workloads (comma-separated), e.g. `--only seq_set,get_1t`.
+    #[arg(long, value_delimiter = ',', value_parser = workload_name)]
+    only: Vec<String>,
+    /// Do not run Deno CLI (its columns show n/a).
+    #[arg(long)]
+    no_deno: bool,
+}
+
+/// Parses a workload name of `--only`.
+fn workload_name(name: &str) -> Result<String, String> {
+    if WORKLOADS.iter().any(|w| w.name == name) {
+        Ok(name.to_owned())
+    } else {
+        let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
+        Err(format!("unknown workload; one of {}", names.join(", ")))
+    }
 }
 
 /// What a row is measured against.
@@ -93,14 +109,38 @@ enum DenoKey {
     Field(&'static str),
 }
 
-#[derive(Debug)]
-struct Row {
+/// One workload: its row's name, unit, Deno counterpart and target.
+#[derive(Clone, Copy, Debug)]
+struct Spec {
     name: &'static str,
     unit: &'static str,
-    openkv: f64,
-    deno_key: DenoKey,
-    deno: Option<f64>,
+    deno: DenoKey,
     target: Target,
+}
+
+const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Target) -> Spec {
+    Spec { name, unit, deno, target }
+}
+
+/// Every workload, in the order they run and are printed.
+const WORKLOADS: [Spec; 9] = [
+    spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
+    spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
+    spec("concurrent64_set", "ops/s", DenoKey::Field("concurrent64_set_ops"), Target::OfDeno(20.0)),
+    spec("get_1t", "ops/s", DenoKey::Field("get_ops"), Target::Rate(150e3)),
+    spec("get_2t", "ops/s", DenoKey::None, Target::Rate(250e3)),
+    spec("list_10k", "entries/s", DenoKey::Field("list_entries_per_s"), Target::Rate(1e6)),
+    spec("atomic_check_set", "ops/s", DenoKey::Field("atomic_check_set_ops"), Target::None),
+    spec("sum_hot", "ops/s", DenoKey::Field("sum_hot_ops"), Target::None),
+    spec("sum_hot_64", "ops/s", DenoKey::None, Target::None),
+];
+
+/// One measured row.
+#[derive(Debug)]
+struct Row {
+    spec: Spec,
+    openkv: f64,
+    deno: Option<f64>,
 }
 
 fn main() {
@@ -113,108 +153,89 @@ fn main() {
 
 fn run(args: Args) -> Res<()> {
     let n = args.n as usize;
+    let load = load_average();
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix("openkv-bench-")
-        .tempdir_in(&base)?;
+    let tmp = tempfile::Builder::new().prefix("openkv-bench-").tempdir_in(&base)?;
     let dir = tmp.path();
     eprintln!("openkv-bench: N = {n}, databases in {}", dir.display());
 
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let mut rows = Vec::new();
-    let mut row = |name, unit, openkv, deno_key, target| {
-        eprintln!("  {name:<18} {} {unit}", fmt_rate(openkv));
-        rows.push(Row {
-            name,
-            unit,
-            openkv,
-            deno_key,
-            deno: None,
-            target,
-        });
-    };
-
-    let fsync = bench_fdatasync(&dir.join("fdatasync.bin"))?;
-    row("fdatasync", "syncs/s", fsync, DenoKey::None, Target::None);
-    let r = bench_seq_set(&rt, dir, n)?;
-    row(
-        "seq_set",
-        "ops/s",
-        r,
-        DenoKey::Field("seq_set_ops"),
-        Target::OfFsync(0.8),
-    );
-    let r = bench_concurrent_set(&rt, dir, n)?;
-    let f = DenoKey::Field("concurrent64_set_ops");
-    row("concurrent64_set", "ops/s", r, f, Target::OfDeno(20.0));
-    let (one, two) = bench_gets(&rt, dir)?;
-    row(
-        "get_1t",
-        "ops/s",
-        one,
-        DenoKey::Field("get_ops"),
-        Target::Rate(150e3),
-    );
-    row("get_2t", "ops/s", two, DenoKey::None, Target::Rate(250e3));
-    let r = bench_list(&rt, dir)?;
-    let f = DenoKey::Field("list_entries_per_s");
-    row("list_10k", "entries/s", r, f, Target::Rate(1e6));
-    let r = bench_atomic_check_set(&rt, dir, n)?;
-    let f = DenoKey::Field("atomic_check_set_ops");
-    row("atomic_check_set", "ops/s", r, f, Target::None);
-    let r = bench_sum_hot(&rt, dir, n)?;
-    row(
-        "sum_hot",
-        "ops/s",
-        r,
-        DenoKey::Field("sum_hot_ops"),
-        Target::None,
-    );
-    let r = bench_sum_hot_64(&rt, dir, n)?;
-    row("sum_hot_64", "ops/s", r, DenoKey::None, Target::None);
+    let mut gets = None;
+    for spec in WORKLOADS {
+        if !wanted(spec.name) {
+            continue;
+        }
+        let openkv = match spec.name {
+            "fdatasync" => bench_fdatasync(&dir.join("fdatasync.bin"))?,
+            "seq_set" => bench_seq_set(&rt, dir, n)?,
+            "concurrent64_set" => bench_concurrent_set(&rt, dir, n)?,
+            "get_1t" | "get_2t" => {
+                if gets.is_none() {
+                    gets = Some(bench_gets(&rt, dir)?);
+                }
+                let (one, two) = gets.expect("measured above");
+                if spec.name == "get_1t" {
+                    one
+                } else {
+                    two
+                }
+            }
+            "list_10k" => bench_list(&rt, dir)?,
+            "atomic_check_set" => bench_atomic_check_set(&rt, dir, n)?,
+            "sum_hot" => bench_sum_hot(&rt, dir, n)?,
+            "sum_hot_64" => bench_sum_hot_64(&rt, dir, n)?,
+            other => unreachable!("workload {other} has no implementation"),
+        };
+        eprintln!("  {:<18} {} {}", spec.name, fmt_rate(openkv), spec.unit);
+        rows.push(Row { spec, openkv, deno: None });
+    }
     drop(rt);
+    let fsync = rows.iter().find(|r| r.spec.name == "fdatasync").map(|r| r.openkv);
 
-    let (deno, deno_note) = match run_deno(&args, dir, n) {
-        Ok((json, version)) => (Some(json), version),
+    let deno_wanted = rows.iter().any(|r| matches!(r.spec.deno, DenoKey::Field(_)));
+    let deno = if args.no_deno {
+        Err("--no-deno".into())
+    } else if !deno_wanted {
+        Err("no selected workload has a Deno counterpart".into())
+    } else {
+        run_deno(&args, dir, n)
+    };
+    let deno_note = match deno {
+        Ok((json, version)) => {
+            for r in &mut rows {
+                if let DenoKey::Field(f) = r.spec.deno {
+                    r.deno = json.get(f).and_then(serde_json::Value::as_f64);
+                }
+            }
+            format!("Deno CLI: {version}")
+        }
         Err(e) => {
             eprintln!("openkv-bench: Deno CLI not measured: {e}");
-            (
-                None,
-                format!("Deno CLI not measured ({e}): Deno columns are n/a"),
-            )
+            format!("Deno CLI not measured ({e}): its columns are n/a")
         }
     };
-    if let Some(json) = &deno {
-        for r in &mut rows {
-            if let DenoKey::Field(f) = r.deno_key {
-                r.deno = json.get(f).and_then(serde_json::Value::as_f64);
-            }
-        }
-    }
 
     let table = Table { rows: &rows, fsync };
     if args.markdown {
-        println!("{}", markdown_header(n, &deno_note));
+        println!("**openkv-bench** — {}", header(n, &load, &deno_note));
         println!();
         print!("{}", table.render(true));
     } else {
-        println!("openkv-bench, N = {n}; {deno_note}");
+        println!("openkv-bench — {}", header(n, &load, &deno_note));
         println!();
         print!("{}", table.render(false));
     }
-    let seq = rows
-        .iter()
-        .find(|r| r.name == "seq_set")
-        .map_or(0.0, |r| r.openkv);
-    println!();
-    println!(
-        "disk fdatasync: {} syncs/s; seq_set / fdatasync = {:.2} (target >= 0.8)",
-        fmt_rate(fsync),
-        seq / fsync
-    );
+    let seq = rows.iter().find(|r| r.spec.name == "seq_set");
+    if let (Some(fsync), Some(seq)) = (fsync, seq) {
+        println!();
+        println!(
+            "disk fdatasync: {} syncs/s; seq_set / fdatasync = {:.2} (target >= 0.8)",
+            fmt_rate(fsync),
+            seq.openkv / fsync
+        );
+    }
     Ok(())
 }
 
@@ -224,12 +245,7 @@ fn run(args: Args) -> Res<()> {
 
 /// The raw disk: rewrite one 4 KiB block at offset 0 and `fdatasync`, for about [`MEASURE`].
 fn bench_fdatasync(path: &Path) -> Res<f64> {
-    let file = FileOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let file = FileOptions::new().create(true).truncate(true).read(true).write(true).open(path)?;
     let mut block = vec![0xa5u8; 4096];
     // Allocate the block first, so the timed syncs flush data only, as a WAL rewrite does.
     file.write_all_at(&block, 0)?;
@@ -307,10 +323,7 @@ fn bench_gets(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
                 s.spawn(move || get_loop(kv, t * PRELOAD / 2, Some(barrier)))
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("get thread panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("get thread panicked")).collect()
     });
     let mut total = 0;
     let mut longest = 0f64;
@@ -332,9 +345,7 @@ fn get_loop(kv: &Kv, offset: usize, barrier: Option<&Barrier>) -> Res<(u64, f64)
         // Visits every key in a scattered order (7919 is prime, so coprime with PRELOAD).
         let key_at = |i: usize| key!["get", (offset + i * 7919) % PRELOAD];
         for i in 0..PRELOAD {
-            kv.get(&key_at(i))
-                .await?
-                .ok_or("a preloaded key is missing")?;
+            kv.get(&key_at(i)).await?.ok_or("a preloaded key is missing")?;
         }
         if let Some(b) = barrier {
             b.wait();
@@ -344,9 +355,7 @@ fn get_loop(kv: &Kv, offset: usize, barrier: Option<&Barrier>) -> Res<(u64, f64)
         let mut i = 0;
         while start.elapsed() < MEASURE {
             for _ in 0..256 {
-                kv.get(&key_at(i))
-                    .await?
-                    .ok_or("a preloaded key is missing")?;
+                kv.get(&key_at(i)).await?.ok_or("a preloaded key is missing")?;
                 i += 1;
             }
             ops += 256;
@@ -402,12 +411,7 @@ fn bench_atomic_check_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
         for i in 0..quarter {
             let k = key!["acs", i];
             let seen = kv.get(&k).await?.map(|e| e.versionstamp);
-            let outcome = kv
-                .atomic()
-                .check(&k, seen)
-                .set(&k, v8_smi(i))
-                .commit()
-                .await?;
+            let outcome = kv.atomic().check(&k, seen).set(&k, v8_smi(i)).commit().await?;
             if !outcome.is_committed() {
                 return Err(format!("check + set of {k} failed its check").into());
             }
@@ -533,11 +537,9 @@ fn deno_binary(args: &Args) -> Res<PathBuf> {
             .status()
             .map_err(|e| format!("{} is missing and npm could not run: {e}", pinned.display()))?;
         if !status.success() || !pinned.exists() {
-            return Err(format!(
-                "{} is missing and `npm ci` failed ({status})",
-                pinned.display()
-            )
-            .into());
+            return Err(
+                format!("{} is missing and `npm ci` failed ({status})", pinned.display()).into()
+            );
         }
     }
     Ok(pinned)
@@ -552,11 +554,7 @@ fn run_deno(args: &Args, dir: &Path, n: usize) -> Res<(serde_json::Value, String
         .output()
         .map_err(|e| format!("could not run {}: {e}", deno.display()))?;
     let version = String::from_utf8_lossy(&version.stdout);
-    let version = version
-        .lines()
-        .next()
-        .unwrap_or("deno (unknown version)")
-        .to_owned();
+    let version = version.lines().next().unwrap_or("deno (unknown version)").to_owned();
     eprintln!("openkv-bench: running {version} (tests/deno/bench_local.ts)");
 
     let script = workspace_root().join("tests/deno/bench_local.ts");
@@ -602,39 +600,32 @@ fn run_deno(args: &Args, dir: &Path, n: usize) -> Res<(serde_json::Value, String
 
 struct Table<'a> {
     rows: &'a [Row],
-    fsync: f64,
+    /// The disk's rate, if measured.
+    fsync: Option<f64>,
 }
 
 impl Table<'_> {
     fn render(&self, markdown: bool) -> String {
-        let header = [
-            "workload",
-            "openkv",
-            "Deno CLI",
-            "openkv/Deno",
-            "unit",
-            "target",
-            "met",
-        ];
+        let header = ["workload", "openkv", "Deno CLI", "openkv/Deno", "unit", "target", "met"];
         let mut cells: Vec<[String; 7]> = vec![header.map(String::from)];
         for r in self.rows {
-            let deno = match (r.deno_key, r.deno) {
+            let deno = match (r.spec.deno, r.deno) {
                 (DenoKey::None, _) => "-".to_owned(),
                 (_, Some(d)) => fmt_rate(d),
                 (_, None) => "n/a".to_owned(),
             };
             let ratio = match r.deno {
                 Some(d) if d > 0.0 => format!("{:.2}x", r.openkv / d),
-                _ if matches!(r.deno_key, DenoKey::None) => "-".to_owned(),
+                _ if matches!(r.spec.deno, DenoKey::None) => "-".to_owned(),
                 _ => "n/a".to_owned(),
             };
             let (target, met) = self.target(r);
             cells.push([
-                r.name.to_owned(),
+                r.spec.name.to_owned(),
                 fmt_rate(r.openkv),
                 deno,
                 ratio,
-                r.unit.to_owned(),
+                r.spec.unit.to_owned(),
                 target,
                 met,
             ]);
@@ -653,29 +644,24 @@ impl Table<'_> {
                 .iter()
                 .zip(widths)
                 .zip(right)
-                .map(|((c, w), r)| {
-                    if r {
-                        format!("{c:>w$}")
-                    } else {
-                        format!("{c:<w$}")
-                    }
-                })
+                .map(|((c, w), r)| if r { format!("{c:>w$}") } else { format!("{c:<w$}") })
                 .collect();
             if markdown {
                 out += &format!("| {} |\n", padded.join(" | "));
                 if i == 0 {
-                    let rule: Vec<String> = widths
-                        .iter()
-                        .zip(right)
-                        .map(|(&w, r)| {
-                            if r {
-                                format!("{}:", "-".repeat(w.max(2) - 1))
-                            } else {
-                                "-".repeat(w.max(1))
-                            }
-                        })
-                        .collect();
-                    out += &format!("|-{}-|\n", rule.join("-|-"));
+                    let rule: Vec<String> =
+                        widths
+                            .iter()
+                            .zip(right)
+                            .map(|(&w, r)| {
+                                if r {
+                                    format!("{}:", "-".repeat(w + 1))
+                                } else {
+                                    "-".repeat(w + 2)
+                                }
+                            })
+                            .collect();
+                    out += &format!("|{}|\n", rule.join("|"));
                 }
             } else {
                 out += padded.join("  ").trim_end();
@@ -692,9 +678,9 @@ impl Table<'_> {
 
     /// The target's text and whether it was met ("yes", "NO (x% of target)", "n/a", "").
     fn target(&self, r: &Row) -> (String, String) {
-        let (text, goal) = match r.target {
+        let (text, goal) = match r.spec.target {
             Target::None => return (String::new(), String::new()),
-            Target::OfFsync(f) => (format!(">= {f}x fdatasync"), Some(f * self.fsync)),
+            Target::OfFsync(f) => (format!(">= {f}x fdatasync"), self.fsync.map(|x| f * x)),
             Target::OfDeno(f) => (format!(">= {f}x Deno"), r.deno.map(|d| f * d)),
             Target::Rate(x) => (format!(">= {}/s", fmt_si(x)), Some(x)),
         };
@@ -707,11 +693,10 @@ impl Table<'_> {
     }
 }
 
-/// The Markdown header line: date, nproc, CPU model, N and Deno's version.
-fn markdown_header(n: usize, deno_note: &str) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// The header line: date (UTC), nproc, CPU model, the load average when the run started
+/// (other processes skew the figures, the disk's especially), N and Deno's version.
+fn header(n: usize, load: &str, deno_note: &str) -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -723,7 +708,18 @@ fn markdown_header(n: usize, deno_note: &str) -> String {
                 .map(|(_, model)| model.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("**openkv-bench** — {y:04}-{m:02}-{d:02}, nproc {nproc}, {cpu}; N = {n}; {deno_note}")
+    format!(
+        "{y:04}-{m:02}-{d:02}, nproc {nproc}, {cpu}, load average {load} at start; \
+         N = {n}; {deno_note}"
+    )
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).

@@ -353,11 +353,7 @@ fn encode_f64(x: f64) -> [u8; 8] {
     } else {
         x.to_bits()
     };
-    let u = if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits ^ (1 << 63)
-    };
+    let u = if bits >> 63 == 1 { !bits } else { bits ^ (1 << 63) };
     u.to_be_bytes()
 }
 
@@ -471,7 +467,9 @@ fn decode_part(tag: u8, rest: &[u8]) -> Result<(KeyPart, &[u8]), Error> {
         }
         FALSE => (KeyPart::Bool(false), rest),
         TRUE => (KeyPart::Bool(true), rest),
-        other => return Err(Error::InvalidEncodedKey(format!("unknown key part tag 0x{other:02x}"))),
+        other => {
+            return Err(Error::InvalidEncodedKey(format!("unknown key part tag 0x{other:02x}")))
+        }
     })
 }
 

@@ -182,10 +182,7 @@ impl Kv {
             })
             .collect::<Result<Vec<_>>>()?;
         let results = self.snapshot_read(ranges, consistency).await?;
-        results
-            .into_iter()
-            .map(|mut r| r.pop().map(Entry::from_raw).transpose())
-            .collect()
+        results.into_iter().map(|mut r| r.pop().map(Entry::from_raw).transpose()).collect()
     }
 
     /// Lists the entries a selector picks, as a stream fetched in batches.
@@ -347,7 +344,8 @@ impl AtomicOperation {
 
     /// Stores a value that expires `expire_in` after the commit's start.
     pub fn set_with_expiry(self, key: &Key, value: impl Into<Value>, expire_in: Duration) -> Self {
-        let at = self.kv.now_ms().saturating_add(expire_in.as_millis().min(i64::MAX as u128) as i64);
+        let at =
+            self.kv.now_ms().saturating_add(expire_in.as_millis().min(i64::MAX as u128) as i64);
         self.push(key, MutationKind::Set(value.into()), Some(at))
     }
 

@@ -232,7 +232,7 @@ impl ListStream {
             return Err(Error::InvalidOption("limit must be positive".into()));
         }
         let batch_size = match (options.batch_size, options.limit) {
-            (Some(b), _) if b == 0 => {
+            (Some(0), _) => {
                 return Err(Error::InvalidOption("batchSize must be positive".into()))
             }
             (Some(b), _) if b > max => return Err(Error::TooManyEntries { max }),
@@ -244,7 +244,6 @@ impl ListStream {
         let (start, end) = raw.bounds(options.reverse, options.cursor.as_deref())?;
         let limits = kv.limits();
         crate::validate::read_key(limits, &start)?;
-        crate::validate::read_key(limits, &end)?;
         Ok(ListStream {
             kv,
             selector: raw,

@@ -11,7 +11,14 @@ pub(crate) fn read_ranges(limits: &Limits, ranges: &[ReadRange]) -> Result<()> {
     let mut entries: usize = 0;
     for r in ranges {
         read_key(limits, &r.start)?;
-        read_key(limits, &r.end)?;
+        // An end is exclusive: a point read of a maximal key ends at `key ‖ 0x00`, one byte
+        // longer, as in Deno.
+        if r.end.len() > limits.max_read_key_size + 1 {
+            return Err(Error::KeyTooLargeForRead {
+                max: limits.max_read_key_size,
+                size: r.end.len() - 1,
+            });
+        }
         if r.limit == 0 {
             return Err(Error::InvalidOption("a read range's limit must be at least 1".into()));
         }
@@ -75,7 +82,8 @@ pub(crate) fn atomic_write(limits: &Limits, write: &AtomicWrite, now_ms: i64) ->
             if at < 0 {
                 return Err(Error::InvalidOption(format!("invalid expiry time {at} ms")));
             }
-            if !matches!(m.kind, MutationKind::Set(_) | MutationKind::SetSuffixVersionstampedKey(_)) {
+            if !matches!(m.kind, MutationKind::Set(_) | MutationKind::SetSuffixVersionstampedKey(_))
+            {
                 return Err(Error::InvalidOption("only set mutations can expire".into()));
             }
         }

@@ -69,9 +69,8 @@ async fn run_deno(script: &Path, args: &[&Path]) -> String {
             .env("NO_COLOR", "1")
             .env("DENO_NO_UPDATE_CHECK", "1")
             .current_dir(workspace_root());
-        let out = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", deno.display()));
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("could not start {}: {e}", deno.display()));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(
@@ -280,7 +279,8 @@ fn now_ms() -> i64 {
 /// Rows of `kv` with an expiration time, read straight from the file.
 fn rows_with_expiry(path: &Path) -> Vec<(Key, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn.prepare("select k, expiration_ms from kv where expiration_ms >= 0").unwrap();
+    let mut stmt =
+        conn.prepare("select k, expiration_ms from kv where expiration_ms >= 0").unwrap();
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
         .unwrap()
@@ -362,6 +362,7 @@ async fn deno_writes_openkv_reads() {
 }
 
 #[tokio::test]
+#[allow(clippy::approx_constant)] // 3.14 is test data (as in write_fixture.ts), not π
 async fn openkv_writes_deno_reads() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("openkv.sqlite3");
@@ -439,14 +440,14 @@ async fn openkv_writes_deno_reads() {
     let strings = [
         "hello".to_owned(),
         String::new(),
-        "héllo".to_owned(),           // one-byte (Latin-1)
-        "\u{ff}".to_owned(),          // one-byte, top of Latin-1
-        "x".repeat(1000),             // one-byte, 2-byte varint
-        "é".repeat(130),              // one-byte, 2-byte varint, non-ASCII
-        "héllo wörld ✓".to_owned(),   // two-byte
-        "✓".repeat(63),               // two-byte, 126 bytes: 1-byte varint, no padding
-        "✓".repeat(64),               // two-byte, 128 bytes: 2-byte varint, padded
-        "✓".repeat(100),              // two-byte, padded
+        "héllo".to_owned(),          // one-byte (Latin-1)
+        "\u{ff}".to_owned(),         // one-byte, top of Latin-1
+        "x".repeat(1000),            // one-byte, 2-byte varint
+        "é".repeat(130),             // one-byte, 2-byte varint, non-ASCII
+        "héllo wörld ✓".to_owned(),  // two-byte
+        "✓".repeat(63),              // two-byte, 126 bytes: 1-byte varint, no padding
+        "✓".repeat(64),              // two-byte, 128 bytes: 2-byte varint, padded
+        "✓".repeat(100),             // two-byte, padded
         "🦀 crab \0 nul".to_owned(), // surrogate pair
     ];
     for (i, s) in strings.iter().enumerate() {
@@ -551,8 +552,7 @@ async fn openkv_writes_deno_reads() {
 
     let manifest_path = dir.path().join("manifest.json");
     std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    let stdout =
-        run_deno(&deno_scripts().join("check_fixture.ts"), &[&db, &manifest_path]).await;
+    let stdout = run_deno(&deno_scripts().join("check_fixture.ts"), &[&db, &manifest_path]).await;
     let n = entries.len();
     assert!(
         stdout.lines().any(|l| l.trim() == format!("ok {n}")),
@@ -636,4 +636,71 @@ async fn schema_is_denos() {
     assert_eq!(their_version, 3);
     assert_eq!(our_version, 3);
     assert_eq!(our_version, openkv::SCHEMA_VERSION);
+}
+
+/// The hand-written V8 serializer above against Deno's own bytes at the edges the fixtures do
+/// not reach: the Smi range (Deno's V8 has 32-bit Smis), -0, and the padding before two-byte
+/// strings whose length varint makes the UTF-16 payload odd-aligned.
+#[tokio::test]
+async fn v8_bytes_are_denos() {
+    let numbers = [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        2f64.powi(30) - 1.0,
+        2f64.powi(30),
+        -(2f64.powi(30)),
+        -(2f64.powi(30)) - 1.0,
+        f64::from(i32::MAX),
+        f64::from(i32::MAX) + 1.0,
+        f64::from(i32::MIN),
+        f64::from(i32::MIN) - 1.0,
+        0.5,
+        1e300,
+        5e-324,
+        f64::MAX,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+    ];
+    let strings = [
+        String::new(),
+        "\u{ff}".to_owned(),
+        "x".repeat(127),
+        "x".repeat(128),
+        "é".repeat(130),
+        "✓".to_owned(),
+        "✓".repeat(63),
+        "✓".repeat(64),
+        "✓".repeat(8192),
+        "\u{1F980}".to_owned(),
+        "a\u{100}".to_owned(),
+    ];
+    // JS literals: number_to_manifest's spellings are valid JS ("-0", "NaN", "1e300", ...).
+    let mut script = String::from("const kv = await Deno.openKv(Deno.args[0]);\n");
+    for (i, x) in numbers.iter().enumerate() {
+        script += &format!("await kv.set([\"n\", {i}], {});\n", number_to_manifest(*x));
+    }
+    for (i, s) in strings.iter().enumerate() {
+        script += &format!("await kv.set([\"s\", {i}], {});\n", serde_json::to_string(s).unwrap());
+    }
+    script += "kv.close();\n";
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("v8.ts");
+    std::fs::write(&script_path, script).unwrap();
+    let db = dir.path().join("v8.sqlite3");
+    run_deno(&script_path, &[&db]).await;
+
+    let kv = Kv::open(&db).await.unwrap();
+    for (i, x) in numbers.iter().enumerate() {
+        let got = kv.get(&key!["n", i as f64]).await.unwrap().expect("number written by Deno");
+        assert_eq!(got.value, Value::V8(v8_number(*x)), "V8 bytes of {}", number_to_manifest(*x));
+    }
+    for (i, s) in strings.iter().enumerate() {
+        let got = kv.get(&key!["s", i as f64]).await.unwrap().expect("string written by Deno");
+        let shown: String = s.chars().take(8).collect();
+        assert_eq!(got.value, Value::V8(v8_string(s)), "V8 bytes of {shown:?} ({} chars)", s.len());
+    }
+    kv.close().await.unwrap();
 }

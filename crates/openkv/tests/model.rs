@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use openkv::{
-    CommitOutcome, Entry, Key, KeyPart, Kv, ListOptions, ManualClock, OpenOptions, Selector,
-    Value, Versionstamp,
+    CommitOutcome, Entry, Key, KeyPart, Kv, ListOptions, ManualClock, OpenOptions, Selector, Value,
+    Versionstamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
@@ -76,7 +76,13 @@ enum Op {
     Atomic(Vec<(Key, bool)>, Vec<Mut>),
     Get(Key),
     GetMany(Vec<Key>),
-    List { prefix: Key, limit: Option<usize>, reverse: bool, batch: usize, page: usize },
+    List {
+        prefix: Key,
+        limit: Option<usize>,
+        reverse: bool,
+        batch: usize,
+        page: usize,
+    },
     ListRange(Key, Key, bool),
     Advance(u64),
     Reopen,
@@ -202,7 +208,10 @@ async fn step(kv: &mut Kv, m: &mut Model, op: &Op, path: &std::path::Path, clock
                 match mu {
                     Mut::Set(k, v, e) => {
                         let expire_at = e.map(|ms| m.now + ms as i64);
-                        rows.insert(k.encode().unwrap(), Row { value: v.clone(), version, expire_at });
+                        rows.insert(
+                            k.encode().unwrap(),
+                            Row { value: v.clone(), version, expire_at },
+                        );
                     }
                     Mut::Delete(k) => {
                         rows.remove(&k.encode().unwrap());
@@ -251,8 +260,11 @@ async fn step(kv: &mut Kv, m: &mut Model, op: &Op, path: &std::path::Path, clock
         }
         Op::List { prefix, limit, reverse, batch, page } => {
             let p = prefix.encode().unwrap();
-            let mut want =
-                m.range(&[p.as_slice(), &[0]].concat(), &[p.as_slice(), &[0xff]].concat(), *reverse);
+            let mut want = m.range(
+                &[p.as_slice(), &[0]].concat(),
+                &[p.as_slice(), &[0xff]].concat(),
+                *reverse,
+            );
             if let Some(l) = limit {
                 want.truncate(*l);
             }
@@ -285,12 +297,17 @@ async fn step(kv: &mut Kv, m: &mut Model, op: &Op, path: &std::path::Path, clock
                     _ => break,
                 }
             }
-            let all = m.range(&[p.as_slice(), &[0]].concat(), &[p.as_slice(), &[0xff]].concat(), *reverse);
+            let all = m.range(
+                &[p.as_slice(), &[0]].concat(),
+                &[p.as_slice(), &[0xff]].concat(),
+                *reverse,
+            );
             assert_eq!(paged, all, "paginated list {prefix}");
         }
         Op::ListRange(a, b, reverse) => {
             let (ea, eb) = (a.encode().unwrap(), b.encode().unwrap());
-            let res = kv.list(Selector::range(a.clone(), b.clone()), ListOptions::new().reverse(*reverse));
+            let res = kv
+                .list(Selector::range(a.clone(), b.clone()), ListOptions::new().reverse(*reverse));
             if ea > eb {
                 let err = res.unwrap_err();
                 assert!(matches!(err, openkv::Error::InvalidSelector(_)), "{err}");
@@ -319,7 +336,8 @@ fn operations_match_a_btreemap_model() {
         failure_persistence: None,
         ..Config::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runner = TestRunner::new(config);
     runner
         .run(&prop::collection::vec(op(), 1..60), |ops| {
@@ -336,8 +354,12 @@ fn operations_match_a_btreemap_model() {
                 kv.close().await.unwrap();
                 let kv = open(&path, &clock).await;
                 for reverse in [false, true] {
-                    let (got, _) =
-                        collect(&kv, Selector::prefix(Key::default()), ListOptions::new().reverse(reverse)).await;
+                    let (got, _) = collect(
+                        &kv,
+                        Selector::prefix(Key::default()),
+                        ListOptions::new().reverse(reverse),
+                    )
+                    .await;
                     assert_eq!(got, model.range(&[0], &[0xff], reverse));
                 }
                 kv.close().await.unwrap();

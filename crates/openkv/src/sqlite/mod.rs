@@ -186,9 +186,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
-        Error::Storage(format!("could not open {}: {e}", path.display()))
-    })?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::Storage(format!("could not open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     if read_only {
@@ -231,7 +230,8 @@ fn read_ranges(conn: &Connection, ranges: &[ReadRange], now: i64) -> Result<Vec<
 }
 
 fn read_range(conn: &Connection, range: &ReadRange, now: i64) -> Result<Vec<RawEntry>> {
-    let mut stmt = conn.prepare_cached(if range.reverse { RANGE_SCAN_REVERSE } else { RANGE_SCAN })?;
+    let mut stmt =
+        conn.prepare_cached(if range.reverse { RANGE_SCAN_REVERSE } else { RANGE_SCAN })?;
     let mut rows =
         stmt.query(rusqlite::params![range.start, range.end, now, i64::from(range.limit)])?;
     let mut out = Vec::new();

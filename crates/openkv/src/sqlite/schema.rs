@@ -84,10 +84,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
                      is this a Deno KV database?"
                 ))
             })?;
-            conn.execute(
-                "replace into migration_state (k, version) values (0, ?)",
-                [version],
-            )?;
+            conn.execute("replace into migration_state (k, version) values (0, ?)", [version])?;
         }
     }
     Ok(())

@@ -77,7 +77,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Arc<Mutex<Connection>>, shared: Arc<Shared>, config: SqliteConfig) -> Self {
+    pub(crate) fn new(
+        conn: Arc<Mutex<Connection>>,
+        shared: Arc<Shared>,
+        config: SqliteConfig,
+    ) -> Self {
         let rng = match config.rng_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
@@ -246,7 +250,8 @@ impl Writer {
             if keys.is_empty() {
                 return Ok(None);
             }
-            let version: i64 = conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get::<_, i64>(0))? + 1;
+            let version: i64 =
+                conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get::<_, i64>(0))? + 1;
             conn.prepare_cached(SET_VERSION)?.execute([version])?;
             Ok(Some(ChangeEvent {
                 versionstamp: Versionstamp::from_version(version as u64),
@@ -270,11 +275,20 @@ impl Writer {
 }
 
 /// The live (unexpired) row of a key: value, version.
-fn current(conn: &Connection, key: &[u8], now: i64) -> rusqlite::Result<Option<(Vec<u8>, i64, i64)>> {
+fn current(
+    conn: &Connection,
+    key: &[u8],
+    now: i64,
+) -> rusqlite::Result<Option<(Vec<u8>, i64, i64)>> {
     let row = conn
         .prepare_cached(POINT_GET)?
         .query_row([key], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .optional()?;
     Ok(row.and_then(|(v, enc, version, exp)| {
@@ -312,8 +326,8 @@ fn apply_write(
 ) -> Result<std::result::Result<Vec<Vec<u8>>, Rejected>> {
     let mut failed = Vec::new();
     for (i, check) in write.checks.iter().enumerate() {
-        let actual = current(conn, &check.key, now)?
-            .map(|(_, _, v)| Versionstamp::from_version(v as u64));
+        let actual =
+            current(conn, &check.key, now)?.map(|(_, _, v)| Versionstamp::from_version(v as u64));
         if actual != check.versionstamp {
             failed.push(i as u32);
         }
