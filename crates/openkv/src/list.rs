@@ -232,9 +232,7 @@ impl ListStream {
             return Err(Error::InvalidOption("limit must be positive".into()));
         }
         let batch_size = match (options.batch_size, options.limit) {
-            (Some(0), _) => {
-                return Err(Error::InvalidOption("batchSize must be positive".into()))
-            }
+            (Some(0), _) => return Err(Error::InvalidOption("batchSize must be positive".into())),
             (Some(b), _) if b > max => return Err(Error::TooManyEntries { max }),
             (Some(b), _) => b,
             (None, Some(l)) => l.min(MAX_LIST_BATCH_FROM_LIMIT).min(max),
