@@ -160,6 +160,19 @@ async fn invalid_keys_and_selectors() {
     still_works(&kv).await;
 }
 
+/// An atomic write with one enqueue of a tiny V8 payload (`null`).
+fn enqueue(deadline_ms: i64, keys: Vec<Vec<u8>>, backoff: Option<Vec<u32>>) -> AtomicWrite {
+    AtomicWrite {
+        enqueues: vec![Enqueue {
+            payload: vec![0xff, 0x10, 0x30],
+            deadline_ms,
+            keys_if_undelivered: keys,
+            backoff_schedule: backoff,
+        }],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn raw_writes_are_validated_too() {
     let (_d, kv) = kv().await;
@@ -183,52 +196,17 @@ async fn raw_writes_are_validated_too() {
             },
             "invalid key: key cannot be empty",
         ),
+        (enqueue(i64::MAX, vec![], None), "Delay cannot be greater than 30 days"),
         (
-            AtomicWrite {
-                enqueues: vec![Enqueue {
-                    payload: vec![0xff, 0x10, 0x30],
-                    deadline_ms: i64::MAX,
-                    keys_if_undelivered: vec![],
-                    backoff_schedule: None,
-                }],
-                ..Default::default()
-            },
-            "Delay cannot be greater than 30 days",
-        ),
-        (
-            AtomicWrite {
-                enqueues: vec![Enqueue {
-                    payload: vec![0xff, 0x10, 0x30],
-                    deadline_ms: 0,
-                    keys_if_undelivered: vec![],
-                    backoff_schedule: Some(vec![1; 11]),
-                }],
-                ..Default::default()
-            },
+            enqueue(0, vec![], Some(vec![1; 11])),
             "Invalid backoffSchedule, max 10 intervals allowed",
         ),
         (
-            AtomicWrite {
-                enqueues: vec![Enqueue {
-                    payload: vec![0xff, 0x10, 0x30],
-                    deadline_ms: 0,
-                    keys_if_undelivered: vec![],
-                    backoff_schedule: Some(vec![1, 3_600_001]),
-                }],
-                ..Default::default()
-            },
+            enqueue(0, vec![], Some(vec![1, 3_600_001])),
             "Invalid backoffSchedule, interval at index 1 is invalid",
         ),
         (
-            AtomicWrite {
-                enqueues: vec![Enqueue {
-                    payload: vec![0xff, 0x10, 0x30],
-                    deadline_ms: 0,
-                    keys_if_undelivered: vec![key!["d"].encode().unwrap(); 11],
-                    backoff_schedule: None,
-                }],
-                ..Default::default()
-            },
+            enqueue(0, vec![key!["d"].encode().unwrap(); 11], None),
             "Too many keysIfUndelivered (max 10)",
         ),
     ];
