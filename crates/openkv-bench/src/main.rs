@@ -15,6 +15,7 @@
 //! | row | workload | target |
 //! |---|---|---|
 //! | `fdatasync` | raw disk: rewrite 4 KiB at offset 0 + `fdatasync`, for ~1 s | (reference) |
+//! | `raw_sqlite_commit` | rusqlite alone, same pragmas and table: N one-row durable transactions | (the ceiling of `seq_set`) |
 //! | `seq_set` | N sequential awaited `set`s, each a durable commit | ≥ 0.8 × fdatasync |
 //! | `concurrent64_set` | 64 tasks (2-worker runtime), N sets in total | ≥ 20 × Deno CLI |
 //! | `get_1t` | point gets of 10k preloaded keys, one thread | ≥ 150k/s |
@@ -136,8 +137,9 @@ const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Tar
 }
 
 /// Every workload, in the order they run and are printed.
-const WORKLOADS: [Spec; 9] = [
+const WORKLOADS: [Spec; 10] = [
     spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
+    spec("raw_sqlite_commit", "ops/s", DenoKey::None, Target::None),
     spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
     spec("concurrent64_set", "ops/s", DenoKey::Field("concurrent64_set_ops"), Target::OfDeno(20.0)),
     spec("get_1t", "ops/s", DenoKey::Field("get_ops"), Target::Rate(150e3)),
@@ -197,6 +199,7 @@ fn run(args: Args) -> Res<()> {
         for (spec, results) in specs.iter().zip(&mut openkv) {
             let rate = match spec.name {
                 "fdatasync" => bench_fdatasync(&dir.join("fdatasync.bin"))?,
+                "raw_sqlite_commit" => bench_raw_sqlite(&dir.join("raw.sqlite3"), n)?,
                 "seq_set" => bench_seq_set(&rt, dir, n)?,
                 "concurrent64_set" => bench_concurrent_set(&rt, dir, n)?,
                 "get_1t" | "get_2t" => {
@@ -274,6 +277,16 @@ fn run(args: Args) -> Res<()> {
             seq.openkv / fsync
         );
     }
+    let raw = rows.iter().find(|r| r.spec.name == "raw_sqlite_commit");
+    if let (Some(raw), Some(seq)) = (raw, seq) {
+        let vs_fsync = fsync.map(|f| format!(", itself {:.2} x fdatasync", raw.openkv / f));
+        println!(
+            "raw SQLite durable commit: {} commits/s{}; seq_set / raw SQLite = {:.2}",
+            fmt_rate(raw.openkv),
+            vs_fsync.unwrap_or_default(),
+            seq.openkv / raw.openkv
+        );
+    }
     Ok(())
 }
 
@@ -311,6 +324,44 @@ fn bench_fdatasync(path: &Path) -> Res<f64> {
     drop(file);
     std::fs::remove_file(path)?;
     Ok(syncs as f64 / secs)
+}
+
+/// The practical ceiling of `seq_set`: rusqlite alone, the same pragmas (WAL,
+/// `synchronous = FULL`) and Deno's `kv` table with its expiry index, one row inserted and the
+/// commit counter bumped per transaction, N transactions.
+fn bench_raw_sqlite(path: &Path, n: usize) -> Res<f64> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.query_row("pragma journal_mode = wal", [], |_| Ok(()))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(
+        "create table data_version (k integer primary key, version integer not null);
+         insert into data_version values (0, 0);
+         create table kv (k blob primary key, v blob not null, v_encoding integer not null,
+           version integer not null, seq integer not null default 0,
+           expiration_ms integer not null default -1) without rowid;
+         create index kv_expiration_ms_idx on kv (expiration_ms);",
+    )?;
+    let start = Instant::now();
+    for i in 0..n {
+        conn.execute_batch("begin immediate")?;
+        let version: i64 = conn
+            .prepare_cached(
+                "update data_version set version = version + 1 where k = 0 returning version",
+            )?
+            .query_row([], |r| r.get(0))?;
+        conn.prepare_cached(
+            "insert into kv (k, v, v_encoding, version, expiration_ms) values (?, ?, 1, ?, -1)",
+        )?
+        .execute(rusqlite::params![
+            key!["seq", i].encode()?,
+            v8_smi(i).to_bytes(),
+            version
+        ])?;
+        conn.execute_batch("commit")?;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    Ok(rate)
 }
 
 /// N sequential awaited sets, each its own durable commit.

@@ -217,19 +217,40 @@ impl Writer {
             let start_version = version;
             let mut outcomes = Vec::with_capacity(writes.len());
             for write in writes {
-                conn.prepare_cached("savepoint w")?.execute([])?;
+                // Only sum/min/max can reject a write after it has started mutating (checks run
+                // before any mutation), so only such writes need a savepoint to roll back to.
+                let savepoint = write.mutations.iter().any(|m| {
+                    matches!(
+                        m.kind,
+                        MutationKind::Sum(_) | MutationKind::Min(_) | MutationKind::Max(_)
+                    )
+                });
+                if savepoint {
+                    conn.prepare_cached("savepoint w")?.execute([])?;
+                }
                 let next = version + 1;
                 match apply_write(conn, write, next, now, rng)? {
                     Ok(keys) => {
-                        conn.prepare_cached("release w")?.execute([])?;
+                        if savepoint {
+                            conn.prepare_cached("release w")?.execute([])?;
+                        }
                         version = next;
                         let versionstamp = Versionstamp::from_version(next as u64);
                         events.push(ChangeEvent { versionstamp, keys: keys.into() });
                         outcomes.push(Ok(CommitOutcome::Committed { versionstamp }));
                     }
+                    Err(Rejected::Invalid(e)) if !savepoint => {
+                        // Unreachable by the rule above; if it ever happens, fail the whole
+                        // group (rolled back) rather than commit half of this write.
+                        return Err(Error::Storage(format!(
+                            "internal error: a write without sum/min/max was rejected late: {e}"
+                        )));
+                    }
                     Err(rejected) => {
-                        conn.prepare_cached("rollback to w")?.execute([])?;
-                        conn.prepare_cached("release w")?.execute([])?;
+                        if savepoint {
+                            conn.prepare_cached("rollback to w")?.execute([])?;
+                            conn.prepare_cached("release w")?.execute([])?;
+                        }
                         outcomes.push(match rejected {
                             Rejected::CheckFailed(failed_checks) => {
                                 Ok(CommitOutcome::CheckFailed { failed_checks })
