@@ -70,8 +70,24 @@ pub enum MutationKind {
     Set(Value),
     /// Remove the key; a no-op if it does not exist.
     Delete,
-    /// Add a `U64` operand, wrapping modulo 2^64; a missing key becomes the operand.
+    /// Add: a `U64` operand to a stored `KvU64`, wrapping modulo 2^64; or a V8 `number` or
+    /// `bigint` operand to a stored value of the same type (see [`MutationKind::SumWithLimits`]).
+    /// A missing key becomes the operand.
     Sum(Value),
+    /// A V8 `number`/`bigint` sum with optional bounds (KV Connect's `sum_min`, `sum_max`,
+    /// `sum_clamp`): a result outside `[min, max]` is clamped to it if `clamp`, else the write
+    /// fails ("The result of a Sum operation would exceed its range limit"). `min`/`max` are
+    /// V8 values of the operand's type.
+    SumWithLimits {
+        /// The V8 `number` or `bigint` to add.
+        operand: Value,
+        /// Lower bound (V8), if any.
+        min: Option<Value>,
+        /// Upper bound (V8), if any.
+        max: Option<Value>,
+        /// Clamp into the bounds instead of failing.
+        clamp: bool,
+    },
     /// Keep the smaller of the stored `U64` and the operand; a missing key becomes the operand.
     Min(Value),
     /// Keep the larger of the stored `U64` and the operand; a missing key becomes the operand.
@@ -90,6 +106,7 @@ impl MutationKind {
             | MutationKind::Min(v)
             | MutationKind::Max(v)
             | MutationKind::SetSuffixVersionstampedKey(v) => Some(v),
+            MutationKind::SumWithLimits { operand, .. } => Some(operand),
             MutationKind::Delete => None,
         }
     }

@@ -114,6 +114,10 @@ pub enum Error {
     /// state; it refuses writes until it is reopened.
     #[error("the store refuses writes after an earlier failure (reopen it): {0}")]
     Poisoned(Arc<str>),
+    /// A bug in openkv was detected before it could do harm (the operation was rolled back).
+    /// Please report it.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
     /// The `Kv` was closed.
     #[error("the database is closed")]
     Closed,
@@ -131,6 +135,7 @@ impl Error {
                 | Error::DiskFull(_)
                 | Error::Busy(_)
                 | Error::UnsupportedSchema(_)
+                | Error::Internal(_)
         )
     }
 }

@@ -12,6 +12,7 @@ use crate::backend::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::js::{encode_v8, JsValue};
 use crate::key::Key;
 use crate::limits::Limits;
 use crate::list::{ListOptions, ListStream, Selector};
@@ -362,6 +363,34 @@ impl AtomicOperation {
     /// Adds `n` to the `KvU64` at `key`, wrapping modulo 2^64 (a missing key becomes `n`).
     pub fn sum(self, key: &Key, n: u64) -> Self {
         self.push(key, MutationKind::Sum(Value::U64(n)), None)
+    }
+
+    /// Adds a JavaScript `number` or `bigint` to the number or bigint stored at `key` (a
+    /// missing key becomes `n`); the stored and added types must match.
+    pub fn sum_js(self, key: &Key, n: &JsValue) -> Self {
+        self.sum_js_with_limits(key, n, None, None, false)
+    }
+
+    /// [`sum_js`](Self::sum_js) with bounds: a result below `min` or above `max` (of `n`'s
+    /// type) is clamped to the bound if `clamp`, else the commit fails and writes nothing.
+    pub fn sum_js_with_limits(
+        mut self,
+        key: &Key,
+        n: &JsValue,
+        min: Option<&JsValue>,
+        max: Option<&JsValue>,
+        clamp: bool,
+    ) -> Self {
+        let v8 = |v: &JsValue| encode_v8(v).map(Value::V8);
+        match (v8(n), min.map(v8).transpose(), max.map(v8).transpose()) {
+            (Ok(operand), Ok(min), Ok(max)) => {
+                self.push(key, MutationKind::SumWithLimits { operand, min, max, clamp }, None)
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                self.error.get_or_insert(Error::InvalidValue(e.to_string()));
+                self
+            }
+        }
     }
 
     /// Keeps the smaller of the `KvU64` at `key` and `n` (a missing key becomes `n`).

@@ -70,11 +70,13 @@
 mod backend;
 mod clock;
 mod error;
+mod js;
 mod key;
 mod kv;
 pub mod limits;
 mod list;
 mod sqlite;
+mod sum;
 mod validate;
 mod value;
 mod versionstamp;
@@ -85,6 +87,9 @@ pub use backend::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use js::{
+    decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, V8Error, ViewKind, V8_WRITE_VERSION,
+};
 pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;

@@ -3,6 +3,7 @@
 use crate::backend::{AtomicWrite, MutationKind, ReadRange};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::value::Value;
 
 pub(crate) fn read_ranges(limits: &Limits, ranges: &[ReadRange]) -> Result<()> {
     if ranges.len() > limits.max_read_ranges {
@@ -77,6 +78,9 @@ pub(crate) fn atomic_write(limits: &Limits, write: &AtomicWrite, now_ms: i64) ->
         total_keys += k;
         if let Some(v) = m.kind.value() {
             total += value_size(limits, v.encoded_len())?;
+        }
+        if let MutationKind::SumWithLimits { min, max, .. } = &m.kind {
+            total += min.iter().chain(max).map(Value::encoded_len).sum::<usize>();
         }
         if let Some(at) = m.expire_at_ms {
             if at < 0 {

@@ -115,11 +115,11 @@ async fn sum_min_max_semantics() {
     // A non-U64 operand through the raw mutation path is a type error, not a panic.
     let raw = openkv::Mutation {
         key: key!["n"].encode().unwrap(),
-        kind: openkv::MutationKind::Sum(bytes("1")),
+        kind: openkv::MutationKind::Min(bytes("1")),
         expire_at_ms: None,
     };
     let err = kv.atomic().mutate(raw).commit().await.unwrap_err();
-    assert_eq!(err.to_string(), "Failed to perform 'sum' mutation on a non-U64 operand");
+    assert_eq!(err.to_string(), "Failed to perform 'min' mutation on a non-U64 operand");
 }
 
 #[tokio::test]
@@ -288,4 +288,45 @@ async fn enqueue_stores_a_message_in_denos_queue_table() {
     assert_eq!(schedule, "[100,1000,5000,30000,60000]");
     // Deno writes this JSON as text into the blob-typed column; so do we.
     assert_eq!(keys, "[[2,100,101,97,100,0]]");
+}
+
+#[tokio::test]
+async fn v8_number_and_bigint_sums() {
+    use num_bigint::BigInt;
+    use openkv::{decode_v8, JsValue};
+    let (_d, kv) = file_kv().await;
+    let (n, b) = (key!["n"], key!["b"]);
+    for _ in 0..3 {
+        kv.atomic()
+            .sum_js(&n, &JsValue::Number(1.5))
+            .sum_js(&b, &JsValue::BigInt(BigInt::from(10)))
+            .commit()
+            .await
+            .unwrap();
+    }
+    let js = |v: Value| match v {
+        Value::V8(bytes) => decode_v8(&bytes).unwrap(),
+        other => panic!("expected V8, got {other:?}"),
+    };
+    assert_eq!(js(kv.get(&n).await.unwrap().unwrap().value), JsValue::Number(4.5));
+    assert_eq!(js(kv.get(&b).await.unwrap().unwrap().value), JsValue::BigInt(BigInt::from(30)));
+    // Bounded: clamp, or fail and write nothing.
+    let max = JsValue::BigInt(BigInt::from(35));
+    kv.atomic()
+        .sum_js_with_limits(&b, &JsValue::BigInt(BigInt::from(10)), None, Some(&max), true)
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(js(kv.get(&b).await.unwrap().unwrap().value), JsValue::BigInt(BigInt::from(35)));
+    let err = kv
+        .atomic()
+        .set(&key!["side"], Value::U64(1))
+        .sum_js_with_limits(&b, &JsValue::BigInt(BigInt::from(1)), None, Some(&max), false)
+        .commit()
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "The result of a Sum operation would exceed its range limit");
+    assert!(kv.get(&key!["side"]).await.unwrap().is_none(), "all or nothing");
+    let err = kv.atomic().sum_js(&n, &JsValue::BigInt(BigInt::from(1))).commit().await.unwrap_err();
+    assert_eq!(err.to_string(), "Cannot sum Number with BigInt");
 }

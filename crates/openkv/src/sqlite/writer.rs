@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{lock, retry_busy, Request, Shared, SqliteConfig, MAX_BATCH};
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
 use crate::error::{Error, Result};
+use crate::sum;
 use crate::value::{Value, ENCODING_LE64};
 use crate::versionstamp::Versionstamp;
 
@@ -83,6 +84,24 @@ pub(crate) fn with_write_txn<T>(
 fn rollback(conn: &Connection) {
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("rollback");
+    }
+}
+
+/// True for mutations that can reject their write after earlier mutations of it were applied
+/// (they depend on the stored value's type); writes holding one need a savepoint.
+fn can_fail_late(kind: &MutationKind) -> bool {
+    match kind {
+        MutationKind::Set(_)
+        | MutationKind::Delete
+        | MutationKind::SetSuffixVersionstampedKey(_) => false,
+        // Listed explicitly, and the default is "yes": a new kind gets a savepoint until
+        // someone shows it cannot fail late.
+        MutationKind::Sum(_)
+        | MutationKind::SumWithLimits { .. }
+        | MutationKind::Min(_)
+        | MutationKind::Max(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => true,
     }
 }
 
@@ -219,12 +238,7 @@ impl Writer {
             for write in writes {
                 // Only sum/min/max can reject a write after it has started mutating (checks run
                 // before any mutation), so only such writes need a savepoint to roll back to.
-                let savepoint = write.mutations.iter().any(|m| {
-                    matches!(
-                        m.kind,
-                        MutationKind::Sum(_) | MutationKind::Min(_) | MutationKind::Max(_)
-                    )
-                });
+                let savepoint = write.mutations.iter().any(|m| can_fail_late(&m.kind));
                 if savepoint {
                     conn.prepare_cached("savepoint w")?.execute([])?;
                 }
@@ -242,8 +256,9 @@ impl Writer {
                     Err(Rejected::Invalid(e)) if !savepoint => {
                         // Unreachable by the rule above; if it ever happens, fail the whole
                         // group (rolled back) rather than commit half of this write.
-                        return Err(Error::Storage(format!(
-                            "internal error: a write without sum/min/max was rejected late: {e}"
+                        return Err(Error::Internal(format!(
+                            "a write without a savepoint was rejected late ({e}); the whole \
+                             group was rolled back"
                         )));
                     }
                     Err(rejected) => {
@@ -412,6 +427,22 @@ fn apply_write(
             }
             MutationKind::Delete => {
                 conn.prepare_cached(POINT_DELETE)?.execute([&m.key])?;
+                keys.push(m.key.clone());
+            }
+            MutationKind::Sum(op) if !matches!(op, Value::U64(_)) => {
+                let current = current(conn, &m.key, now)?;
+                match sum::apply(current, op, None, None, false) {
+                    Ok(new) => set_row(conn, &m.key, &new, version, None)?,
+                    Err(e) => return Ok(Err(Rejected::Invalid(e))),
+                }
+                keys.push(m.key.clone());
+            }
+            MutationKind::SumWithLimits { operand, min, max, clamp } => {
+                let current = current(conn, &m.key, now)?;
+                match sum::apply(current, operand, min.as_ref(), max.as_ref(), *clamp) {
+                    Ok(new) => set_row(conn, &m.key, &new, version, None)?,
+                    Err(e) => return Ok(Err(Rejected::Invalid(e))),
+                }
                 keys.push(m.key.clone());
             }
             MutationKind::Sum(op) | MutationKind::Min(op) | MutationKind::Max(op) => {
