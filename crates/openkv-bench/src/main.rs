@@ -24,6 +24,7 @@
 //! | `atomic_check_set` | N/4 × (get, check + set, commit) on distinct keys | — |
 //! | `sum_hot` | N/4 sequential `sum(["hot"], 1)` | — |
 //! | `sum_hot_64` | 64 tasks, N sums on one key in total (final value checked) | — |
+//! | `v8_decode_1k` / `v8_encode_1k` | the V8 codec on a typical ~1 KiB object, for ~1 s | — |
 //!
 //! The targets are those of the performance issue: a sequential durable set costs little
 //! more than the fdatasync it must wait for; group commit makes 64 concurrent setters at least
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use futures::StreamExt;
-use openkv::{key, Kv, ListOptions, Selector, Value};
+use openkv::{decode_v8, encode_v8, key, JsValue, Kv, ListOptions, Selector, Value};
 use tokio::runtime::{Builder, Runtime};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -137,7 +138,7 @@ const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Tar
 }
 
 /// Every workload, in the order they run and are printed.
-const WORKLOADS: [Spec; 10] = [
+const WORKLOADS: [Spec; 12] = [
     spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
     spec("raw_sqlite_commit", "ops/s", DenoKey::None, Target::None),
     spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
@@ -148,6 +149,8 @@ const WORKLOADS: [Spec; 10] = [
     spec("atomic_check_set", "ops/s", DenoKey::Field("atomic_check_set_ops"), Target::None),
     spec("sum_hot", "ops/s", DenoKey::Field("sum_hot_ops"), Target::None),
     spec("sum_hot_64", "ops/s", DenoKey::None, Target::None),
+    spec("v8_decode_1k", "values/s", DenoKey::None, Target::None),
+    spec("v8_encode_1k", "values/s", DenoKey::None, Target::None),
 ];
 
 /// One measured row.
@@ -217,6 +220,8 @@ fn run(args: Args) -> Res<()> {
                 "atomic_check_set" => bench_atomic_check_set(&rt, dir, n)?,
                 "sum_hot" => bench_sum_hot(&rt, dir, n)?,
                 "sum_hot_64" => bench_sum_hot_64(&rt, dir, n)?,
+                "v8_decode_1k" => bench_v8(false),
+                "v8_encode_1k" => bench_v8(true),
                 other => unreachable!("workload {other} has no implementation"),
             };
             eprintln!("  {:<18} {} {}", spec.name, fmt_rate(rate), spec.unit);
@@ -276,6 +281,17 @@ fn run(args: Args) -> Res<()> {
             fmt_rate(fsync),
             seq.openkv / fsync
         );
+    }
+    let size = encode_v8(&typical_object()).map(|b| b.len()).unwrap_or(0) as f64;
+    for name in ["v8_decode_1k", "v8_encode_1k"] {
+        if let Some(r) = rows.iter().find(|r| r.spec.name == name) {
+            println!(
+                "{name}: {}-byte object, {} values/s = {:.0} MB/s",
+                size,
+                fmt_rate(r.openkv),
+                r.openkv * size / 1e6
+            );
+        }
     }
     let raw = rows.iter().find(|r| r.spec.name == "raw_sqlite_commit");
     if let (Some(raw), Some(seq)) = (raw, seq) {
@@ -540,6 +556,61 @@ fn bench_sum_hot(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
 }
 
 /// 64 tasks summing into one key, N sums in total; the final value must be N.
+/// A typical stored object of about 1 KiB: a user record with nested data, as a JS app
+/// would keep it.
+fn typical_object() -> JsValue {
+    let tags = JsValue::array(["admin", "beta", "eu-west", "newsletter"].map(JsValue::from));
+    let scores = JsValue::array((0..24).map(|i| JsValue::Number(f64::from(i) * 1.25)));
+    let history = JsValue::array((0..6).map(|i| {
+        JsValue::object([
+            ("at", JsValue::Date(1.7e12 + f64::from(i) * 86_400_000.0)),
+            ("action", JsValue::from(format!("login from device {i}"))),
+            ("ok", JsValue::Bool(i % 3 != 0)),
+        ])
+    }));
+    JsValue::object([
+        ("id", JsValue::Number(123_456.0)),
+        ("name", JsValue::from("Ada Lovelace")),
+        ("email", JsValue::from("ada@example.com")),
+        ("bio", JsValue::from("Mathematician; wrote the first published algorithm ✓")),
+        ("tags", tags),
+        ("scores", scores),
+        ("balance", JsValue::BigInt(123_456_789_012_345_678u64.into())),
+        ("created", JsValue::Date(1.6e12)),
+        ("avatar", JsValue::uint8_array((0u8..=127).collect())),
+        ("history", history),
+        (
+            "settings",
+            JsValue::object([
+                ("theme", JsValue::from("dark")),
+                ("lang", JsValue::from("en-GB")),
+                ("notifications", JsValue::Bool(true)),
+                ("timezone", JsValue::from("Europe/London")),
+            ]),
+        ),
+    ])
+}
+
+/// V8 codec throughput on [`typical_object`]: values per second, decoding or encoding, for
+/// about [`MEASURE`]. The summary line turns it into MB/s.
+fn bench_v8(encode: bool) -> f64 {
+    let value = typical_object();
+    let bytes = encode_v8(&value).expect("the object encodes");
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < 1000 || start.elapsed() < MEASURE {
+        for _ in 0..100 {
+            if encode {
+                std::hint::black_box(encode_v8(std::hint::black_box(&value)).expect("encodes"));
+            } else {
+                std::hint::black_box(decode_v8(std::hint::black_box(&bytes)).expect("decodes"));
+            }
+        }
+        n += 100;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn bench_sum_hot_64(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
     rt.block_on(async {
         let kv = Kv::open(dir.join("sum_hot_64.sqlite3")).await?;

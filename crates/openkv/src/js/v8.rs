@@ -152,8 +152,9 @@ struct Reader<'a> {
     version: u32,
     /// The id the next object read gets.
     next_id: u32,
-    /// Ids of the objects that are array buffers (a view may follow a reference to one).
-    buffers: Vec<u32>,
+    /// Ids and byte lengths of the array buffers read so far (a view may follow a reference
+    /// to one, and must fit it).
+    buffers: Vec<(u32, usize)>,
     depth: usize,
 }
 
@@ -251,7 +252,7 @@ impl Reader<'_> {
         // A view follows the buffer it views (a new one, or a reference to one).
         let is_buffer = match &v {
             JsValue::ArrayBuffer(_) => true,
-            JsValue::Ref(id) => self.buffers.contains(id),
+            JsValue::Ref(id) => self.buffers.iter().any(|(b, _)| b == id),
             _ => false,
         };
         if is_buffer && self.consume_tag(tag::ARRAY_BUFFER_VIEW) {
@@ -403,17 +404,17 @@ impl Reader<'_> {
             }
             tag::ARRAY_BUFFER => {
                 let id = self.new_id();
-                self.buffers.push(id);
                 let len = self.varint()?;
                 let len = self.bounded(len)?;
+                self.buffers.push((id, len));
                 JsValue::ArrayBuffer(self.bytes(len)?.to_vec())
             }
             tag::RESIZABLE_ARRAY_BUFFER => {
                 let id = self.new_id();
-                self.buffers.push(id);
                 let len = self.varint()?;
                 let _max = self.varint()?;
                 let len = self.bounded(len)?;
+                self.buffers.push((id, len));
                 JsValue::ArrayBuffer(self.bytes(len)?.to_vec())
             }
             tag::ERROR => {
@@ -456,7 +457,10 @@ impl Reader<'_> {
         let len = self.bounded(len)?;
         let raw = self.bytes(len)?;
         Ok(match t {
-            // Latin-1: each byte is the code point.
+            // Latin-1: each byte is the code point; ASCII (the common case) is already UTF-8.
+            tag::ONE_BYTE_STRING if raw.is_ascii() => {
+                JsValue::String(std::str::from_utf8(raw).expect("ASCII is UTF-8").to_owned())
+            }
             tag::ONE_BYTE_STRING => JsValue::String(raw.iter().map(|&b| char::from(b)).collect()),
             tag::UTF8_STRING => JsValue::String(
                 std::str::from_utf8(raw)
@@ -524,14 +528,17 @@ impl Reader<'_> {
             let _flags = self.varint()?;
         }
         self.new_id();
-        if let JsValue::ArrayBuffer(b) = &buffer {
-            if u64::from(byte_offset) + u64::from(byte_length) > b.len() as u64 {
-                return Err(V8Error::Malformed(format!(
-                    "{} of {byte_length} bytes at offset {byte_offset} exceeds its {}-byte buffer",
-                    kind.name(),
-                    b.len()
-                )));
-            }
+        let buffer_len = match &buffer {
+            JsValue::ArrayBuffer(b) => b.len(),
+            JsValue::Ref(id) => self.buffers.iter().find(|(b, _)| b == id).map_or(0, |(_, l)| *l),
+            _ => 0,
+        };
+        if u64::from(byte_offset) + u64::from(byte_length) > buffer_len as u64 {
+            return Err(V8Error::Malformed(format!(
+                "{} of {byte_length} bytes at offset {byte_offset} exceeds its {buffer_len}-byte \
+                 buffer",
+                kind.name()
+            )));
         }
         if byte_length % kind.element_size() != 0 {
             return Err(V8Error::Malformed(format!(
@@ -673,7 +680,12 @@ impl Writer {
     }
 
     fn string(&mut self, s: &str) -> Result<(), V8Error> {
-        if s.chars().all(|c| (c as u32) < 0x100) {
+        if s.is_ascii() {
+            self.out.push(tag::ONE_BYTE_STRING);
+            self.len(s.len())?;
+            self.out.extend_from_slice(s.as_bytes());
+            Ok(())
+        } else if s.chars().all(|c| (c as u32) < 0x100) {
             self.out.push(tag::ONE_BYTE_STRING);
             self.len(s.chars().count())?;
             self.out.extend(s.chars().map(|c| c as u8));
@@ -1063,6 +1075,13 @@ mod tests {
         for bytes in cases {
             assert!(decode_v8(bytes).is_err(), "{bytes:?} should not decode");
         }
+        // Found by the fuzzer: a view over a *referenced* buffer must fit it too.
+        // [ArrayBuffer(8), Int32Array over Ref(1) at offset 65]
+        let view_past_ref = [
+            0xff, 0x0f, b'A', 0x02, b'B', 0x08, 0, 0, 0, 0, 0, 0, 0, 0, b'^', 0x01, b'V', b'd', 65,
+            4, 0, b'$', 0, 2,
+        ];
+        assert!(matches!(decode_v8(&view_past_ref), Err(V8Error::Malformed(_))));
         let mut deep = vec![0xff, 0x0f];
         deep.extend(std::iter::repeat_n(b'A', 10_000).flat_map(|a| [a, 1]));
         assert_eq!(decode_v8(&deep), Err(V8Error::TooDeep));

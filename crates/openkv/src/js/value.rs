@@ -48,7 +48,7 @@ pub enum JsValue {
     RegExp {
         /// The pattern (`source`).
         source: String,
-        /// The flags, as V8's flag bits (`g` 1, `i` 2, `m` 4, `y` 8, `u` 16, `s` 32, `d` 64,
+        /// The flags, as V8's flag bits (`g` 1, `i` 2, `m` 4, `y` 8, `u` 16, `s` 32, `d` 128,
         /// `v` 256); see [`JsValue::regexp_flags`].
         flags: u32,
     },
@@ -257,7 +257,7 @@ impl PartialEq for JsValue {
 
 /// RegExp flag letters and their V8 bits, in the order JavaScript prints them.
 const REGEXP_FLAGS: [(char, u32); 8] =
-    [('d', 64), ('g', 1), ('i', 2), ('m', 4), ('s', 32), ('u', 16), ('v', 256), ('y', 8)];
+    [('d', 128), ('g', 1), ('i', 2), ('m', 4), ('s', 32), ('u', 16), ('v', 256), ('y', 8)];
 
 impl JsValue {
     /// A `Uint8Array` over a fresh buffer holding `bytes` (what Deno stores for a `Uint8Array`

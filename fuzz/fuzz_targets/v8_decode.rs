@@ -1,0 +1,14 @@
+//! Arbitrary bytes into the V8 decoder: it must never panic, hang or allocate without bound,
+//! and whatever it accepts must re-encode and decode to the same value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use openkv::{decode_v8, encode_v8};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = decode_v8(data) {
+        let bytes = encode_v8(&value).expect("a decoded value re-encodes");
+        let again = decode_v8(&bytes).expect("our own encoding decodes");
+        assert_eq!(again, value);
+    }
+});
