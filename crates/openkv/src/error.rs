@@ -18,6 +18,10 @@ pub enum Error {
     /// A stored or supplied value is malformed (unknown encoding, LE64 not 8 bytes, …).
     #[error("invalid value: {0}")]
     InvalidValue(String),
+    /// A stored value does not fit the Rust type it was decoded into (a string where a number
+    /// was expected, an integer out of range, …).
+    #[error("the stored value does not fit the requested type: {0}")]
+    Deserialize(String),
     /// A versionstamp is not 10 bytes / 20 hex digits.
     #[error("invalid versionstamp: {0}")]
     InvalidVersionstamp(String),

@@ -18,21 +18,31 @@ use crate::limits::Limits;
 use crate::list::{ListOptions, ListStream, Selector};
 use crate::sqlite::{SqliteBackend, SqliteConfig};
 use crate::validate;
-use crate::value::Value;
+use crate::value::{ToValue, Value};
 use crate::versionstamp::Versionstamp;
 
-/// One key's entry.
+/// One key's entry: its value as stored ([`Value`]), or decoded into `T` by
+/// [`Kv::get_as`] / [`Entry::decode`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub struct Entry<T = Value> {
     /// The key.
     pub key: Key,
     /// The value.
-    pub value: Value,
+    pub value: T,
     /// The versionstamp of the commit that last wrote the key.
     pub versionstamp: Versionstamp,
 }
 
 impl Entry {
+    /// The same entry with its value decoded into `T` (see [`Value::decode`]).
+    pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<Entry<T>> {
+        let value = self.value.decode().map_err(|e| match e {
+            Error::Deserialize(m) => Error::Deserialize(format!("at key {}: {m}", self.key)),
+            other => other,
+        })?;
+        Ok(Entry { key: self.key, value, versionstamp: self.versionstamp })
+    }
+
     pub(crate) fn from_raw(raw: RawEntry) -> Result<Entry> {
         Ok(Entry { key: Key::decode(&raw.key)?, value: raw.value, versionstamp: raw.versionstamp })
     }
@@ -163,6 +173,29 @@ impl Kv {
         Ok(all.pop().flatten())
     }
 
+    /// Reads one key and decodes its value into `T` with serde (`kv.get_as::<User>(&key)`).
+    /// A value that does not fit `T` is [`Error::Deserialize`], naming the key.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use openkv::{key, Kv};
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct User { name: String, age: u32, tags: Vec<String> }
+    ///
+    /// let kv = Kv::open_in_memory().await?;
+    /// let ada = User { name: "Ada".into(), age: 36, tags: vec!["math".into()] };
+    /// kv.set(&key!["users", "ada"], &ada).await?; // stored as V8: a plain JS object for Deno
+    /// let back = kv.get_as::<User>(&key!["users", "ada"]).await?.unwrap();
+    /// assert_eq!(back.value, ada);
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<Entry<T>>> {
+        self.get(key).await?.map(Entry::decode).transpose()
+    }
+
     /// Reads up to 10 keys at one point in time; one result per key, in order.
     pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Entry>>> {
         self.get_many_with(keys, Consistency::Strong).await
@@ -212,7 +245,7 @@ impl Kv {
 
     /// Stores a value, replacing any value (and expiry) the key had. Returns the commit's
     /// versionstamp.
-    pub async fn set(&self, key: &Key, value: impl Into<Value>) -> Result<Versionstamp> {
+    pub async fn set(&self, key: &Key, value: impl ToValue) -> Result<Versionstamp> {
         self.atomic().set(key, value).commit().await.map(committed)
     }
 
@@ -221,7 +254,7 @@ impl Kv {
     pub async fn set_with_expiry(
         &self,
         key: &Key,
-        value: impl Into<Value>,
+        value: impl ToValue,
         expire_in: Duration,
     ) -> Result<Versionstamp> {
         self.atomic().set_with_expiry(key, value, expire_in).commit().await.map(committed)
@@ -230,11 +263,7 @@ impl Kv {
     /// Stores a value under `key` + one string part holding the commit's versionstamp
     /// (Deno's `kv.set([...key, kv.commitVersionstamp()], value)`). Returns the versionstamp;
     /// the full key is `key.with(versionstamp.to_hex())`.
-    pub async fn set_versionstamped(
-        &self,
-        key: &Key,
-        value: impl Into<Value>,
-    ) -> Result<Versionstamp> {
+    pub async fn set_versionstamped(&self, key: &Key, value: impl ToValue) -> Result<Versionstamp> {
         self.atomic().set_versionstamped(key, value).commit().await.map(committed)
     }
 
@@ -338,21 +367,33 @@ impl AtomicOperation {
         self
     }
 
-    /// Stores a value.
-    pub fn set(self, key: &Key, value: impl Into<Value>) -> Self {
-        self.push(key, MutationKind::Set(value.into()), None)
+    /// The stored form of `value`; a conversion error is reported by `commit`.
+    fn stored(&mut self, value: impl ToValue) -> Value {
+        value.to_value().unwrap_or_else(|e| {
+            self.error.get_or_insert(e);
+            Value::Bytes(Vec::new())
+        })
+    }
+
+    /// Stores a value ([`Value`], [`KvU64`](crate::KvU64), `Vec<u8>`, `&JsValue` or `&T` for
+    /// any `T: Serialize`; see [`ToValue`]).
+    pub fn set(mut self, key: &Key, value: impl ToValue) -> Self {
+        let value = self.stored(value);
+        self.push(key, MutationKind::Set(value), None)
     }
 
     /// Stores a value that expires `expire_in` after the commit's start.
-    pub fn set_with_expiry(self, key: &Key, value: impl Into<Value>, expire_in: Duration) -> Self {
+    pub fn set_with_expiry(mut self, key: &Key, value: impl ToValue, expire_in: Duration) -> Self {
+        let value = self.stored(value);
         let at =
             self.kv.now_ms().saturating_add(expire_in.as_millis().min(i64::MAX as u128) as i64);
-        self.push(key, MutationKind::Set(value.into()), Some(at))
+        self.push(key, MutationKind::Set(value), Some(at))
     }
 
     /// Stores a value under `key` + the commit's versionstamp as a string part.
-    pub fn set_versionstamped(self, key: &Key, value: impl Into<Value>) -> Self {
-        self.push(key, MutationKind::SetSuffixVersionstampedKey(value.into()), None)
+    pub fn set_versionstamped(mut self, key: &Key, value: impl ToValue) -> Self {
+        let value = self.stored(value);
+        self.push(key, MutationKind::SetSuffixVersionstampedKey(value), None)
     }
 
     /// Deletes a key.

@@ -70,7 +70,7 @@
 mod backend;
 mod clock;
 mod error;
-mod js;
+pub mod js;
 mod key;
 mod kv;
 pub mod limits;
@@ -88,12 +88,14 @@ pub use backend::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use js::{
-    decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, V8Error, ViewKind, V8_WRITE_VERSION,
+    decode_v8, encode_v8, from_js, from_json, to_js, to_json, value_from_json, value_to_json,
+    ErrorKind, JsArray, JsBigInt, JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet,
+    JsUndefined, JsValue, JsonError, V8Error, ViewKind, V8_WRITE_VERSION,
 };
 pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
 pub use sqlite::SCHEMA_VERSION;
-pub use value::{KvU64, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
+pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
 pub use versionstamp::Versionstamp;

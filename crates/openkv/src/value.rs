@@ -1,6 +1,7 @@
 //! Values as the storage layer sees them: one of three encodings.
 
 use crate::error::Error;
+use crate::js::{decode_v8, encode_v8, JsValue, ViewKind};
 
 /// `v_encoding` of a V8-serialized value (Deno's `VE_V8`).
 pub const ENCODING_V8: i64 = 1;
@@ -109,6 +110,93 @@ impl From<Vec<u8>> for Value {
 impl From<&[u8]> for Value {
     fn from(b: &[u8]) -> Self {
         Value::Bytes(b.to_vec())
+    }
+}
+
+/// What [`Kv::set`](crate::Kv::set) and the atomic `set`s accept.
+///
+/// - a [`Value`] or `&Value`: stored as it is;
+/// - a [`KvU64`]: a `Deno.KvU64`;
+/// - `Vec<u8>`: raw bytes (a `Uint8Array` in Deno);
+/// - a `&JsValue`: V8-encoded;
+/// - a reference to anything `Serialize` (`&my_struct`): converted with
+///   [`to_js`](crate::to_js) and V8-encoded, so Deno reads the natural JavaScript value (a
+///   top-level `Uint8Array` is stored as raw bytes, as Deno does). Note `&vec_of_u8` is a
+///   `Serialize` sequence, i.e. an array of numbers; pass the `Vec<u8>` itself (or a
+///   [`JsBytes`](crate::JsBytes)) for bytes.
+pub trait ToValue {
+    /// The stored form.
+    fn to_value(self) -> Result<Value, Error>;
+}
+
+impl ToValue for Value {
+    fn to_value(self) -> Result<Value, Error> {
+        Ok(self)
+    }
+}
+
+impl ToValue for &Value {
+    fn to_value(self) -> Result<Value, Error> {
+        Ok(self.clone())
+    }
+}
+
+impl ToValue for KvU64 {
+    fn to_value(self) -> Result<Value, Error> {
+        Ok(Value::U64(self.0))
+    }
+}
+
+impl ToValue for Vec<u8> {
+    fn to_value(self) -> Result<Value, Error> {
+        Ok(Value::Bytes(self))
+    }
+}
+
+impl ToValue for &JsValue {
+    fn to_value(self) -> Result<Value, Error> {
+        Value::from_js(self)
+    }
+}
+
+impl<T: serde::Serialize + ?Sized> ToValue for &T {
+    fn to_value(self) -> Result<Value, Error> {
+        let js = crate::js::to_js(self)
+            .map_err(|e| Error::InvalidValue(format!("cannot store this Rust value: {e}")))?;
+        Value::from_js(&js)
+    }
+}
+
+impl Value {
+    /// The stored form of a JavaScript value: V8 bytes, except that a top-level `Uint8Array`
+    /// over a buffer of exactly its bytes is stored as raw bytes, as Deno stores it.
+    pub fn from_js(js: &JsValue) -> Result<Value, Error> {
+        if let JsValue::View { kind: ViewKind::Uint8, buffer, byte_offset: 0, byte_length } = js {
+            if let JsValue::ArrayBuffer(b) = &**buffer {
+                if b.len() == *byte_length as usize {
+                    return Ok(Value::Bytes(b.clone()));
+                }
+            }
+        }
+        encode_v8(js).map(Value::V8).map_err(|e| Error::InvalidValue(e.to_string()))
+    }
+
+    /// The value as JavaScript sees it: V8 bytes decoded, raw bytes as a `Uint8Array`, and a
+    /// `KvU64` as its `bigint` value (in JavaScript it is a `Deno.KvU64` object holding one).
+    pub fn to_js(&self) -> Result<JsValue, Error> {
+        match self {
+            Value::V8(b) => decode_v8(b).map_err(|e| Error::InvalidValue(e.to_string())),
+            Value::Bytes(b) => Ok(JsValue::uint8_array(b.clone())),
+            Value::U64(n) => Ok(JsValue::BigInt((*n).into())),
+        }
+    }
+
+    /// Decodes the value into a Rust type with serde (see the mapping table of
+    /// [`from_js`](crate::from_js)). A `KvU64` decodes into integer types; raw bytes into
+    /// `Vec<u8>`-like byte buffers ([`JsBytes`](crate::JsBytes), `serde_bytes`).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        let js = self.to_js()?;
+        crate::js::from_js(&js).map_err(|e| Error::Deserialize(e.to_string()))
     }
 }
 

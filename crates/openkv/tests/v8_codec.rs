@@ -139,3 +139,37 @@ fn hostile_lengths_do_not_allocate() {
         JsValue::SparseArray { length: 1_000_000_000, elements: vec![], properties: vec![] }
     );
 }
+
+#[test]
+fn maximum_depth_fits_a_small_thread_stack() {
+    //! Hostile input at the nesting limit must fail or decode on an ordinary thread, never
+    //! overflow its stack (which aborts the process). 512 nested arrays, then one more level.
+    let depth = openkv::js::MAX_DEPTH;
+    for levels in [depth - 1, depth + 1] {
+        let mut bytes = vec![0xff, 0x0f];
+        for _ in 0..levels {
+            bytes.extend_from_slice(&[b'A', 1]);
+        }
+        bytes.push(b'0');
+        for _ in 0..levels {
+            bytes.extend_from_slice(&[b'$', 0, 1]);
+        }
+        // 1 MiB: half of tokio's default worker stack.
+        let ok = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let decoded = decode_v8(&bytes);
+                if let Ok(v) = &decoded {
+                    let again = encode_v8(v).unwrap();
+                    assert_eq!(&decode_v8(&again).unwrap(), v);
+                    let json = openkv::to_json(v);
+                    assert_eq!(&openkv::from_json(&json).unwrap(), v);
+                }
+                decoded.is_ok()
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(ok, levels < depth, "{levels} levels");
+    }
+}

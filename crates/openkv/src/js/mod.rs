@@ -11,8 +11,14 @@
 //! self-referencing object is `Ref` to its own id, e.g. `const o = {}; o.self = o` is
 //! `Object([("self", Ref(0))])`. Decoding and encoding preserve this exactly.
 
+mod json;
+mod serde;
 mod v8;
 mod value;
 
-pub use v8::{decode_v8, encode_v8, V8Error, V8_WRITE_VERSION};
+pub use json::{from_json, to_json, try_to_json, value_from_json, value_to_json, JsonError};
+pub use serde::{
+    from_js, to_js, JsBigInt, JsBytes, JsDate, JsMap, JsSerdeError, JsSet, JsUndefined,
+};
+pub use v8::{decode_v8, encode_v8, V8Error, MAX_DEPTH, V8_WRITE_VERSION};
 pub use value::{ErrorKind, JsArray, JsError, JsValue, ViewKind};

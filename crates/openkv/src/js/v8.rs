@@ -246,7 +246,7 @@ impl Reader<'_> {
             return Err(V8Error::TooDeep);
         }
         self.depth += 1;
-        let v = self.value_inner();
+        let v = grow_stack(|| self.value_inner());
         self.depth -= 1;
         let v = v?;
         // A view follows the buffer it views (a new one, or a reference to one).
@@ -571,6 +571,14 @@ impl Reader<'_> {
     }
 }
 
+/// Runs one level of a recursive walk, first moving to a fresh stack segment if less than
+/// 64 KiB of the current one is left. [`MAX_DEPTH`] levels then never overflow a thread's
+/// stack, however small its frames are allowed to be (debug builds) or however small the
+/// thread's stack is.
+pub(crate) fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
+
 fn lossy(s: JsValue) -> String {
     match s {
         JsValue::String(s) => s,
@@ -743,7 +751,7 @@ impl Writer {
             return Err(V8Error::TooDeep);
         }
         self.depth += 1;
-        let r = self.value_inner(v);
+        let r = grow_stack(|| self.value_inner(v));
         self.depth -= 1;
         r
     }
