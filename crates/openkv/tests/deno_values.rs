@@ -647,3 +647,155 @@ async fn reencode_is_stable() {
     );
     fail_all("re-encoding what Deno wrote", &failures, deno.values.len());
 }
+
+// ---------------------------------------------------------------------------------------------
+// serde, both directions, on the fixtures that have a natural Rust type
+
+mod natural {
+    pub use openkv::{JsBigInt, JsBytes, JsDate, JsMap, JsSet, JsUndefined};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Empty {}
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Simple {
+        pub a: i32,
+        pub b: String,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct E {
+        pub e: String,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct D {
+        pub d: E,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct C {
+        pub c: D,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct B {
+        pub b: C,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Nested {
+        pub a: B,
+    }
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Bytes {
+        pub u8: JsBytes,
+    }
+
+    pub fn nested() -> Nested {
+        Nested { a: B { b: C { c: D { d: E { e: "deep".into() } } } } }
+    }
+
+    /// Runs `$check!(name, value, Type)` for every fixture with a natural Rust form.
+    macro_rules! for_each_case {
+        ($check:ident) => {{
+            use num_bigint::BigInt;
+            use $crate::natural::*;
+            $check!("null", None::<i32>, Option<i32>);
+            $check!("undefined", JsUndefined, JsUndefined);
+            $check!("true", true, bool);
+            $check!("false", false, bool);
+            $check!("num_1", 1i32, i32);
+            $check!("num_neg_1", -1i64, i64);
+            $check!("num_i32_max", i32::MAX, i32);
+            $check!("num_0_1", 0.1f64, f64);
+            $check!("num_2_53", 9_007_199_254_740_992.0f64, f64);
+            $check!("bigint_2_64", 1u128 << 64, u128);
+            $check!("bigint_neg_2_200", JsBigInt(-(BigInt::from(1) << 200usize)), JsBigInt);
+            $check!("str_empty", String::new(), String);
+            $check!("str_latin1", "héllo".to_string(), String);
+            $check!("str_two_byte", "✓ 日本語".to_string(), String);
+            $check!("str_emoji", "🦀".to_string(), String);
+            $check!("obj_empty", Empty {}, Empty);
+            $check!("obj_simple", Simple { a: 1, b: "x".into() }, Simple);
+            $check!("obj_nested", nested(), Nested);
+            $check!(
+                "obj_unicode_keys",
+                serde_json::json!({"é": 1, "ключ": 2, "日本": 3, "🦀": 4}),
+                serde_json::Value
+            );
+            $check!("arr_empty", Vec::<i32>::new(), Vec<i32>);
+            $check!("arr_mixed", (1u8, "a".to_string(), None::<u8>), (u8, String, Option<u8>));
+            $check!("arr_nested", serde_json::json!([[1, [2, [3]]], []]), serde_json::Value);
+            $check!("map_empty", JsMap::<String, i32>(vec![]), JsMap<String, i32>);
+            $check!("set_empty", JsSet::<i32>(vec![]), JsSet<i32>);
+            $check!("date", JsDate(1_709_210_096_789.0), JsDate);
+            $check!("uint8array", Bytes { u8: JsBytes(vec![0, 1, 127, 128, 255]) }, Bytes);
+        }};
+    }
+    pub(crate) use for_each_case;
+}
+
+/// serde in both directions: Rust values written with `kv.set(&key, &value)` are, for Deno,
+/// exactly the fixtures (its deep equality passes); Deno's fixtures decode with
+/// `Value::decode::<T>()` into exactly those Rust values.
+#[tokio::test]
+async fn serde_values_both_ways() {
+    // Deno → Rust.
+    let deno = deno_written().await;
+    let mut failures = Vec::new();
+    let mut n = 0;
+    macro_rules! read {
+        ($name:expr, $value:expr, $t:ty) => {{
+            n += 1;
+            let bytes = &deno.values[$name];
+            match Value::V8(bytes.clone()).decode::<$t>() {
+                Ok(got) if got == $value => {}
+                other => failures.push(format!("{}: decoded {:?}", $name, other)),
+            }
+        }};
+    }
+    natural::for_each_case!(read);
+    fail_all("decoding Deno's values with serde", &failures, n);
+
+    // Rust → Deno: every fixture from the typed model, the natural ones replaced by serde.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("serde_values.sqlite3");
+    let kv = Kv::open(&db).await.unwrap();
+    let expected = expected_for(deno.float16);
+    for (name, v) in &expected {
+        kv.set(&key!["r", *name], Value::V8(encode_v8(v).unwrap())).await.unwrap();
+    }
+    let mut written = 0;
+    macro_rules! write {
+        ($name:expr, $value:expr, $t:ty) => {{
+            let value: $t = $value;
+            kv.set(&key!["r", $name], &value).await.unwrap();
+            written += 1;
+        }};
+    }
+    natural::for_each_case!(write);
+    kv.close().await.unwrap();
+    assert_eq!(written, n);
+    let stdout = run_deno("check_values.ts", &db).await;
+    let want = format!("ok {}", expected.len());
+    assert!(stdout.lines().any(|l| l == want), "check_values.ts printed {stdout:?}, not {want:?}");
+    eprintln!("serde_values_both_ways: {n} fixtures through serde both ways; Deno says {want}");
+}
+
+/// The typed JSON rendering is lossless on every value Deno wrote, through JSON text too.
+#[tokio::test]
+async fn json_rendering_of_deno_values_is_lossless() {
+    let deno = deno_written().await;
+    let mut failures = Vec::new();
+    for (name, bytes) in &deno.values {
+        let value = decode_v8(bytes).unwrap();
+        let text = serde_json::to_string(&openkv::to_json(&value)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        match openkv::from_json(&json) {
+            Ok(back) if back == value => {}
+            other => failures.push(format!("{name}: {text} -> {other:?}")),
+        }
+    }
+    fail_all("rendering Deno's values as JSON and back", &failures, deno.values.len());
+    // Plain data reads as plain JSON.
+    let simple = decode_v8(&deno.values["obj_simple"]).unwrap();
+    assert_eq!(openkv::to_json(&simple).to_string(), r#"{"a":1,"b":"x"}"#);
+    let big = decode_v8(&deno.values["bigint_2_64"]).unwrap();
+    assert_eq!(openkv::to_json(&big).to_string(), r#"{"$bigint":"18446744073709551616"}"#);
+}
