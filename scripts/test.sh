@@ -42,6 +42,8 @@ else
   cargo fmt --all -- --check
   step "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
+  step "cargo doc (warnings are errors: broken links, bad HTML in docs)"
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 fi
 
 # --- tests ------------------------------------------------------------------

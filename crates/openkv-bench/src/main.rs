@@ -851,7 +851,7 @@ impl Table<'_> {
         out
     }
 
-    /// The target's text and whether it was met: "yes", "NO: <what was reached>", "n/a", or
+    /// The target's text and whether it was met: "yes", `"NO: <what was reached>"`, "n/a", or
     /// nothing for a row without a target.
     fn target(&self, r: &Row) -> (String, String) {
         match r.spec.target {

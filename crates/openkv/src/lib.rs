@@ -42,11 +42,15 @@
 //! - [`Key`] / [`KeyPart`] / [`key!`]: keys, encoded byte for byte as Deno encodes them, ordered
 //!   as their encodings are.
 //! - [`Value`]: the three storage encodings — V8-serialized bytes, raw bytes, `KvU64`.
+//! - JavaScript values ([`js`]): [`JsValue`] decodes every value Deno stores (objects, arrays,
+//!   `Map`, `Set`, `Date`, typed arrays, errors, shared and circular references, …) from its
+//!   V8 bytes and encodes it back ([`decode_v8`], [`encode_v8`]); serde maps Rust types to the
+//!   natural JS value (`kv.set(&key, &my_struct)`, [`Kv::get_as`], table at [`to_js`]); a
+//!   typed JSON rendering ([`to_json`]) shows any value to humans and tools losslessly.
 //! - [`Versionstamp`]: strictly increasing across commits, reopen and processes.
 //! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
 //!
 //! ## What it is not (yet)
-//! - It does not decode V8 values into Rust values: [`Value::V8`] carries the bytes.
 //! - No queue delivery (`listenQueue`), no `watch` stream, no KV Connect client: messages
 //!   enqueued through [`Kv::atomic_write`] are stored in Deno's queue table, and the change
 //!   feed ([`Kv::subscribe`]) is the building block for watch.

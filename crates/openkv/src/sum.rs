@@ -10,7 +10,7 @@
 //! - a stored `KvU64` plus a `bigint` operand in `0..2^64` without bounds adds modulo 2^64 and
 //!   stays a `KvU64` (older clients sent such sums);
 //! - `KvU64 + KvU64` wraps modulo 2^64, and takes no bounds;
-//! - any other pairing fails with "Cannot sum <stored> with <operand>".
+//! - any other pairing fails with `"Cannot sum <stored> with <operand>"`.
 
 use num_bigint::BigInt;
 
