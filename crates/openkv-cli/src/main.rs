@@ -1,48 +1,75 @@
 //! `openkv`: the command line of openkv.
 //!
-//! Today it inspects a database (`openkv info`); the full tool (get/set/list, export/import,
-//! backup/restore, `serve`) is being built issue by issue (see ARCHITECTURE.md).
+//! - `openkv serve`: a KV Connect server, so that `Deno.openKv("http://…")` works against it.
+//!   `denokv`'s command line works unchanged (`openkv --sqlite-path X serve --access-token T`).
+//! - `openkv info`: what a database holds.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
 use openkv::{Key, Kv, ListOptions, Selector};
+use openkv_server::{serve, ServerConfig};
 
 #[derive(Parser)]
-#[command(name = "openkv", version, about = "Deno KV, in Rust: inspect and manage databases")]
+#[command(
+    name = "openkv",
+    version,
+    about = "Deno KV, in Rust: serve, inspect and manage databases"
+)]
 struct Cli {
+    /// The database: a SQLite file (created if missing; files written by Deno CLI work).
+    /// `--sqlite-path` is accepted too, as `denokv` spells it.
+    #[arg(long, global = true, alias = "sqlite-path", env = "OPENKV_DB")]
+    db: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the database over KV Connect (`Deno.openKv("http://ADDR")`).
+    ///
+    /// Clients authenticate with the access token (Deno reads it from DENO_KV_ACCESS_TOKEN).
+    /// SIGTERM or SIGINT stops the server gracefully: it stops accepting, finishes requests in
+    /// flight and closes the database.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4512")]
+        addr: String,
+        /// The token clients must present; at least 12 characters.
+        #[arg(long, env = "OPENKV_ACCESS_TOKEN", hide_env_values = true)]
+        access_token: Option<String>,
+        /// Refuse writes (clients see the protocol's write-disabled status).
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
     ///
-    /// Works on files written by Deno CLI (`Deno.openKv(path)`) and by openkv. Opening a file
-    /// migrates an older Deno schema to version 3, as Deno itself would.
-    Info {
-        /// Path of the SQLite database file.
-        #[arg(long)]
-        db: String,
-    },
+    /// Opening a file migrates an older Deno schema to version 3, as Deno itself would.
+    Info,
 }
 
-async fn info(db: &str) -> openkv::Result<()> {
+fn db_path(cli_db: Option<String>) -> Result<String, String> {
+    cli_db.ok_or_else(|| "no database given: pass --db <path> (or --sqlite-path)".to_string())
+}
+
+async fn info(db: &str) -> Result<(), String> {
     if !std::path::Path::new(db).exists() {
-        return Err(openkv::Error::Storage(format!("no database at {db}")));
+        return Err(format!("no database at {db}"));
     }
-    let kv = Kv::open(db).await?;
+    let kv = Kv::open(db).await.map_err(|e| e.to_string())?;
     let mut entries = 0u64;
     let mut latest = openkv::Versionstamp::ZERO;
-    let mut stream =
-        kv.list(Selector::prefix(Key::default()), ListOptions::new().batch_size(1000))?;
-    while let Some(e) = stream.try_next().await? {
+    let mut stream = kv
+        .list(Selector::prefix(Key::default()), ListOptions::new().batch_size(1000))
+        .map_err(|e| e.to_string())?;
+    while let Some(e) = stream.try_next().await.map_err(|e| e.to_string())? {
         entries += 1;
         latest = latest.max(e.versionstamp);
     }
-    kv.close().await?;
+    kv.close().await.map_err(|e| e.to_string())?;
     println!("database:        {db}");
     println!("schema version:  {}", openkv::SCHEMA_VERSION);
     println!("live entries:    {entries}");
@@ -50,9 +77,53 @@ async fn info(db: &str) -> openkv::Result<()> {
     Ok(())
 }
 
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+async fn run_serve(
+    db: &str,
+    addr: &str,
+    token: Option<String>,
+    read_only: bool,
+) -> Result<(), String> {
+    let token = token
+        .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
+        .ok_or("no access token: pass --access-token or set OPENKV_ACCESS_TOKEN")?;
+    let kv = Kv::open(db).await.map_err(|e| format!("cannot open {db}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // One line on stdout, so scripts (and tests) learn the port when asked for port 0.
+    println!("openkv: serving {db} at http://{local}");
+    let config = ServerConfig::new(token).read_only(read_only);
+    let served = serve(kv.clone(), listener, config, shutdown_signal()).await;
+    // Whatever happened, close the store: queued writes finish before the process exits.
+    let closed = kv.close().await;
+    served.map_err(|e| e.to_string())?;
+    closed.map_err(|e| format!("closing the database failed: {e}"))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -64,8 +135,12 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
+        let db = db_path(cli.db)?;
         match cli.command {
-            Command::Info { db } => info(&db).await,
+            Command::Info => info(&db).await,
+            Command::Serve { addr, access_token, read_only } => {
+                run_serve(&db, &addr, access_token, read_only).await
+            }
         }
     });
     match result {

@@ -213,6 +213,10 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// re-read what it follows.
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
 
+    /// A stable, random identifier of this database, kept with its data (KV Connect's
+    /// `databaseId`). Created on first use.
+    async fn database_id(&self) -> Result<uuid::Uuid>;
+
     /// Finishes queued writes and releases the storage. Later calls fail with `Closed`.
     async fn close(&self) -> Result<()>;
 }

@@ -295,6 +295,12 @@ impl Kv {
         self.inner.backend.atomic_write(write).await
     }
 
+    /// The database's stable id (KV Connect's `databaseId`), kept with its data. The first call
+    /// on a SQLite file adds openkv's `openkv_meta` table to it (Deno ignores it).
+    pub async fn database_id(&self) -> Result<uuid::Uuid> {
+        self.inner.backend.database_id().await
+    }
+
     /// Subscribes to the change feed (every commit's versionstamp and keys).
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.inner.backend.subscribe()

@@ -112,6 +112,7 @@ pub(crate) struct SqliteBackend {
     requests: mpsc::Sender<Request>,
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
+    database_id: std::sync::OnceLock<uuid::Uuid>,
 }
 
 impl SqliteBackend {
@@ -157,6 +158,7 @@ impl SqliteBackend {
             requests,
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
+            database_id: std::sync::OnceLock::new(),
         })
     }
 
@@ -278,6 +280,21 @@ impl Backend for SqliteBackend {
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.shared.changes.subscribe()
+    }
+
+    async fn database_id(&self) -> Result<uuid::Uuid> {
+        if let Some(id) = self.database_id.get() {
+            return Ok(*id);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let id = match &self.readers {
+            Readers::Shared(conn) => schema::database_id(&lock(conn))?,
+            // A short write transaction of its own; the writer thread is not involved.
+            Readers::Pool { path, .. } => schema::database_id(&open_connection(path, false)?)?,
+        };
+        Ok(*self.database_id.get_or_init(|| id))
     }
 
     async fn close(&self) -> Result<()> {

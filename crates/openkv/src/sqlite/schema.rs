@@ -89,3 +89,30 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     }
     Ok(())
 }
+
+/// The database's id, from openkv's own table `openkv_meta` (created, with a random id, the
+/// first time it is asked for; Deno ignores tables it does not know).
+pub fn database_id(conn: &Connection) -> Result<uuid::Uuid> {
+    super::writer::with_write_txn(conn, |conn| {
+        conn.execute(
+            "create table if not exists openkv_meta (k text primary key, v text not null)",
+            [],
+        )?;
+        let existing: Option<String> = conn
+            .query_row("select v from openkv_meta where k = 'database_id'", [], |r| r.get(0))
+            .optional()?;
+        if let Some(text) = existing {
+            return uuid::Uuid::parse_str(&text).map_err(|e| {
+                Error::UnsupportedSchema(format!(
+                    "openkv_meta.database_id {text:?} is not a UUID: {e}"
+                ))
+            });
+        }
+        let id = uuid::Uuid::new_v4();
+        conn.execute(
+            "insert into openkv_meta (k, v) values ('database_id', ?1)",
+            [id.to_string()],
+        )?;
+        Ok(id)
+    })
+}

@@ -1,0 +1,401 @@
+//! # openkv-server — KV Connect over HTTP
+//!
+//! The server behind `openkv serve`: it speaks KV Connect, the protocol `Deno.openKv("http://…")`
+//! and the npm client `@deno/kv` use, over HTTP/1.1 and HTTP/2 cleartext on one port, in front
+//! of any [`openkv::Kv`].
+//!
+//! - **Metadata exchange** (`POST /`): protocol versions 1, 2 and 3; the database id is the
+//!   database's own stable id ([`Kv::database_id`]), not the nil UUID.
+//! - **Data path**: `POST /v2/snapshot_read`, `/v2/atomic_write` (protobuf), all limits of
+//!   the engine enforced, `failed_checks` filled, writes all or nothing.
+//! - **Errors**: every client mistake (bad token, malformed JSON or protobuf, wrong headers,
+//!   bad database id, LE64 of the wrong length, unknown encodings, any limit + 1) is a 4xx
+//!   with a plain-text message; 5xx only for server-side failures, which the Deno client
+//!   retries. Tokens are compared in constant time.
+//! - `read_only`: writes answer `AW_WRITE_DISABLED`, the protocol's own status.
+//! - [`serve`] takes the listener and the shutdown signal as arguments: it stops accepting on
+//!   shutdown, finishes requests in flight, and returns; the caller then closes the store.
+//!
+//! Not yet: `/watch` (protocol v3 streaming) and TLS — see the issue tracker.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod proto;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use openkv::{
+    AtomicWrite, Check, CommitOutcome, Consistency, Enqueue, Error, Kv, Mutation, MutationKind,
+    ReadRange, Value, Versionstamp,
+};
+use prost::Message;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::proto::{AtomicWriteStatus, MutationType, SnapshotReadStatus, ValueEncoding};
+
+/// The protocol versions this server speaks.
+pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];
+/// How long a metadata response stays valid (clients refresh before it expires).
+pub const METADATA_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The bearer token clients must present (at least 12 characters).
+    pub access_token: String,
+    /// Refuse writes (`AW_WRITE_DISABLED`).
+    pub read_only: bool,
+}
+
+impl ServerConfig {
+    /// A read-write server requiring `access_token`.
+    pub fn new(access_token: impl Into<String>) -> Self {
+        ServerConfig { access_token: access_token.into(), read_only: false }
+    }
+
+    /// Sets `read_only`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The access token is too short to be a secret.
+    #[error("the access token must be at least 12 characters long")]
+    WeakToken,
+    /// The database could not give its id.
+    #[error("cannot read the database id: {0}")]
+    Database(#[from] Error),
+    /// The listener failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct AppState {
+    kv: Kv,
+    config: ServerConfig,
+    database_id: String,
+}
+
+/// Serves KV Connect for `kv` on `listener` until `shutdown` completes, then stops accepting,
+/// lets requests in flight finish, and returns. The caller owns `kv` and closes it afterwards.
+pub async fn serve(
+    kv: Kv,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    if config.access_token.chars().count() < 12 {
+        return Err(ServeError::WeakToken);
+    }
+    let database_id = kv.database_id().await?.to_string();
+    // The largest legal atomic write, with room for protobuf framing.
+    let body_limit = kv.limits().max_total_mutation_size * 2 + (1 << 20);
+    let state = Arc::new(AppState { kv, config, database_id });
+    let app = Router::new()
+        .route("/", post(metadata))
+        .route("/v2/snapshot_read", post(snapshot_read))
+        .route("/v2/atomic_write", post(atomic_write))
+        .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    plain(StatusCode::BAD_REQUEST, message)
+}
+
+/// An engine error as HTTP: the client's mistakes are 4xx (fatal at the client), the
+/// server's failures 5xx (the client retries).
+fn engine_error(e: Error) -> Response {
+    if e.is_client_error() {
+        return bad_request(e.to_string());
+    }
+    tracing::error!("request failed on the server side: {e}");
+    let status = match e {
+        Error::Poisoned(_) | Error::Closed | Error::Busy(_) | Error::DiskFull(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, e.to_string())
+}
+
+fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(presented) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant time in the token's content; the length is not secret.
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+fn unauthorized() -> Response {
+    plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")
+}
+
+/// `POST /`: the metadata exchange.
+async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !token_matches(&headers, &state.config.access_token) {
+        return unauthorized();
+    }
+    // No body means "version 1 only" (the first clients sent none).
+    let versions: Vec<u64> = if body.is_empty() {
+        vec![1]
+    } else {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Request {
+            supported_versions: Vec<u64>,
+        }
+        match serde_json::from_slice::<Request>(&body) {
+            Ok(r) => r.supported_versions,
+            Err(e) => return bad_request(format!("invalid metadata request: {e}")),
+        }
+    };
+    let Some(version) = versions.iter().copied().filter(|v| SUPPORTED_VERSIONS.contains(v)).max()
+    else {
+        return bad_request(format!(
+            "no common protocol version: the client supports {versions:?}, this server \
+             {SUPPORTED_VERSIONS:?}"
+        ));
+    };
+    // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
+    let url = if version == 1 {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}/v2")
+    } else {
+        "/v2".to_string()
+    };
+    let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + METADATA_TTL);
+    let body = serde_json::json!({
+        "version": version,
+        "databaseId": state.database_id,
+        "endpoints": [{ "url": url, "consistency": "strong" }],
+        "token": state.config.access_token,
+        "expiresAt": expires_at.to_string(),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Checks the data-path headers (token, database id, protocol version): the response that
+/// rejects the request, or `None` if it may go on.
+fn reject_data_path(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if !token_matches(headers, &state.config.access_token) {
+        return Some(unauthorized());
+    }
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (database_id, version) = match get("x-denokv-version") {
+        Some(v @ ("2" | "3")) => (get("x-denokv-database-id"), v),
+        Some(other) => {
+            return Some(bad_request(format!("unsupported x-denokv-version {other:?}")));
+        }
+        None => (get("x-transaction-domain-id"), "1"),
+    };
+    match database_id {
+        Some(id) if id.eq_ignore_ascii_case(&state.database_id) => None,
+        Some(id) => Some(bad_request(format!(
+            "database id {id:?} does not match this server's database (protocol version {version})"
+        ))),
+        None => Some(bad_request(format!(
+            "missing database id header (x-denokv-database-id for protocol 2+, \
+             x-transaction-domain-id for 1; protocol version {version})"
+        ))),
+    }
+}
+
+fn protobuf(message: &impl Message) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
+}
+
+/// `POST /v2/snapshot_read`.
+async fn snapshot_read(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(rejected) = reject_data_path(&state, &headers) {
+        return rejected;
+    }
+    let request = match proto::SnapshotRead::decode(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("invalid SnapshotRead protobuf: {e}")),
+    };
+    let mut ranges = Vec::with_capacity(request.ranges.len());
+    for r in request.ranges {
+        let Ok(limit) = u32::try_from(r.limit) else {
+            return bad_request(format!("a read range's limit must be positive, got {}", r.limit));
+        };
+        ranges.push(ReadRange { start: r.start, end: r.end, limit, reverse: r.reverse });
+    }
+    match state.kv.snapshot_read(ranges, Consistency::Strong).await {
+        Ok(results) => protobuf(&proto::SnapshotReadOutput {
+            ranges: results
+                .into_iter()
+                .map(|entries| proto::ReadRangeOutput {
+                    values: entries
+                        .into_iter()
+                        .map(|e| proto::KvEntry {
+                            key: e.key,
+                            encoding: encoding_of(&e.value) as i32,
+                            value: e.value.to_bytes(),
+                            versionstamp: e.versionstamp.as_bytes().to_vec(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            read_disabled: false,
+            read_is_strongly_consistent: true,
+            status: SnapshotReadStatus::SrSuccess as i32,
+        }),
+        Err(e) => engine_error(e),
+    }
+}
+
+fn encoding_of(v: &Value) -> ValueEncoding {
+    match v {
+        Value::V8(_) => ValueEncoding::VeV8,
+        Value::U64(_) => ValueEncoding::VeLe64,
+        _ => ValueEncoding::VeBytes,
+    }
+}
+
+/// A wire value as an engine value: unknown encodings and LE64 of the wrong length are the
+/// client's mistakes.
+fn value_from_wire(v: Option<proto::KvValue>, what: &str) -> Result<Value, String> {
+    let v = v.ok_or_else(|| format!("{what} needs a value"))?;
+    match ValueEncoding::try_from(v.encoding) {
+        Ok(ValueEncoding::VeV8) => Ok(Value::V8(v.data)),
+        Ok(ValueEncoding::VeBytes) => Ok(Value::Bytes(v.data)),
+        Ok(ValueEncoding::VeLe64) => {
+            let n = <[u8; 8]>::try_from(v.data.as_slice()).map_err(|_| {
+                format!("a KvU64 (VE_LE64) value must be 8 bytes, got {}", v.data.len())
+            })?;
+            Ok(Value::U64(u64::from_le_bytes(n)))
+        }
+        _ => Err(format!("unknown value encoding {}", v.encoding)),
+    }
+}
+
+fn write_from_wire(w: proto::AtomicWrite) -> Result<AtomicWrite, String> {
+    let checks = w
+        .checks
+        .into_iter()
+        .map(|c| {
+            let versionstamp = match c.versionstamp.len() {
+                0 => None,
+                10 => Some(Versionstamp::from_slice(&c.versionstamp).expect("10 bytes")),
+                n => return Err(format!("a check's versionstamp must be 0 or 10 bytes, got {n}")),
+            };
+            Ok(Check { key: c.key, versionstamp })
+        })
+        .collect::<Result<_, _>>()?;
+    let mutations = w
+        .mutations
+        .into_iter()
+        .map(|m| {
+            let expire_at_ms = match m.expire_at_ms {
+                0 | -1 => None,
+                t if t > 0 => Some(t),
+                t => return Err(format!("invalid expire_at_ms {t}")),
+            };
+            let kind = match MutationType::try_from(m.mutation_type) {
+                Ok(MutationType::MSet) => MutationKind::Set(value_from_wire(m.value, "M_SET")?),
+                Ok(MutationType::MDelete) => MutationKind::Delete,
+                Ok(MutationType::MSum) => {
+                    let operand = value_from_wire(m.value, "M_SUM")?;
+                    let bound = |b: Vec<u8>| (!b.is_empty()).then_some(Value::V8(b));
+                    let (min, max) = (bound(m.sum_min), bound(m.sum_max));
+                    if min.is_none() && max.is_none() && !m.sum_clamp {
+                        MutationKind::Sum(operand)
+                    } else {
+                        MutationKind::SumWithLimits { operand, min, max, clamp: m.sum_clamp }
+                    }
+                }
+                Ok(MutationType::MMin) => MutationKind::Min(value_from_wire(m.value, "M_MIN")?),
+                Ok(MutationType::MMax) => MutationKind::Max(value_from_wire(m.value, "M_MAX")?),
+                Ok(MutationType::MSetSuffixVersionstampedKey) => {
+                    MutationKind::SetSuffixVersionstampedKey(value_from_wire(
+                        m.value,
+                        "M_SET_SUFFIX_VERSIONSTAMPED_KEY",
+                    )?)
+                }
+                _ => return Err(format!("unknown mutation type {}", m.mutation_type)),
+            };
+            Ok(Mutation { key: m.key, kind, expire_at_ms })
+        })
+        .collect::<Result<_, _>>()?;
+    let enqueues = w
+        .enqueues
+        .into_iter()
+        .map(|e| Enqueue {
+            payload: e.payload,
+            deadline_ms: e.deadline_ms,
+            keys_if_undelivered: e.keys_if_undelivered,
+            backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
+        })
+        .collect();
+    Ok(AtomicWrite { checks, mutations, enqueues })
+}
+
+/// `POST /v2/atomic_write`.
+async fn atomic_write(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(rejected) = reject_data_path(&state, &headers) {
+        return rejected;
+    }
+    let request = match proto::AtomicWrite::decode(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("invalid AtomicWrite protobuf: {e}")),
+    };
+    if state.config.read_only {
+        return protobuf(&proto::AtomicWriteOutput {
+            status: AtomicWriteStatus::AwWriteDisabled as i32,
+            ..Default::default()
+        });
+    }
+    let write = match write_from_wire(request) {
+        Ok(w) => w,
+        Err(message) => return bad_request(message),
+    };
+    match state.kv.atomic_write(write).await {
+        Ok(CommitOutcome::Committed { versionstamp }) => protobuf(&proto::AtomicWriteOutput {
+            status: AtomicWriteStatus::AwSuccess as i32,
+            versionstamp: versionstamp.as_bytes().to_vec(),
+            failed_checks: vec![],
+        }),
+        Ok(CommitOutcome::CheckFailed { failed_checks }) => protobuf(&proto::AtomicWriteOutput {
+            status: AtomicWriteStatus::AwCheckFailure as i32,
+            versionstamp: vec![],
+            failed_checks,
+        }),
+        Ok(other) => engine_error(Error::Internal(format!("unknown commit outcome {other:?}"))),
+        Err(e) => engine_error(e),
+    }
+}

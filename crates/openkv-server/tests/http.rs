@@ -1,0 +1,455 @@
+//! The server at the HTTP level, on a real socket on 127.0.0.1: the metadata exchange, the
+//! data path, and every kind of bad input — each answered 4xx with a plain-text message,
+//! nothing partly written, and the server still answering afterwards.
+
+use openkv::{key, Key, Kv, Value};
+use openkv_server::proto::{self, AtomicWriteStatus, MutationType, ValueEncoding};
+use openkv_server::{serve, ServerConfig};
+use prost::Message;
+use reqwest::StatusCode;
+use tokio::sync::oneshot;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Server {
+    url: String,
+    kv: Kv,
+    database_id: String,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(read_only: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(dir.path().join("db.sqlite3")).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = ServerConfig::new(TOKEN).read_only(read_only);
+    let served = kv.clone();
+    let task = tokio::spawn(async move {
+        serve(served, listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let database_id = kv.database_id().await.unwrap().to_string();
+    Server {
+        url,
+        kv,
+        database_id,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, String, Vec<u8>) {
+        let mut req = self.client.post(format!("{}{path}", self.url)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, ctype, resp.bytes().await.unwrap().to_vec())
+    }
+
+    fn auth(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("authorization", format!("Bearer {TOKEN}")),
+            ("x-denokv-database-id", self.database_id.clone()),
+            ("x-denokv-version", "3".into()),
+        ]
+    }
+
+    async fn data(&self, endpoint: &str, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+        let h = self.auth();
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.post(&format!("/v2/{endpoint}"), &h, body).await
+    }
+
+    async fn write(&self, w: proto::AtomicWrite) -> (StatusCode, String, Vec<u8>) {
+        self.data("atomic_write", w.encode_to_vec()).await
+    }
+
+    /// The server still answers a well-formed read.
+    async fn still_alive(&self) {
+        let read = proto::SnapshotRead {
+            ranges: vec![proto::ReadRange {
+                start: vec![0],
+                end: vec![0xff],
+                limit: 1,
+                reverse: false,
+            }],
+        };
+        let (status, _, _) = self.data("snapshot_read", read.encode_to_vec()).await;
+        assert_eq!(status, StatusCode::OK, "the server stopped answering");
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+        self.kv.close().await.unwrap();
+    }
+}
+
+fn enc(k: &Key) -> Vec<u8> {
+    k.encode().unwrap()
+}
+
+fn set(k: &Key, value: Vec<u8>, encoding: ValueEncoding) -> proto::Mutation {
+    proto::Mutation {
+        key: enc(k),
+        value: Some(proto::KvValue { data: value, encoding: encoding as i32 }),
+        mutation_type: MutationType::MSet as i32,
+        ..Default::default()
+    }
+}
+
+fn write_of(mutations: Vec<proto::Mutation>) -> proto::AtomicWrite {
+    proto::AtomicWrite { mutations, ..Default::default() }
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+#[tokio::test]
+async fn metadata_exchange() {
+    let s = start(false).await;
+    let auth = format!("Bearer {TOKEN}");
+    let (status, ctype, body) = s
+        .post("/", &[("authorization", &auth)], br#"{"supportedVersions":[1,2,3]}"#.to_vec())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("application/json"));
+    let meta: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(meta["version"], 3);
+    assert_eq!(meta["databaseId"], s.database_id.as_str());
+    assert_ne!(s.database_id, "00000000-0000-0000-0000-000000000000");
+    assert_eq!(meta["endpoints"][0]["url"], "/v2");
+    assert_eq!(meta["endpoints"][0]["consistency"], "strong");
+    assert_eq!(meta["token"], TOKEN);
+    assert!(meta["expiresAt"].as_str().unwrap().ends_with('Z'));
+    // Version 2 only; and no body means version 1, with an absolute endpoint URL.
+    let (_, _, body) =
+        s.post("/", &[("authorization", &auth)], br#"{"supportedVersions":[2]}"#.to_vec()).await;
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["version"], 2);
+    let (status, _, body) = s.post("/", &[("authorization", &auth)], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let meta: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(meta["version"], 1);
+    assert_eq!(meta["endpoints"][0]["url"], format!("{}/v2", s.url));
+    // The id is kept with the data: the same after a restart.
+    let id = s.database_id.clone();
+    let dir_path = s._dir.path().join("db.sqlite3");
+    s.kv.close().await.unwrap();
+    let kv = Kv::open(&dir_path).await.unwrap();
+    assert_eq!(kv.database_id().await.unwrap().to_string(), id);
+}
+
+#[tokio::test]
+async fn bad_metadata_requests_are_4xx() {
+    let s = start(false).await;
+    let auth = format!("Bearer {TOKEN}");
+    let body = br#"{"supportedVersions":[1,2,3]}"#.to_vec();
+    for (headers, expect) in [
+        (vec![], StatusCode::UNAUTHORIZED),
+        (vec![("authorization", "Bearer wrong-token-0123456")], StatusCode::UNAUTHORIZED),
+        (vec![("authorization", "Basic abc")], StatusCode::UNAUTHORIZED),
+        (vec![("authorization", &format!("Bearer {TOKEN}x")[..])], StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, ctype, _) = s.post("/", &headers, body.clone()).await;
+        assert_eq!(status, expect);
+        assert!(ctype.starts_with("text/plain"));
+    }
+    let (status, _, msg) = s.post("/", &[("authorization", &auth)], b"{not json".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text(&msg).contains("invalid metadata request"), "{}", text(&msg));
+    let (status, _, msg) =
+        s.post("/", &[("authorization", &auth)], br#"{"supportedVersions":[7]}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text(&msg).contains("no common protocol version"), "{}", text(&msg));
+    s.still_alive().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn data_path_headers_are_checked() {
+    let s = start(false).await;
+    let read = proto::SnapshotRead::default().encode_to_vec();
+    let auth = format!("Bearer {TOKEN}");
+    /// Request headers, expected status, a phrase of the expected message.
+    type Case<'a> = (Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![], StatusCode::UNAUTHORIZED, "access token"),
+        (
+            vec![("authorization", &auth), ("x-denokv-version", "3")],
+            StatusCode::BAD_REQUEST,
+            "missing database id",
+        ),
+        (
+            vec![
+                ("authorization", &auth),
+                ("x-denokv-version", "3"),
+                ("x-denokv-database-id", "00000000-0000-0000-0000-000000000000"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "does not match",
+        ),
+        (
+            vec![
+                ("authorization", &auth),
+                ("x-denokv-version", "9"),
+                ("x-denokv-database-id", &s.database_id),
+            ],
+            StatusCode::BAD_REQUEST,
+            "unsupported x-denokv-version",
+        ),
+    ];
+    for (headers, status, message) in cases {
+        let (got, ctype, body) = s.post("/v2/snapshot_read", &headers, read.clone()).await;
+        assert_eq!(got, status, "{}", text(&body));
+        assert!(ctype.starts_with("text/plain"));
+        assert!(text(&body).contains(message), "{}", text(&body));
+    }
+    // Version 1 names the database in x-transaction-domain-id.
+    let (got, _, _) = s
+        .post(
+            "/v2/snapshot_read",
+            &[("authorization", &auth), ("x-transaction-domain-id", &s.database_id)],
+            read,
+        )
+        .await;
+    assert_eq!(got, StatusCode::OK);
+    let (got, _, _) = s.post("/v2/nonsense", &[("authorization", &auth)], vec![]).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    s.still_alive().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn reads_and_writes_over_the_wire() {
+    let s = start(false).await;
+    let (a, b) = (key!["a"], key!["b"]);
+    let (status, ctype, body) = s
+        .write(write_of(vec![
+            set(&a, vec![0xff, 0x0f, 0x49, 0x02], ValueEncoding::VeV8),
+            set(&b, 7u64.to_le_bytes().to_vec(), ValueEncoding::VeLe64),
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ctype, "application/x-protobuf");
+    let out = proto::AtomicWriteOutput::decode(&body[..]).unwrap();
+    assert_eq!(out.status, AtomicWriteStatus::AwSuccess as i32);
+    assert_eq!(out.versionstamp.len(), 10);
+    // Both ranges, in order, one of them reversed.
+    let read = proto::SnapshotRead {
+        ranges: vec![
+            proto::ReadRange {
+                start: enc(&b),
+                end: [enc(&b), vec![0]].concat(),
+                limit: 1,
+                reverse: false,
+            },
+            proto::ReadRange { start: vec![0], end: vec![0xff], limit: 10, reverse: true },
+        ],
+    };
+    let (status, _, body) = s.data("snapshot_read", read.encode_to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = proto::SnapshotReadOutput::decode(&body[..]).unwrap();
+    assert!(out.read_is_strongly_consistent);
+    assert_eq!(out.status, proto::SnapshotReadStatus::SrSuccess as i32);
+    assert_eq!(out.ranges[0].values[0].encoding, ValueEncoding::VeLe64 as i32);
+    assert_eq!(out.ranges[0].values[0].value, 7u64.to_le_bytes());
+    let keys: Vec<_> = out.ranges[1].values.iter().map(|e| e.key.clone()).collect();
+    assert_eq!(keys, vec![enc(&b), enc(&a)]);
+    // A failing check: every failing index, nothing written.
+    let w = proto::AtomicWrite {
+        checks: vec![
+            proto::Check { key: enc(&a), versionstamp: vec![] },
+            proto::Check { key: enc(&key!["nope"]), versionstamp: vec![] },
+            proto::Check { key: enc(&b), versionstamp: vec![0; 10] },
+        ],
+        mutations: vec![set(&key!["c"], vec![1], ValueEncoding::VeBytes)],
+        enqueues: vec![],
+    };
+    let (_, _, body) = s.write(w).await;
+    let out = proto::AtomicWriteOutput::decode(&body[..]).unwrap();
+    assert_eq!(out.status, AtomicWriteStatus::AwCheckFailure as i32);
+    assert_eq!(out.failed_checks, vec![0, 2]);
+    assert!(s.kv.get(&key!["c"]).await.unwrap().is_none());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_writes_are_4xx_and_write_nothing() {
+    let s = start(false).await;
+    let x = key!["x"];
+    let sum = |k: &Key, v: Vec<u8>, e: ValueEncoding| proto::Mutation {
+        mutation_type: MutationType::MSum as i32,
+        ..set(k, v, e)
+    };
+    s.kv.set(&key!["text"], Value::V8(vec![0xff, 0x0f, 0x22, 0x01, b'a'])).await.unwrap();
+    let big_key = key![vec![7u8; 2047]];
+    let cases: Vec<(proto::AtomicWrite, &str)> = vec![
+        (write_of(vec![set(&x, vec![1, 2, 3], ValueEncoding::VeLe64)]), "must be 8 bytes"),
+        (write_of(vec![set(&x, vec![1], ValueEncoding::VeUnspecified)]), "unknown value encoding"),
+        (
+            write_of(vec![proto::Mutation {
+                value: Some(proto::KvValue { data: vec![1], encoding: 42 }),
+                ..set(&x, vec![], ValueEncoding::VeBytes)
+            }]),
+            "unknown value encoding 42",
+        ),
+        (
+            write_of(vec![proto::Mutation {
+                mutation_type: 77,
+                ..set(&x, vec![1], ValueEncoding::VeBytes)
+            }]),
+            "unknown mutation type 77",
+        ),
+        (
+            write_of(vec![proto::Mutation {
+                value: None,
+                ..set(&x, vec![], ValueEncoding::VeBytes)
+            }]),
+            "M_SET needs a value",
+        ),
+        (
+            write_of(vec![proto::Mutation {
+                expire_at_ms: -5,
+                ..set(&x, vec![1], ValueEncoding::VeBytes)
+            }]),
+            "invalid expire_at_ms -5",
+        ),
+        (
+            proto::AtomicWrite {
+                checks: vec![proto::Check { key: enc(&x), versionstamp: vec![1; 5] }],
+                ..Default::default()
+            },
+            "0 or 10 bytes",
+        ),
+        (
+            write_of(vec![set(&big_key, vec![1], ValueEncoding::VeBytes)]),
+            "Key too large for write (max 2048 bytes)",
+        ),
+        (
+            write_of(vec![set(&x, vec![0; 65_537], ValueEncoding::VeBytes)]),
+            "Value too large (max 65536 bytes)",
+        ),
+        (
+            proto::AtomicWrite {
+                checks: (0..101u32)
+                    .map(|i| proto::Check { key: enc(&key!["c", i]), versionstamp: vec![] })
+                    .collect(),
+                ..Default::default()
+            },
+            "Too many checks (max 100)",
+        ),
+        (
+            write_of(
+                (0..1001u32).map(|i| set(&key!["m", i], vec![1], ValueEncoding::VeBytes)).collect(),
+            ),
+            "Too many mutations (max 1000)",
+        ),
+        (write_of(vec![set(&key![], vec![1], ValueEncoding::VeBytes)]), "key cannot be empty"),
+        // All or nothing: the set before the failing sum is not written.
+        (
+            write_of(vec![
+                set(&x, vec![1], ValueEncoding::VeBytes),
+                sum(&key!["text"], 1u64.to_le_bytes().to_vec(), ValueEncoding::VeLe64),
+            ]),
+            "Failed to perform 'sum' mutation on a non-U64 value in the database",
+        ),
+    ];
+    for (w, message) in cases {
+        let (status, ctype, body) = s.write(w).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{message}: {}", text(&body));
+        assert!(ctype.starts_with("text/plain"));
+        assert!(text(&body).contains(message), "expected {message:?}, got {:?}", text(&body));
+        assert!(s.kv.get(&x).await.unwrap().is_none(), "nothing written ({message})");
+        s.still_alive().await;
+    }
+    // Malformed protobuf, and reads beyond the limits.
+    for endpoint in ["atomic_write", "snapshot_read"] {
+        let (status, _, body) = s.data(endpoint, vec![0xff, 0xff, 0xff]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(text(&body).contains("invalid"), "{}", text(&body));
+    }
+    let range = |limit| proto::ReadRange { start: vec![0], end: vec![0xff], limit, reverse: false };
+    for (read, message) in [
+        (
+            proto::SnapshotRead { ranges: (0..11).map(|_| range(1)).collect() },
+            "Too many ranges (max 10)",
+        ),
+        (proto::SnapshotRead { ranges: vec![range(1001)] }, "Too many entries (max 1000)"),
+        (proto::SnapshotRead { ranges: vec![range(0)] }, "at least 1"),
+        (proto::SnapshotRead { ranges: vec![range(-3)] }, "must be positive"),
+        (
+            proto::SnapshotRead {
+                ranges: vec![proto::ReadRange { start: vec![1; 2050], ..range(1) }],
+            },
+            "Key too large for read",
+        ),
+    ] {
+        let (status, _, body) = s.data("snapshot_read", read.encode_to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
+        assert!(text(&body).contains(message), "expected {message:?}, got {:?}", text(&body));
+    }
+    s.still_alive().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn read_only_answers_write_disabled() {
+    let s = start(true).await;
+    let (status, _, body) =
+        s.write(write_of(vec![set(&key!["x"], vec![1], ValueEncoding::VeBytes)])).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = proto::AtomicWriteOutput::decode(&body[..]).unwrap();
+    assert_eq!(out.status, AtomicWriteStatus::AwWriteDisabled as i32);
+    assert!(s.kv.get(&key!["x"]).await.unwrap().is_none());
+    s.still_alive().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_works_on_the_same_port() {
+    let s = start(false).await;
+    let client = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = client
+        .post(format!("{}/", s.url))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(r#"{"supportedVersions":[3]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_weak_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = Kv::open(dir.path().join("db")).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = serve(kv, listener, ServerConfig::new("short"), async {}).await.unwrap_err();
+    assert_eq!(err.to_string(), "the access token must be at least 12 characters long");
+}
