@@ -16,7 +16,12 @@
 //! - [`serve`] takes the listener and the shutdown signal as arguments: it stops accepting on
 //!   shutdown, finishes requests in flight, and returns; the caller then closes the store.
 //!
-//! Not yet: `/watch` (protocol v3 streaming) and TLS — see the issue tracker.
+//! - **Watch** (`POST /v2/watch`, protocol v3): a stream of length-prefixed `WatchOutput`
+//!   frames — the current state first, then a frame whenever a watched key's versionstamp
+//!   changes (driven by the engine's change feed, no polling), and an empty keep-alive frame
+//!   every 5 s. Watch streams end when the server shuts down.
+//!
+//! Not yet: TLS — see the issue tracker.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -32,6 +37,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use futures::StreamExt;
 use openkv::{
     AtomicWrite, Check, CommitOutcome, Consistency, Enqueue, Error, Kv, Mutation, MutationKind,
     ReadRange, Value, Versionstamp,
@@ -89,6 +95,9 @@ struct AppState {
     kv: Kv,
     config: ServerConfig,
     database_id: String,
+    /// Flips to `true` at shutdown, ending watch streams (graceful shutdown waits for every
+    /// response body to finish, and a watch never finishes by itself).
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves KV Connect for `kv` on `listener` until `shutdown` completes, then stops accepting,
@@ -105,14 +114,20 @@ pub async fn serve(
     let database_id = kv.database_id().await?.to_string();
     // The largest legal atomic write, with room for protobuf framing.
     let body_limit = kv.limits().max_total_mutation_size * 2 + (1 << 20);
-    let state = Arc::new(AppState { kv, config, database_id });
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState { kv, config, database_id, stopping });
     let app = Router::new()
         .route("/", post(metadata))
         .route("/v2/snapshot_read", post(snapshot_read))
         .route("/v2/atomic_write", post(atomic_write))
+        .route("/v2/watch", post(watch))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
@@ -256,15 +271,7 @@ async fn snapshot_read(
             ranges: results
                 .into_iter()
                 .map(|entries| proto::ReadRangeOutput {
-                    values: entries
-                        .into_iter()
-                        .map(|e| proto::KvEntry {
-                            key: e.key,
-                            encoding: encoding_of(&e.value) as i32,
-                            value: e.value.to_bytes(),
-                            versionstamp: e.versionstamp.as_bytes().to_vec(),
-                        })
-                        .collect(),
+                    values: entries.into_iter().map(entry_to_wire).collect(),
                 })
                 .collect(),
             read_disabled: false,
@@ -397,5 +404,149 @@ async fn atomic_write(
         }),
         Ok(other) => engine_error(Error::Internal(format!("unknown commit outcome {other:?}"))),
         Err(e) => engine_error(e),
+    }
+}
+
+/// How often an idle watch stream sends an empty keep-alive frame.
+pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(5);
+
+fn entry_to_wire(e: openkv::RawEntry) -> proto::KvEntry {
+    proto::KvEntry {
+        key: e.key,
+        encoding: encoding_of(&e.value) as i32,
+        value: e.value.to_bytes(),
+        versionstamp: e.versionstamp.as_bytes().to_vec(),
+    }
+}
+
+/// One frame of a watch stream: `u32` little-endian length, then the message.
+fn frame(message: &proto::WatchOutput) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Bytes::from(out)
+}
+
+/// Reads the watched keys; `None` entries for missing keys.
+async fn read_keys(kv: &Kv, keys: &[Vec<u8>]) -> Result<Vec<Option<openkv::RawEntry>>, Error> {
+    let ranges = keys
+        .iter()
+        .map(|k| ReadRange {
+            start: k.clone(),
+            end: [k.as_slice(), &[0]].concat(),
+            limit: 1,
+            reverse: false,
+        })
+        .collect();
+    let results = kv.snapshot_read(ranges, Consistency::Strong).await?;
+    Ok(results.into_iter().map(|mut r| r.pop()).collect())
+}
+
+/// `POST /v2/watch`.
+async fn watch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(rejected) = reject_data_path(&state, &headers) {
+        return rejected;
+    }
+    let request = match proto::Watch::decode(body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("invalid Watch protobuf: {e}")),
+    };
+    let max = state.kv.limits().max_watched_keys;
+    if request.keys.len() > max {
+        return bad_request(format!("Too many keys to watch (max {max})"));
+    }
+    let keys: Vec<Vec<u8>> = request.keys.into_iter().map(|k| k.key).collect();
+    // Subscribe before the first read, so no change between the two is missed.
+    let changes = state.kv.subscribe();
+    let first = match read_keys(&state.kv, &keys).await {
+        Ok(entries) => entries,
+        Err(e) => return engine_error(e),
+    };
+    let seen: Vec<Option<Versionstamp>> =
+        first.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect();
+    let first_frame = frame(&proto::WatchOutput {
+        status: SnapshotReadStatus::SrSuccess as i32,
+        keys: first
+            .into_iter()
+            .map(|e| proto::WatchKeyOutput {
+                changed: true,
+                entry_if_changed: e.map(entry_to_wire),
+            })
+            .collect(),
+    });
+    let watcher =
+        Watcher { kv: state.kv.clone(), keys, seen, changes, stopping: state.stopping.clone() };
+    let stream = futures::stream::once(
+        async move { Ok::<_, std::convert::Infallible>(first_frame) },
+    )
+    .chain(futures::stream::unfold(watcher, |mut w| async move {
+        let frame = w.next_frame().await?;
+        Some((Ok(frame), w))
+    }));
+    ([(header::CONTENT_TYPE, "application/octet-stream")], axum::body::Body::from_stream(stream))
+        .into_response()
+}
+
+struct Watcher {
+    kv: Kv,
+    keys: Vec<Vec<u8>>,
+    /// The versionstamp last sent for each key.
+    seen: Vec<Option<Versionstamp>>,
+    changes: tokio::sync::broadcast::Receiver<openkv::ChangeEvent>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Watcher {
+    /// The next frame to send, or `None` to end the stream (shutdown, store closed).
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if *self.stopping.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                _ = self.stopping.changed() => return None,
+                _ = tokio::time::sleep(WATCH_KEEPALIVE) => return Some(Bytes::from_static(&[0, 0, 0, 0])),
+                event = self.changes.recv() => event,
+            };
+            let relevant = match event {
+                Ok(e) => e.keys.iter().any(|k| self.keys.contains(k)),
+                // Missed events: re-read everything and compare.
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return None,
+            };
+            if !relevant {
+                continue;
+            }
+            let entries = match read_keys(&self.kv, &self.keys).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(
+                        "watch: re-reading the watched keys failed, ending the stream: {e}"
+                    );
+                    return None;
+                }
+            };
+            let now: Vec<Option<Versionstamp>> =
+                entries.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect();
+            if now != self.seen {
+                self.seen = now;
+                // Every key's current entry, marked changed: the Deno CLI 2.9 client shows a key
+                // reported `changed: false` as absent, so a frame always carries the whole state
+                // (clients compare versionstamps and emit only real changes).
+                let keys = entries
+                    .into_iter()
+                    .map(|e| proto::WatchKeyOutput {
+                        changed: true,
+                        entry_if_changed: e.map(entry_to_wire),
+                    })
+                    .collect();
+                return Some(frame(&proto::WatchOutput {
+                    status: SnapshotReadStatus::SrSuccess as i32,
+                    keys,
+                }));
+            }
+        }
     }
 }

@@ -453,3 +453,65 @@ async fn a_weak_token_is_refused_at_start() {
     let err = serve(kv, listener, ServerConfig::new("short"), async {}).await.unwrap_err();
     assert_eq!(err.to_string(), "the access token must be at least 12 characters long");
 }
+
+/// Reads one length-prefixed frame from a watch response.
+async fn next_frame(resp: &mut reqwest::Response, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() >= 4 + len {
+                let frame = buf[4..4 + len].to_vec();
+                buf.drain(..4 + len);
+                return Some(frame);
+            }
+        }
+        match resp.chunk().await.unwrap() {
+            Some(chunk) => buf.extend_from_slice(&chunk),
+            None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_streams_the_state_then_each_change() {
+    let s = start(false).await;
+    let (w1, w2) = (key!["w", 1], key!["w", 2]);
+    let v1 = s.kv.set(&w1, Value::Bytes(b"one".to_vec())).await.unwrap();
+    let watch = proto::Watch {
+        keys: vec![proto::WatchKey { key: enc(&w1) }, proto::WatchKey { key: enc(&w2) }],
+    };
+    let mut req = s.client.post(format!("{}/v2/watch", s.url)).body(watch.encode_to_vec());
+    for (k, v) in s.auth() {
+        req = req.header(k, v);
+    }
+    let mut resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut buf = Vec::new();
+    let first =
+        proto::WatchOutput::decode(&next_frame(&mut resp, &mut buf).await.unwrap()[..]).unwrap();
+    assert_eq!(first.keys.len(), 2);
+    assert!(first.keys.iter().all(|k| k.changed));
+    assert_eq!(first.keys[0].entry_if_changed.as_ref().unwrap().versionstamp, v1.as_bytes());
+    assert!(first.keys[1].entry_if_changed.is_none());
+    // A write to another key: no frame. A write to w2: a frame with the whole state (every key
+    // marked changed; see the server's note on the Deno client).
+    s.kv.set(&key!["other"], Value::U64(1)).await.unwrap();
+    let v2 = s.kv.set(&w2, Value::Bytes(b"two".to_vec())).await.unwrap();
+    let second =
+        proto::WatchOutput::decode(&next_frame(&mut resp, &mut buf).await.unwrap()[..]).unwrap();
+    assert!(second.keys.iter().all(|k| k.changed), "{second:?}");
+    assert_eq!(second.keys[0].entry_if_changed.as_ref().unwrap().versionstamp, v1.as_bytes());
+    assert_eq!(second.keys[1].entry_if_changed.as_ref().unwrap().versionstamp, v2.as_bytes());
+    // A delete: changed, no entry.
+    s.kv.delete(&w1).await.unwrap();
+    let third =
+        proto::WatchOutput::decode(&next_frame(&mut resp, &mut buf).await.unwrap()[..]).unwrap();
+    assert!(third.keys[0].changed && third.keys[0].entry_if_changed.is_none());
+    assert_eq!(third.keys[1].entry_if_changed.as_ref().unwrap().versionstamp, v2.as_bytes());
+    // Shutdown ends the stream (graceful shutdown does not wait for it forever).
+    let kv = s.kv.clone();
+    let _ = s.stop.unwrap().send(());
+    assert!(next_frame(&mut resp, &mut buf).await.is_none(), "the stream ends at shutdown");
+    s.task.unwrap().await.unwrap();
+    kv.close().await.unwrap();
+}
