@@ -123,6 +123,7 @@ pub async fn serve(
         .route("/v2/watch", post(watch))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state);
     let shutdown = async move {
         shutdown.await;
@@ -130,6 +131,25 @@ pub async fn serve(
     };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
+}
+
+/// One log line per request: `debug` when it succeeded, `warn` for the client's mistakes (4xx),
+/// `error` for the server's failures (5xx). A watch is logged when its stream starts.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if response.status().is_server_error() {
+        tracing::error!(%method, %path, status, micros, "request failed on the server");
+    } else if response.status().is_client_error() {
+        tracing::warn!(%method, %path, status, micros, "request rejected");
+    } else {
+        tracing::debug!(%method, %path, status, micros, "request");
+    }
+    response
 }
 
 fn plain(status: StatusCode, message: impl Into<String>) -> Response {
