@@ -262,6 +262,20 @@ fn reject_data_path(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
+/// Checks the data-path headers, then decodes the protobuf body: the message, or the response
+/// that rejects the request.
+fn decode_request<M: Message + Default>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+    what: &str,
+) -> Result<M, Box<Response>> {
+    if let Some(rejected) = reject_data_path(state, headers) {
+        return Err(Box::new(rejected));
+    }
+    M::decode(body).map_err(|e| Box::new(bad_request(format!("invalid {what} protobuf: {e}"))))
+}
+
 fn protobuf(message: &impl Message) -> Response {
     ([(header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
 }
@@ -272,12 +286,10 @@ async fn snapshot_read(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(rejected) = reject_data_path(&state, &headers) {
-        return rejected;
-    }
-    let request = match proto::SnapshotRead::decode(body) {
+    let request: proto::SnapshotRead = match decode_request(&state, &headers, body, "SnapshotRead")
+    {
         Ok(r) => r,
-        Err(e) => return bad_request(format!("invalid SnapshotRead protobuf: {e}")),
+        Err(rejected) => return *rejected,
     };
     let mut ranges = Vec::with_capacity(request.ranges.len());
     for r in request.ranges {
@@ -394,12 +406,9 @@ async fn atomic_write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(rejected) = reject_data_path(&state, &headers) {
-        return rejected;
-    }
-    let request = match proto::AtomicWrite::decode(body) {
+    let request: proto::AtomicWrite = match decode_request(&state, &headers, body, "AtomicWrite") {
         Ok(r) => r,
-        Err(e) => return bad_request(format!("invalid AtomicWrite protobuf: {e}")),
+        Err(rejected) => return *rejected,
     };
     if state.config.read_only {
         return protobuf(&proto::AtomicWriteOutput {
@@ -465,12 +474,9 @@ async fn read_keys(kv: &Kv, keys: &[Vec<u8>]) -> Result<Vec<Option<openkv::RawEn
 
 /// `POST /v2/watch`.
 async fn watch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(rejected) = reject_data_path(&state, &headers) {
-        return rejected;
-    }
-    let request = match proto::Watch::decode(body) {
+    let request: proto::Watch = match decode_request(&state, &headers, body, "Watch") {
         Ok(r) => r,
-        Err(e) => return bad_request(format!("invalid Watch protobuf: {e}")),
+        Err(rejected) => return *rejected,
     };
     let max = state.kv.limits().max_watched_keys;
     if request.keys.len() > max {

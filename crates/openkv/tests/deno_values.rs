@@ -16,8 +16,10 @@
 //! `./scripts/test.sh` or `npm ci --prefix tests/deno`). If neither exists the tests fail:
 //! they never skip silently.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use futures::TryStreamExt;
@@ -28,35 +30,9 @@ use openkv::{
 };
 
 // ---------------------------------------------------------------------------------------------
-// Running Deno (as in deno_compat.rs)
+// Running Deno
 
-fn workspace_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
-}
-
-fn deno_scripts() -> PathBuf {
-    workspace_root().join("tests/deno")
-}
-
-/// The Deno CLI: `$DENO_BIN`, else the one `npm ci --prefix tests/deno` installs. Panics (the
-/// test fails, it is never skipped) if there is none.
-fn deno_bin() -> PathBuf {
-    const HOW: &str = "run ./scripts/test.sh (or `npm ci --prefix tests/deno`) to install the \
-                       pinned Deno CLI, or set DENO_BIN to a Deno binary";
-    if let Some(bin) = std::env::var_os("DENO_BIN").filter(|b| !b.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(bin.is_file(), "DENO_BIN={} does not exist: {HOW}", bin.display());
-        return bin;
-    }
-    let bin = deno_scripts().join("node_modules/.bin/deno");
-    assert!(
-        bin.is_file(),
-        "the Deno CLI is not installed ({} does not exist and DENO_BIN is not set): {HOW}",
-        bin.display()
-    );
-    bin
-}
+use common::{deno_bin, deno_scripts, workspace_root};
 
 /// Runs `deno run -A --unstable-kv tests/deno/<script> <db>` and returns its stdout. Panics
 /// with the exit status, stdout and stderr if Deno fails.

@@ -1,4 +1,6 @@
 // expireIn: keys vanish after their expiry; overwriting a key clears its expiry.
+// denokv only removes expired keys in a periodic sweep (up to ~60 s late) and does not filter
+// them on read, so the "gone within 1.5 s" tests fail against it (KV-CONNECT.md §8).
 
 import { assert, assertEquals } from "./assert.ts";
 import { collect, kvTest, pollUntil, sleep } from "./helpers.ts";
@@ -11,29 +13,35 @@ async function gone(kv: Deno.Kv, prefix: Deno.KvKey, key: Deno.KvKey): Promise<b
     !listed.some((x) => x.key.at(-1) === key.at(-1));
 }
 
-kvTest("expiry: expired key is gone from get and list within 1.5 s", async (kv, p) => {
-  const key = [...p, "short"];
-  const start = Date.now();
-  const res = await kv.set(key, "short-lived", { expireIn: 500 });
-  assert(res.ok);
-  await kv.set([...p, "stays"], "no expiry");
-  const e = await kv.get(key);
-  assertEquals(e.value, "short-lived", "readable right after set");
-  assertEquals(e.versionstamp, res.versionstamp);
-  const left = 1500 - (Date.now() - start);
-  assert(await pollUntil(() => gone(kv, p, key), left), "key still visible 1.5 s after set");
-  assertEquals((await kv.get([...p, "stays"])).value, "no expiry");
-});
+kvTest(
+  "expiry: expired key is gone from get and list within 1.5 s (denokv defect)",
+  async (kv, p) => {
+    const key = [...p, "short"];
+    const start = Date.now();
+    const res = await kv.set(key, "short-lived", { expireIn: 500 });
+    assert(res.ok);
+    await kv.set([...p, "stays"], "no expiry");
+    const e = await kv.get(key);
+    assertEquals(e.value, "short-lived", "readable right after set");
+    assertEquals(e.versionstamp, res.versionstamp);
+    const left = 1500 - (Date.now() - start);
+    assert(await pollUntil(() => gone(kv, p, key), left), "key still visible 1.5 s after set");
+    assertEquals((await kv.get([...p, "stays"])).value, "no expiry");
+  },
+);
 
-kvTest("expiry: expired key set in an atomic op is gone within 1.5 s", async (kv, p) => {
-  const key = [...p, "short"];
-  const start = Date.now();
-  const res = await kv.atomic().set(key, "short-lived", { expireIn: 500 }).commit();
-  assert(res.ok);
-  assertEquals((await kv.get(key)).value, "short-lived", "readable right after commit");
-  const left = 1500 - (Date.now() - start);
-  assert(await pollUntil(() => gone(kv, p, key), left), "key still visible 1.5 s after commit");
-});
+kvTest(
+  "expiry: expired key set in an atomic op is gone within 1.5 s (denokv defect)",
+  async (kv, p) => {
+    const key = [...p, "short"];
+    const start = Date.now();
+    const res = await kv.atomic().set(key, "short-lived", { expireIn: 500 }).commit();
+    assert(res.ok);
+    assertEquals((await kv.get(key)).value, "short-lived", "readable right after commit");
+    const left = 1500 - (Date.now() - start);
+    assert(await pollUntil(() => gone(kv, p, key), left), "key still visible 1.5 s after commit");
+  },
+);
 
 kvTest("expiry: overwriting without expireIn keeps the key", async (kv, p) => {
   const key = [...p, "k"];

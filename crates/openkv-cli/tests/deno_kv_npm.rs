@@ -1,0 +1,100 @@
+//! The npm client `@deno/kv` (its pure-JS KV Connect client) from Node against the real
+//! `openkv serve` binary: the suite in `tests/node/` runs with `node --test`, then the server
+//! is stopped with SIGTERM and must exit cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const TOKEN: &str = "deno-kv-npm-suite-token-0123";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Installs the pinned `@deno/kv` with `npm ci --prefix tests/node` unless it is already there.
+/// Fails (never skips) when npm fails.
+fn ensure_deno_kv_npm() {
+    let root = workspace_root();
+    if root.join("tests/node/node_modules/@deno/kv/package.json").is_file() {
+        return;
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--prefix", "tests/node", "--no-audit", "--no-fund"])
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run `npm ci --prefix tests/node` (is npm installed?): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "`npm ci --prefix tests/node` failed ({}): cannot install @deno/kv\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        root.join("tests/node/node_modules/@deno/kv/package.json").is_file(),
+        "`npm ci --prefix tests/node` succeeded but @deno/kv is still missing"
+    );
+}
+
+/// Starts `openkv serve` on a free port; returns the child and its URL.
+fn start_server(db: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", TOKEN])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start openkv serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().last().expect("the server prints its URL").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+    (child, url)
+}
+
+/// The number after `# <name> ` in node's test-runner summary.
+fn summary_count(stdout: &str, name: &str) -> Option<u64> {
+    let prefix = format!("# {name} ");
+    stdout.lines().rev().find_map(|l| l.strip_prefix(prefix.as_str())?.trim().parse().ok())
+}
+
+#[test]
+fn deno_kv_npm_suite_passes_against_openkv_serve() {
+    ensure_deno_kv_npm();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("served.sqlite3");
+    let (mut server, url) = start_server(&db);
+
+    let out = Command::new("node")
+        .args(["--test", "tests/node/"])
+        .current_dir(workspace_root())
+        .env("KV_URL", &url)
+        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
+        .env("NO_COLOR", "1")
+        .output();
+
+    // SIGTERM: graceful shutdown, exit status 0 (stop the server before any assertion).
+    let pid = server.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap().success();
+    let status = server.wait().unwrap();
+
+    let out = out.expect("run `node --test tests/node/` (is Node installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pass = summary_count(&stdout, "pass");
+    let fail = summary_count(&stdout, "fail");
+    let tests = summary_count(&stdout, "tests");
+    eprintln!("node --test: tests {tests:?}, pass {pass:?}, fail {fail:?}");
+
+    assert!(out.status.success(), "node --test failed ({})\n{stdout}\n{stderr}", out.status);
+    assert_eq!(fail, Some(0), "node --test reported failures\n{stdout}\n{stderr}");
+    assert!(pass.unwrap_or(0) > 0, "node --test ran no passing tests\n{stdout}\n{stderr}");
+    assert_eq!(pass, tests, "not every test passed\n{stdout}");
+    assert!(killed, "could not send SIGTERM to openkv serve");
+    assert!(status.success(), "openkv serve exited with {status} after SIGTERM");
+}
