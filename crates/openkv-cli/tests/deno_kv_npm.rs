@@ -2,15 +2,12 @@
 //! `openkv serve` binary: the suite in `tests/node/` runs with `node --test`, then the server
 //! is stopped with SIGTERM and must exit cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{start_server, workspace_root};
+use std::process::Command;
 
 const TOKEN: &str = "deno-kv-npm-suite-token-0123";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
 
 /// Installs the pinned `@deno/kv` with `npm ci --prefix tests/node` unless it is already there.
 /// Fails (never skips) when npm fails.
@@ -39,24 +36,6 @@ fn ensure_deno_kv_npm() {
     );
 }
 
-/// Starts `openkv serve` on a free port; returns the child and its URL.
-fn start_server(db: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", TOKEN])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start openkv serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().last().expect("the server prints its URL").to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
-    (child, url)
-}
-
 /// The number after `# <name> ` in node's test-runner summary.
 fn summary_count(stdout: &str, name: &str) -> Option<u64> {
     let prefix = format!("# {name} ");
@@ -68,7 +47,7 @@ fn deno_kv_npm_suite_passes_against_openkv_serve() {
     ensure_deno_kv_npm();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("served.sqlite3");
-    let (mut server, url) = start_server(&db);
+    let (mut server, url) = start_server(&db, TOKEN);
 
     let out = Command::new("node")
         .args(["--test", "tests/node/"])

@@ -3,15 +3,13 @@
 //! with `deno test`, then the server is stopped with SIGTERM and must exit cleanly, leaving a
 //! database that opens with everything the suite wrote.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{start_server, workspace_root};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 const TOKEN: &str = "kv-connect-suite-token-0123";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
 
 /// `$DENO_BIN`, else the pinned Deno CLI `npm ci --prefix tests/deno` installs. Fails (never
 /// skips) when neither exists.
@@ -27,29 +25,11 @@ fn deno_bin() -> PathBuf {
     bin
 }
 
-/// Starts `openkv serve` on a free port; returns the child and its URL.
-fn start_server(db: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", TOKEN])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start openkv serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().last().expect("the server prints its URL").to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
-    (child, url)
-}
-
 #[test]
 fn deno_kv_connect_suite_passes_against_openkv_serve() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("served.sqlite3");
-    let (mut server, url) = start_server(&db);
+    let (mut server, url) = start_server(&db, TOKEN);
 
     let out = Command::new(deno_bin())
         .args(["test", "-A", "--unstable-kv", "tests/deno/kv_connect/"])

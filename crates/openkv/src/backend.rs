@@ -168,7 +168,7 @@ pub enum CommitOutcome {
 impl CommitOutcome {
     /// True if the write was applied.
     pub fn is_committed(&self) -> bool {
-        matches!(self, CommitOutcome::Committed { .. })
+        self.versionstamp().is_some()
     }
 
     /// The commit's versionstamp, if it was applied.

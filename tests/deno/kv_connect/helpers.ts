@@ -17,6 +17,9 @@ export async function openKv(): Promise<Deno.Kv> {
 /** One random string per test process, so that runs against a shared database never meet. */
 export const RUN_ID = `kvc-${crypto.randomUUID().slice(-12)}`;
 
+export const TEST_TIMEOUT_MS = 30_000;
+export const OPEN_TIMEOUT_MS = 15_000;
+
 export type KvTestFn = (kv: Deno.Kv, prefix: Deno.KvKey) => Promise<void>;
 
 /** Registers a `Deno.test` that gets a freshly opened database and its own key prefix
@@ -25,18 +28,19 @@ export type KvTestFn = (kv: Deno.Kv, prefix: Deno.KvKey) => Promise<void>;
 export function kvTest(
   name: string,
   fn: KvTestFn,
-  opts: { ignore?: boolean; prefixName?: string } = {},
+  opts: { ignore?: boolean; prefixName?: string; timeoutMs?: number } = {},
 ): void {
   Deno.test({
     name,
     ignore: opts.ignore,
     fn: async () => {
       const prefix: Deno.KvKey = [RUN_ID, opts.prefixName ?? name];
-      const kv = await openKv();
+      const kv = await withTimeout(openKv(), OPEN_TIMEOUT_MS, `open ${kvUrl()}`);
       try {
-        await fn(kv, prefix);
+        // A server answering 5xx makes Deno retry forever: fail instead of hanging.
+        await withTimeout(fn(kv, prefix), opts.timeoutMs ?? TEST_TIMEOUT_MS, name);
       } finally {
-        await cleanup(kv, prefix).catch(() => {});
+        await withTimeout(cleanup(kv, prefix), 10_000, "cleanup").catch(() => {});
         try {
           kv.close();
         } catch {

@@ -1,7 +1,7 @@
 // Opening, closing and authenticating against the KV Connect server.
 
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import { kvUrl, openKv, RUN_ID } from "./helpers.ts";
+import { kvUrl, openKv, RUN_ID, withTimeout } from "./helpers.ts";
 
 Deno.test("open: Deno.openKv(url) returns a working Deno.Kv", async () => {
   const kv = await openKv();
@@ -78,27 +78,42 @@ async function withToken<T>(token: string | undefined, fn: () => Promise<T>): Pr
 
 Deno.test("open: a wrong access token is refused", async () => {
   await withToken("wrong-token-0123456789", async () => {
-    await assertRejects(async () => {
-      // Deno 2.9 does the metadata exchange at open; accept a failure at the first read too.
-      const kv = await Deno.openKv(kvUrl());
-      try {
-        await kv.get([RUN_ID, "bad token"]);
-      } finally {
-        kv.close();
-      }
-    });
+    // Deno 2.9 does the metadata exchange at open; accept a failure at the first read too.
+    // The refusal must be a 4xx: on a 5xx Deno retries forever (then this times out).
+    const err = await assertRejects(() =>
+      withTimeout(
+        (async () => {
+          const kv = await Deno.openKv(kvUrl());
+          try {
+            await kv.get([RUN_ID, "bad token"]);
+          } finally {
+            kv.close();
+          }
+        })(),
+        15_000,
+        "open with a wrong token",
+      )
+    );
+    assert(!err.message.startsWith("timed out"), err.message);
   });
 });
 
 Deno.test("open: a missing access token is refused", async () => {
   await withToken(undefined, async () => {
-    await assertRejects(async () => {
-      const kv = await Deno.openKv(kvUrl());
-      try {
-        await kv.get([RUN_ID, "no token"]);
-      } finally {
-        kv.close();
-      }
-    });
+    const err = await assertRejects(() =>
+      withTimeout(
+        (async () => {
+          const kv = await Deno.openKv(kvUrl());
+          try {
+            await kv.get([RUN_ID, "no token"]);
+          } finally {
+            kv.close();
+          }
+        })(),
+        15_000,
+        "open without a token",
+      )
+    );
+    assert(!err.message.startsWith("timed out"), err.message);
   });
 });
