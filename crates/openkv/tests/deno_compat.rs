@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,40 +28,7 @@ use serde_json::{json, Value as Json};
 // ---------------------------------------------------------------------------------------------
 // Running Deno
 
-use common::{deno_bin, deno_scripts, workspace_root};
-
-/// Runs `deno run -A --unstable-kv <script> <args>` and returns its stdout. Panics with the
-/// exit status, stdout and stderr if Deno fails.
-async fn run_deno(script: &Path, args: &[&Path]) -> String {
-    let deno = deno_bin();
-    let script = script.to_owned();
-    let args: Vec<PathBuf> = args.iter().map(|a| a.to_path_buf()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(&deno);
-        cmd.args(["run", "-A", "--unstable-kv"])
-            .arg(&script)
-            .args(&args)
-            .env("NO_COLOR", "1")
-            .env("DENO_NO_UPDATE_CHECK", "1")
-            .current_dir(workspace_root());
-        let out =
-            cmd.output().unwrap_or_else(|e| panic!("could not start {}: {e}", deno.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "`{} run -A --unstable-kv {} {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr \
-             ---\n{stderr}",
-            deno.display(),
-            script.display(),
-            args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(" "),
-            out.status,
-        );
-        stdout
-    })
-    .await
-    .expect("the thread running Deno panicked")
-}
+use common::{deno_scripts, run_deno};
 
 // ---------------------------------------------------------------------------------------------
 // V8 serialization, by hand (what Deno's `ValueSerializer` writes for strings and numbers)

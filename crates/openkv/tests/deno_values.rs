@@ -20,7 +20,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use futures::TryStreamExt;
 use num_bigint::BigInt;
@@ -32,39 +31,11 @@ use openkv::{
 // ---------------------------------------------------------------------------------------------
 // Running Deno
 
-use common::{deno_bin, deno_scripts, workspace_root};
+use common::{deno_scripts, run_deno};
 
-/// Runs `deno run -A --unstable-kv tests/deno/<script> <db>` and returns its stdout. Panics
-/// with the exit status, stdout and stderr if Deno fails.
-async fn run_deno(script: &str, db: &Path) -> String {
-    let deno = deno_bin();
-    let script = deno_scripts().join(script);
-    let db = db.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(&deno)
-            .args(["run", "-A", "--unstable-kv"])
-            .arg(&script)
-            .arg(&db)
-            .env("NO_COLOR", "1")
-            .env("DENO_NO_UPDATE_CHECK", "1")
-            .current_dir(workspace_root())
-            .output()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", deno.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "`{} run -A --unstable-kv {} {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr \
-             ---\n{stderr}",
-            deno.display(),
-            script.display(),
-            db.display(),
-            out.status,
-        );
-        stdout
-    })
-    .await
-    .expect("the thread running Deno panicked")
+/// Runs `tests/deno/<script> <db>` with the real Deno CLI; its stdout.
+async fn run_script(script: &str, db: &Path) -> String {
+    run_deno(&deno_scripts().join(script), &[db]).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,7 +391,7 @@ struct DenoWritten {
 async fn deno_written() -> DenoWritten {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("deno_values.sqlite3");
-    run_deno("write_values.ts", &db).await;
+    run_script("write_values.ts", &db).await;
     let kv = Kv::open(&db).await.unwrap();
     let entries: Vec<_> = kv
         .list(Selector::prefix(key!["v"]), ListOptions::new())
@@ -574,7 +545,7 @@ async fn openkv_values_read_by_deno() {
     kv.close().await.unwrap();
     fail_all("encoding the expected values", &failures, expected.len());
 
-    let stdout = run_deno("check_values.ts", &db).await;
+    let stdout = run_script("check_values.ts", &db).await;
     let skipped = usize::from(stdout.lines().any(|l| l == "skipped: float16array"));
     let want = format!("ok {}", expected.len() - skipped);
     assert!(stdout.lines().any(|l| l == want), "check_values.ts printed {stdout:?}, not {want:?}");
@@ -748,7 +719,7 @@ async fn serde_values_both_ways() {
     natural::for_each_case!(write);
     kv.close().await.unwrap();
     assert_eq!(written, n);
-    let stdout = run_deno("check_values.ts", &db).await;
+    let stdout = run_script("check_values.ts", &db).await;
     let want = format!("ok {}", expected.len());
     assert!(stdout.lines().any(|l| l == want), "check_values.ts printed {stdout:?}, not {want:?}");
     eprintln!("serde_values_both_ways: {n} fixtures through serde both ways; Deno says {want}");

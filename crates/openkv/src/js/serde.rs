@@ -1168,49 +1168,29 @@ impl SeqSer {
     }
 }
 
-impl ser::SerializeSeq for SeqSer {
-    type Ok = JsValue;
-    type Error = JsSerdeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JsSerdeError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<JsValue, JsSerdeError> {
-        Ok(self.finish())
-    }
+/// serde has one trait per sequence-like shape (sequence, tuple, tuple struct, tuple
+/// variant); all four build the same JavaScript array here.
+macro_rules! seq_like {
+    ($($trait:ident :: $method:ident),* $(,)?) => {$(
+        impl ser::$trait for SeqSer {
+            type Ok = JsValue;
+            type Error = JsSerdeError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JsSerdeError> {
+                self.push(value)
+            }
+            fn end(self) -> Result<JsValue, JsSerdeError> {
+                Ok(self.finish())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for SeqSer {
-    type Ok = JsValue;
-    type Error = JsSerdeError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JsSerdeError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<JsValue, JsSerdeError> {
-        Ok(self.finish())
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqSer {
-    type Ok = JsValue;
-    type Error = JsSerdeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JsSerdeError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<JsValue, JsSerdeError> {
-        Ok(self.finish())
-    }
-}
-
-impl ser::SerializeTupleVariant for SeqSer {
-    type Ok = JsValue;
-    type Error = JsSerdeError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), JsSerdeError> {
-        self.push(value)
-    }
-    fn end(self) -> Result<JsValue, JsSerdeError> {
-        Ok(self.finish())
-    }
-}
+seq_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 /// Builds a plain object or, failing that, a `Map`.
 struct MapSer {

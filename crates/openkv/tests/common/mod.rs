@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that run the real Deno CLI.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The repository's root.
 pub fn workspace_root() -> PathBuf {
@@ -30,4 +31,37 @@ pub fn deno_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Runs `deno run -A --unstable-kv <script> <args>` and returns its stdout. Panics with the
+/// exit status, stdout and stderr if Deno fails.
+pub async fn run_deno(script: &Path, args: &[&Path]) -> String {
+    let deno = deno_bin();
+    let script = script.to_owned();
+    let args: Vec<PathBuf> = args.iter().map(|a| a.to_path_buf()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(&deno);
+        cmd.args(["run", "-A", "--unstable-kv"])
+            .arg(&script)
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .current_dir(workspace_root());
+        let out =
+            cmd.output().unwrap_or_else(|e| panic!("could not start {}: {e}", deno.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "`{} run -A --unstable-kv {} {}` failed ({})\n--- stdout ---\n{stdout}\n--- stderr \
+             ---\n{stderr}",
+            deno.display(),
+            script.display(),
+            args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(" "),
+            out.status,
+        );
+        stdout
+    })
+    .await
+    .expect("the thread running Deno panicked")
 }
