@@ -25,7 +25,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod proto;
+/// The data-path messages, re-exported from `openkv-proto` for the server's users and tests.
+pub use openkv_proto as proto;
 
 use std::future::Future;
 use std::sync::Arc;

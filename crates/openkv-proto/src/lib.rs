@@ -2,6 +2,7 @@
 //! protocol's published field list (shared/spec/KV-CONNECT.md §3) as `prost` derives, so no
 //! `protoc` is needed to build. Field numbers are the wire contract: never renumber.
 
+#![deny(unsafe_code)]
 #![allow(missing_docs)]
 
 #[derive(Clone, PartialEq, prost::Message)]
