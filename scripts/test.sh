@@ -2,8 +2,9 @@
 # The one command that runs every openkv test:
 #   1. installs the pinned Deno CLI (tests/deno/package.json) if needed and
 #      exports DENO_BIN for the interoperability tests;
-#   2. cargo fmt --check and cargo clippy -D warnings (the lint step);
-#   3. cargo test --workspace --release (unit, integration, property, crash and
+#   2. builds the reference server denokv (for the shared backend suite);
+#   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
+#   4. cargo test --workspace --release (unit, integration, property, crash and
 #      doc tests; release mode keeps property/crash tests fast).
 #
 # Usage: scripts/test.sh [extra args passed to `cargo test`]
@@ -33,6 +34,19 @@ fi
 export DENO_BIN="$PWD/$deno_bin"
 deno_version="$("$DENO_BIN" --version)"
 echo "${deno_version%%$'\n'*}"
+
+# --- denokv, the reference server -------------------------------------------
+# The behaviour suite runs over denokv too (crates/openkv-testsuite): the KV
+# Connect client must work against it. Built once into target/tools (a few
+# minutes on a fresh machine); OPENKV_REQUIRE_DENOKV=1 makes its absence fail.
+denokv_version=0.14.0
+denokv_root="$PWD/target/tools/denokv-$denokv_version"
+if [[ ! -x "$denokv_root/bin/denokv" ]]; then
+  step "building denokv $denokv_version (cargo install --locked) into $denokv_root"
+  cargo install denokv --version "=$denokv_version" --locked --root "$denokv_root" --quiet
+fi
+export OPENKV_DENOKV="$denokv_root/bin/denokv"
+export OPENKV_REQUIRE_DENOKV=1
 
 # --- lint -------------------------------------------------------------------
 if [[ "${OPENKV_SKIP_LINT:-}" == 1 ]]; then

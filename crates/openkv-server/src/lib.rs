@@ -485,7 +485,10 @@ async fn watch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     }
     let keys: Vec<Vec<u8>> = request.keys.into_iter().map(|k| k.key).collect();
     // Subscribe before the first read, so no change between the two is missed.
-    let changes = state.kv.subscribe();
+    let changes = match state.kv.subscribe() {
+        Ok(changes) => changes,
+        Err(e) => return engine_error(e),
+    };
     let first = match read_keys(&state.kv, &keys).await {
         Ok(entries) => entries,
         Err(e) => return engine_error(e),

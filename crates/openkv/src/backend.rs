@@ -210,8 +210,9 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Subscribes to the change feed: one event per commit (and per expiry sweep that removed
     /// keys) from the moment of subscribing. A lagging receiver gets `Lagged` and should
-    /// re-read what it follows.
-    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
+    /// re-read what it follows. A backend without a change feed (the KV Connect client)
+    /// answers [`Error::Unsupported`](crate::Error::Unsupported).
+    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>>;
 
     /// A stable, random identifier of this database, kept with its data (KV Connect's
     /// `databaseId`). Created on first use.

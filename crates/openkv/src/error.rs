@@ -125,6 +125,33 @@ pub enum Error {
     /// The `Kv` was closed.
     #[error("the database is closed")]
     Closed,
+    /// A remote server refused the request with a 4xx status; its own message follows.
+    /// Sending the same request again cannot succeed.
+    #[error("the server refused the request (HTTP {status}): {message}")]
+    Remote {
+        /// The HTTP status.
+        status: u16,
+        /// The server's plain-text explanation.
+        message: String,
+    },
+    /// The server has writes disabled (KV Connect's `AW_WRITE_DISABLED`, e.g. a read-only
+    /// `openkv serve`).
+    #[error("the database is read-only: the server has writes disabled")]
+    WriteDisabled,
+    /// A remote server could not be reached, or kept failing, for longer than the retry
+    /// timeout. Nothing was written by the failed call.
+    #[error("the remote database is unavailable: {0}")]
+    Unavailable(String),
+    /// A write was sent but the connection failed before its answer arrived: it may or may not
+    /// have been applied. Read the keys to find out before writing again.
+    #[error("the write was sent but its outcome is unknown (the answer was lost): {0}")]
+    OutcomeUnknown(String),
+    /// A remote server answered something the protocol does not allow.
+    #[error("the server broke the KV Connect protocol: {0}")]
+    Protocol(String),
+    /// The operation is not available on this backend.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
 }
 
 impl Error {
@@ -140,6 +167,9 @@ impl Error {
                 | Error::Busy(_)
                 | Error::UnsupportedSchema(_)
                 | Error::Internal(_)
+                | Error::Unavailable(_)
+                | Error::OutcomeUnknown(_)
+                | Error::Protocol(_)
         )
     }
 }

@@ -56,12 +56,29 @@ impl Entry {
 /// | [`clock`](Self::clock) | [`SystemClock`] |
 /// | [`expiry_sweep_interval`](Self::expiry_sweep_interval) | 1 second |
 /// | [`rng_seed`](Self::rng_seed) | seeded from the operating system |
-#[derive(Debug, Clone)]
+/// | [`access_token`](Self::access_token) (remote) | `$DENO_KV_ACCESS_TOKEN` |
+/// | [`remote_retry_timeout`](Self::remote_retry_timeout) (remote) | 60 seconds |
+/// | [`remote_request_timeout`](Self::remote_request_timeout) (remote) | 30 seconds |
+/// | [`remote_root_certificate`](Self::remote_root_certificate) (remote) | none: the public web roots only |
+#[derive(Clone)]
 pub struct OpenOptions {
     limits: Limits,
     clock: Arc<dyn Clock>,
     sweep_interval: Duration,
     rng_seed: Option<u64>,
+    #[cfg(feature = "remote")]
+    remote: crate::remote::RemoteConfig,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    // By hand: the access token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("limits", &self.limits)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("rng_seed", &self.rng_seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for OpenOptions {
@@ -71,6 +88,8 @@ impl Default for OpenOptions {
             clock: Arc::new(SystemClock),
             sweep_interval: Duration::from_secs(1),
             rng_seed: None,
+            #[cfg(feature = "remote")]
+            remote: crate::remote::RemoteConfig::default(),
         }
     }
 }
@@ -101,21 +120,66 @@ impl OpenOptions {
         self
     }
 
-    /// Seeds the random source (queue message ids), for reproducible runs.
+    /// Seeds the random source (queue message ids, retry jitter), for reproducible runs.
     pub fn rng_seed(mut self, seed: u64) -> Self {
         self.rng_seed = Some(seed);
+        #[cfg(feature = "remote")]
+        {
+            self.remote.rng_seed = Some(seed);
+        }
         self
     }
 
-    /// Opens the SQLite database at `path` (created if missing), or an in-memory database for
-    /// `":memory:"`. A file written by Deno CLI opens as is; schema versions below Deno's
-    /// current (3) are migrated as Deno would.
+    /// Remote databases: the access token for the metadata exchange.
+    #[cfg(feature = "remote")]
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.remote.access_token = Some(token.into());
+        self
+    }
+
+    /// Remote databases: how long a request that fails on the network or with a 5xx is
+    /// retried (with exponential backoff) before it fails with [`Error::Unavailable`].
+    #[cfg(feature = "remote")]
+    pub fn remote_retry_timeout(mut self, timeout: Duration) -> Self {
+        self.remote.retry_timeout = timeout;
+        self
+    }
+
+    /// Remote databases: how long one HTTP request may take.
+    #[cfg(feature = "remote")]
+    pub fn remote_request_timeout(mut self, timeout: Duration) -> Self {
+        self.remote.request_timeout = timeout;
+        self
+    }
+
+    /// Remote databases: trusts this PEM certificate (a private CA, or a server's self-signed
+    /// certificate) in addition to the public web roots. May be called more than once.
+    #[cfg(feature = "remote")]
+    pub fn remote_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.remote.root_certificates.push(pem.into());
+        self
+    }
+
+    /// Opens a database.
+    ///
+    /// - `http://…` or `https://…`: a remote database over KV Connect (`openkv serve`,
+    ///   `denokv`, or any server Deno's `Deno.openKv(url)` reaches), with the token from
+    ///   [`access_token`](Self::access_token) or else the `DENO_KV_ACCESS_TOKEN` environment
+    ///   variable, as Deno does. The metadata exchange runs before this returns, so a wrong URL
+    ///   or token fails here. Needs the `remote` feature (on by default).
+    /// - `":memory:"`: a fresh in-memory database.
+    /// - anything else: the SQLite file at that path (created if missing). A file written by
+    ///   Deno CLI opens as is; schema versions below Deno's current (3) are migrated as Deno
+    ///   would.
     pub async fn open(self, path: impl AsRef<Path>) -> Result<Kv> {
         let path = path.as_ref();
         let path = path
             .to_str()
             .ok_or_else(|| Error::Storage(format!("the path {} is not UTF-8", path.display())))?
             .to_owned();
+        if path.starts_with("http://") || path.starts_with("https://") {
+            return self.open_remote(&path).await;
+        }
         let clock = self.clock.clone();
         let config = SqliteConfig { sweep_interval: self.sweep_interval, rng_seed: self.rng_seed };
         // Opening may wait on another process's lock while migrating: off the async threads.
@@ -124,6 +188,21 @@ impl OpenOptions {
                 .await
                 .map_err(|e| Error::Storage(format!("opening the database panicked: {e}")))??;
         Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    #[cfg(feature = "remote")]
+    async fn open_remote(self, url: &str) -> Result<Kv> {
+        let backend =
+            crate::remote::RemoteBackend::open(url, self.remote.clone(), self.clock.clone())
+                .await?;
+        Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    #[cfg(not(feature = "remote"))]
+    async fn open_remote(self, url: &str) -> Result<Kv> {
+        Err(Error::Unsupported(format!(
+            "{url} is a remote database, and this build of openkv has no `remote` feature"
+        )))
     }
 
     /// A `Kv` over any [`Backend`].
@@ -301,8 +380,9 @@ impl Kv {
         self.inner.backend.database_id().await
     }
 
-    /// Subscribes to the change feed (every commit's versionstamp and keys).
-    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+    /// Subscribes to the change feed (every commit's versionstamp and keys). Remote databases
+    /// have none ([`Error::Unsupported`]).
+    pub fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
         self.inner.backend.subscribe()
     }
 

@@ -49,11 +49,18 @@
 //!   typed JSON rendering ([`to_json`]) shows any value to humans and tools losslessly.
 //! - [`Versionstamp`]: strictly increasing across commits, reopen and processes.
 //! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
+//! - A **KV Connect client** (feature `remote`, on by default): `Kv::open("http://…")` or
+//!   `"https://…"` reaches `openkv serve`, `denokv` or any server Deno's
+//!   `Deno.openKv(url)` reaches, with the same API as a local file. The token comes from
+//!   [`OpenOptions::access_token`] or `DENO_KV_ACCESS_TOKEN`. Network failures and 5xx are
+//!   retried with backoff (until [`OpenOptions::remote_retry_timeout`], then
+//!   [`Error::Unavailable`]); the server's 4xx is final ([`Error::Remote`], with its message);
+//!   a write whose answer was lost is [`Error::OutcomeUnknown`], never sent twice.
 //!
 //! ## What it is not (yet)
-//! - No queue delivery (`listenQueue`), no `watch` stream, no KV Connect client: messages
-//!   enqueued through [`Kv::atomic_write`] are stored in Deno's queue table, and the change
-//!   feed ([`Kv::subscribe`]) is the building block for watch.
+//! - No queue delivery (`listenQueue`) and no `watch` stream: messages enqueued through
+//!   [`Kv::atomic_write`] are stored in Deno's queue table, and the change feed
+//!   ([`Kv::subscribe`], local databases only) is the building block for watch.
 //!
 //! ## Guarantees
 //! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode).
@@ -79,6 +86,8 @@ mod key;
 mod kv;
 pub mod limits;
 mod list;
+#[cfg(feature = "remote")]
+mod remote;
 mod sqlite;
 mod sum;
 mod validate;

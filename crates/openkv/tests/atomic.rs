@@ -237,7 +237,7 @@ async fn concurrent_commits_each_get_their_own_stamp_and_none_is_lost() {
 #[tokio::test]
 async fn change_feed_publishes_each_commit() {
     let (_d, kv) = file_kv().await;
-    let mut feed = kv.subscribe();
+    let mut feed = kv.subscribe().unwrap();
     let vs = kv.atomic().set(&key!["a"], bytes("1")).delete(&key!["b"]).commit().await.unwrap();
     let event = feed.recv().await.unwrap();
     assert_eq!(Some(event.versionstamp), vs.versionstamp());

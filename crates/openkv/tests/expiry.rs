@@ -77,7 +77,7 @@ async fn the_sweep_publishes_expired_keys_on_the_change_feed() {
         .unwrap();
     let k = key!["session"];
     let written = kv.set_with_expiry(&k, Value::U64(1), Duration::from_millis(5)).await.unwrap();
-    let mut feed = kv.subscribe();
+    let mut feed = kv.subscribe().unwrap();
     clock.advance(Duration::from_millis(5));
     let event = tokio::time::timeout(Duration::from_secs(10), feed.recv()).await.unwrap().unwrap();
     assert_eq!(&*event.keys, &[k.encode().unwrap()]);

@@ -278,8 +278,8 @@ impl Backend for SqliteBackend {
         answer.await.map_err(|_| self.gone())?
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
-        self.shared.changes.subscribe()
+    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
+        Ok(self.shared.changes.subscribe())
     }
 
     async fn database_id(&self) -> Result<uuid::Uuid> {

@@ -1,0 +1,153 @@
+//! Fresh databases on every backend, and the real servers behind the remote ones.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use openkv::{Kv, OpenOptions};
+use openkv_server::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The access token every test server is started with.
+pub const TOKEN: &str = "openkv-testsuite-token";
+
+/// A fresh database and whatever keeps it alive (files, a server).
+pub struct Fixture {
+    /// The handle under test.
+    pub kv: Kv,
+    server: Option<Server>,
+    denokv: Option<tokio::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Closes the handle and stops the server, checking that both went cleanly.
+    pub async fn finish(self) {
+        // A test may have closed the handle itself; a second close is harmless.
+        let _ = self.kv.close().await;
+        if let Some(server) = self.server {
+            server.stop().await;
+        }
+        if let Some(mut child) = self.denokv {
+            child.kill().await.expect("stopping denokv");
+        }
+    }
+}
+
+/// A SQLite file in a temporary directory.
+pub async fn sqlite() -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kv = Kv::open(dir.path().join("db.sqlite3")).await.expect("opening SQLite");
+    Some(Fixture { kv, server: None, denokv: None, _dir: dir })
+}
+
+/// `openkv serve` (in this process, on a real socket) on a fresh file, and a `Kv` that reaches
+/// it over KV Connect.
+pub async fn openkv_server() -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+    let kv = remote(&server.url).await;
+    Some(Fixture { kv, server: Some(server), denokv: None, _dir: dir })
+}
+
+/// The client options every remote fixture uses: retries short enough that a broken server
+/// fails a test in seconds, not minutes.
+pub fn client_options() -> OpenOptions {
+    OpenOptions::new().access_token(TOKEN).remote_retry_timeout(Duration::from_secs(10))
+}
+
+/// Opens `url` with [`client_options`].
+pub async fn remote(url: &str) -> Kv {
+    client_options().open(url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"))
+}
+
+/// An `openkv serve` running in this process on 127.0.0.1.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The socket address it listens on.
+    pub addr: SocketAddr,
+    /// The engine under the server (to look behind the client's back).
+    pub kv: Kv,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), openkv_server::ServeError>>,
+}
+
+impl Server {
+    /// Serves the file at `path` on a free port.
+    pub async fn start(path: &Path, config: ServerConfig) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
+        Self::start_on(listener, path, config).await
+    }
+
+    /// Serves the file at `path` on `listener`.
+    pub async fn start_on(listener: TcpListener, path: &Path, config: ServerConfig) -> Server {
+        let addr = listener.local_addr().expect("local address");
+        let kv = Kv::open(path).await.expect("opening the served file");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(openkv_server::serve(kv.clone(), listener, config, async {
+            let _ = stopped.await;
+        }));
+        Server { url: format!("http://{addr}"), addr, kv, stop: Some(stop), task }
+    }
+
+    /// Shuts down gracefully and closes the store; panics if serving failed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let served = tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the server did not shut down within 10 s");
+        served.expect("the server task panicked").expect("the server failed");
+        self.kv.close().await.expect("closing the served store");
+    }
+}
+
+/// Where the `denokv` binary is: `$OPENKV_DENOKV`, else `denokv` on the `PATH`, else
+/// `~/.cargo/bin/denokv` (where `cargo install denokv --locked` puts it).
+pub fn denokv_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("OPENKV_DENOKV") {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|dir| dir.join("denokv")).find(|p| p.is_file())
+    });
+    on_path.or_else(|| {
+        let home = PathBuf::from(std::env::var_os("HOME")?);
+        Some(home.join(".cargo/bin/denokv")).filter(|p| p.is_file())
+    })
+}
+
+/// The reference server `denokv` on a fresh file, reached over KV Connect. `None` (the test
+/// passes without running) when the binary is not installed — unless `OPENKV_REQUIRE_DENOKV=1`,
+/// which the project's test script sets after installing it, so CI can never skip it.
+pub async fn denokv() -> Option<Fixture> {
+    let Some(binary) = denokv_binary() else {
+        assert!(
+            std::env::var("OPENKV_REQUIRE_DENOKV").as_deref() != Ok("1"),
+            "OPENKV_REQUIRE_DENOKV=1 but no denokv binary (set OPENKV_DENOKV or install it)"
+        );
+        eprintln!("denokv is not installed: skipping (cargo install denokv --locked)");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Take a free port from the OS, then hand it to denokv (which binds it itself).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = tokio::process::Command::new(&binary)
+        .arg("--sqlite-path")
+        .arg(dir.path().join("denokv.sqlite3"))
+        .args(["serve", "--access-token", TOKEN, "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+    let url = format!("http://127.0.0.1:{port}");
+    // The client's own retries wait for the server to start listening.
+    let kv = remote(&url).await;
+    Some(Fixture { kv, server: None, denokv: Some(child), _dir: dir })
+}

@@ -1,0 +1,77 @@
+//! One behaviour suite, run over every backend openkv has.
+//!
+//! [`behaviours`] holds the tests as plain `async fn(&Kv)`; each sees a fresh, empty database.
+//! [`fixtures`] opens such a database on each backend: a SQLite file, `openkv serve` reached
+//! through the KV Connect client (a real HTTP server on 127.0.0.1), and the reference server
+//! `denokv` reached the same way. [`backend_suite!`] turns the behaviours into one `#[test]` per
+//! backend and behaviour, so a failure names both. A new backend (PostgreSQL) adds a fixture
+//! and one macro call, and inherits every test.
+//!
+//! Behaviours come in two groups: `core` (what any Deno KV backend must do) and `strict`
+//! (what openkv does and `denokv` gets wrong — see shared/spec/KV-CONNECT.md §8). `denokv`
+//! runs only `core`.
+#![deny(unsafe_code)]
+
+pub mod behaviours;
+pub mod fixtures;
+
+/// Generates `#[tokio::test]`s: `backend_suite!(module_name, fixture_expression; test, …)`.
+/// The fixture expression is evaluated once per test and must give an
+/// `Option<fixtures::Fixture>` (`None`: the backend is not available here, see the fixture).
+#[macro_export]
+macro_rules! backend_suite {
+    ($module:ident, $fixture:expr; $($test:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(fixture) = $fixture else { return };
+                    $crate::behaviours::$test(&fixture.kv).await;
+                    fixture.finish().await;
+                }
+            )+
+        }
+    };
+}
+
+/// The names of the `core` behaviours, for [`backend_suite!`].
+#[macro_export]
+macro_rules! core_behaviours {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback!($($args)*;
+            set_get_delete,
+            value_encodings_round_trip,
+            serde_values_round_trip,
+            keys_of_every_type_sort_by_encoding,
+            list_selectors_and_options,
+            list_cursor_resumes_where_it_stopped,
+            list_pages_past_one_read,
+            get_many_answers_in_order,
+            versionstamps_increase_and_are_shared_by_a_commit,
+            check_on_missing_and_present_keys,
+            mutations_apply_in_order,
+            u64_sum_min_max,
+            versionstamped_keys,
+            limits_are_enforced_before_sending,
+            eventual_reads_see_acknowledged_writes,
+            database_id_is_stable,
+            close_refuses_further_use,
+            failed_checks_name_every_index,
+            js_number_sums_with_limits,
+        );
+    };
+}
+
+/// The names of the `strict` behaviours, for [`backend_suite!`].
+#[macro_export]
+macro_rules! strict_behaviours {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback!($($args)*;
+            a_failing_mutation_rolls_back_the_write,
+            expired_keys_are_invisible_at_once,
+            database_id_is_not_nil,
+        );
+    };
+}

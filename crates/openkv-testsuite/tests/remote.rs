@@ -1,0 +1,338 @@
+//! The KV Connect client's own behaviour against a real `openkv serve`: tokens, the server's
+//! 4xx messages, retries across a restart, giving up, metadata refresh, protocol versions 1–3,
+//! read-only servers, and lost answers. Faults are injected by a small forwarding proxy
+//! between the client and the real server.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use openkv::{key, Error, Kv, Limits, Value};
+use openkv_server::ServerConfig;
+use openkv_testsuite::fixtures::{self, client_options, Server, TOKEN};
+use tokio::net::TcpListener;
+
+fn bytes(s: &str) -> Value {
+    Value::Bytes(s.as_bytes().to_vec())
+}
+
+async fn server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_fails_at_open_with_the_servers_message() {
+    let (_dir, server) = server().await;
+    let started = Instant::now();
+    let err = client_options().access_token("not-the-token").open(&server.url).await.unwrap_err();
+    match &err {
+        Error::Remote { status: 401, message } => assert!(!message.is_empty(), "{err}"),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "a 4xx is not retried");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_is_final_and_carries_the_servers_text() {
+    let (_dir, server) = server().await;
+    // The client is configured to allow 1 MiB values; the server keeps Deno's 64 KiB.
+    let mut raised = Limits::default();
+    raised.max_value_size = 1 << 20;
+    let kv = client_options().limits(raised).open(&server.url).await.unwrap();
+    let err = kv.set(&key!["big"], Value::Bytes(vec![1; 70_000])).await.unwrap_err();
+    match &err {
+        Error::Remote { status: 400, message } => {
+            assert!(message.contains("Value too large"), "{message}")
+        }
+        other => panic!("expected the server's 400, got {other:?}"),
+    }
+    assert!(err.is_client_error());
+    assert_eq!(server.kv.get(&key!["big"]).await.unwrap(), None, "nothing written");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_retried_until_the_server_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let server = Server::start(&path, ServerConfig::new(TOKEN)).await;
+    let addr = server.addr;
+    let kv = fixtures::remote(&server.url).await;
+    kv.set(&key!["before"], bytes("1")).await.unwrap();
+    server.stop().await;
+
+    // The write starts while nothing listens; the server comes back 700 ms later.
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let listener = TcpListener::bind(addr).await.expect("re-binding the port");
+        Server::start_on(listener, &path, ServerConfig::new(TOKEN)).await
+    });
+    let started = Instant::now();
+    kv.set(&key!["during"], bytes("2")).await.expect("retried until the server was back");
+    assert!(started.elapsed() >= Duration::from_millis(600), "it did wait for the restart");
+    let server = restart.await.unwrap();
+    assert_eq!(server.kv.get(&key!["during"]).await.unwrap().unwrap().value, bytes("2"));
+    assert_eq!(kv.get(&key!["before"]).await.unwrap().unwrap().value, bytes("1"));
+    kv.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_down_gives_unavailable_after_the_retry_timeout() {
+    let (_dir, server) = server().await;
+    let kv = client_options()
+        .remote_retry_timeout(Duration::from_millis(800))
+        .open(&server.url)
+        .await
+        .unwrap();
+    server.stop().await;
+    let started = Instant::now();
+    let err = kv.get(&key!["k"]).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    assert!(!err.is_client_error());
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "gave up after {waited:?}");
+}
+
+/// What the proxy does to the traffic it forwards.
+#[derive(Default)]
+struct Faults {
+    /// Answer this many data-path requests with 503 instead of forwarding them.
+    unavailable: AtomicUsize,
+    /// Answer this many data-path requests with 401 instead of forwarding them.
+    unauthorized: AtomicUsize,
+    /// Forward the next atomic write, then cut the connection: before the answer's headers
+    /// (`LOST_BEFORE_HEADERS`) or in the middle of its body (`LOST_MID_BODY`).
+    lose_write_answer: AtomicUsize,
+    /// Rewrite the metadata's `expiresAt` to this many seconds from now.
+    metadata_ttl_secs: Mutex<Option<u64>>,
+    /// Replace the client's `supportedVersions`.
+    offer_versions: Mutex<Option<&'static str>>,
+    /// Counters.
+    metadata_requests: AtomicUsize,
+    data_requests: AtomicUsize,
+    /// The protocol headers of the last data-path request.
+    last_headers: Mutex<Option<HeaderMap>>,
+}
+
+const LOST_BEFORE_HEADERS: usize = 1;
+const LOST_MID_BODY: usize = 2;
+
+struct Proxy {
+    url: String,
+    faults: Arc<Faults>,
+}
+
+async fn proxy_to(upstream: &str) -> Proxy {
+    let faults = Arc::new(Faults::default());
+    let state = (upstream.to_owned(), faults.clone(), reqwest::Client::new());
+    let app = axum::Router::new().fallback(forward).with_state(Arc::new(state));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Proxy { url, faults }
+}
+
+/// A real server, the proxy in front of it, and a client connected through the proxy.
+async fn proxied() -> (tempfile::TempDir, Server, Proxy, Kv) {
+    let (dir, server) = server().await;
+    let proxy = proxy_to(&server.url).await;
+    let kv = fixtures::remote(&proxy.url).await;
+    (dir, server, proxy, kv)
+}
+
+type ProxyState = Arc<(String, Arc<Faults>, reqwest::Client)>;
+
+async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    let (upstream, faults, client) = (&state.0, &state.1, &state.2);
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let mut body = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap();
+    let is_metadata = path == "/";
+    if is_metadata {
+        faults.metadata_requests.fetch_add(1, Ordering::SeqCst);
+        if let Some(versions) = *faults.offer_versions.lock().unwrap() {
+            body = Bytes::from(format!("{{\"supportedVersions\":{versions}}}"));
+        }
+    } else {
+        faults.data_requests.fetch_add(1, Ordering::SeqCst);
+        *faults.last_headers.lock().unwrap() = Some(headers.clone());
+        let take = |n: &AtomicUsize| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
+        };
+        if take(&faults.unavailable) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "injected: try again").into_response();
+        }
+        if take(&faults.unauthorized) {
+            return (StatusCode::UNAUTHORIZED, "injected: token expired").into_response();
+        }
+    }
+    let mut forwarded = client.post(format!("{upstream}{path}")).body(body);
+    for (name, value) in headers.iter() {
+        if name != "host" && name != "content-length" {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let answer = forwarded.send().await.expect("upstream");
+    let status = answer.status();
+    let mut body = answer.bytes().await.unwrap();
+    if is_metadata && status.is_success() {
+        let mut json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if let Some(ttl) = *faults.metadata_ttl_secs.lock().unwrap() {
+            let at = SystemTime::now() + Duration::from_secs(ttl);
+            json["expiresAt"] = humantime::format_rfc3339_millis(at).to_string().into();
+        }
+        if json["version"] == 1 {
+            // Version 1 endpoints are absolute: point them back through the proxy.
+            let url = json["endpoints"][0]["url"].as_str().unwrap().to_owned();
+            let path = url.splitn(4, '/').nth(3).unwrap_or_default().to_owned();
+            json["endpoints"][0]["url"] = format!("{}/{path}", faults_url(&headers)).into();
+        }
+        body = Bytes::from(serde_json::to_vec(&json).unwrap());
+    }
+    let lose = if path.ends_with("/atomic_write") {
+        faults.lose_write_answer.swap(0, Ordering::SeqCst)
+    } else {
+        0
+    };
+    if lose != 0 {
+        // A body stream that fails makes the server abort the connection: at once (nothing
+        // sent yet), or after the headers and a first chunk have gone out.
+        let first = (lose == LOST_MID_BODY).then(|| Ok(Bytes::from_static(b"\x08")));
+        let broken = futures::stream::iter(first).chain(futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::other("injected: connection lost"))
+        }));
+        return Response::builder().status(status).body(Body::from_stream(broken)).unwrap();
+    }
+    (status, body).into_response()
+}
+
+/// The proxy's own base URL, from the request's Host header.
+fn faults_url(headers: &HeaderMap) -> String {
+    format!("http://{}", headers["host"].to_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_failures_are_retried_and_the_write_applies_once() {
+    let (_dir, server, proxy, kv) = proxied().await;
+    proxy.faults.unavailable.store(3, Ordering::SeqCst);
+    let before = proxy.faults.data_requests.load(Ordering::SeqCst);
+    kv.atomic().sum(&key!["n"], 5).commit().await.unwrap();
+    assert_eq!(proxy.faults.data_requests.load(Ordering::SeqCst) - before, 4, "3 × 503 + 1");
+    assert_eq!(server.kv.get(&key!["n"]).await.unwrap().unwrap().value, Value::U64(5));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_fetches_metadata_again_once() {
+    let (_dir, server, proxy, kv) = proxied().await;
+    assert_eq!(proxy.faults.metadata_requests.load(Ordering::SeqCst), 1);
+    proxy.faults.unauthorized.store(1, Ordering::SeqCst);
+    kv.set(&key!["k"], bytes("v")).await.expect("recovered with fresh metadata");
+    assert_eq!(proxy.faults.metadata_requests.load(Ordering::SeqCst), 2);
+    // Refused again even with fresh metadata: final, with the server's text.
+    proxy.faults.unauthorized.store(2, Ordering::SeqCst);
+    let err = kv.get(&key!["k"]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Remote { status: 401, message } if message.contains("token expired")),
+        "{err:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_fetched_again_before_it_expires() {
+    let (_dir, server) = server().await;
+    let proxy = proxy_to(&server.url).await;
+    // Valid for 11 s: the client must refresh 10 s before expiry, i.e. after ~1 s.
+    *proxy.faults.metadata_ttl_secs.lock().unwrap() = Some(11);
+    let kv = fixtures::remote(&proxy.url).await;
+    kv.set(&key!["k"], bytes("v")).await.unwrap();
+    assert_eq!(proxy.faults.metadata_requests.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    kv.get(&key!["k"]).await.unwrap();
+    assert_eq!(proxy.faults.metadata_requests.load(Ordering::SeqCst), 2, "refreshed");
+    kv.get(&key!["k"]).await.unwrap();
+    assert_eq!(proxy.faults.metadata_requests.load(Ordering::SeqCst), 2, "not on every call");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_write_answer_is_outcome_unknown_not_a_second_write() {
+    let (_dir, server, proxy, kv) = proxied().await;
+    for (n, mode) in [(1, LOST_BEFORE_HEADERS), (2, LOST_MID_BODY)] {
+        proxy.faults.lose_write_answer.store(mode, Ordering::SeqCst);
+        let err = kv.atomic().sum(&key!["n"], 1).commit().await.unwrap_err();
+        assert!(matches!(err, Error::OutcomeUnknown(_)), "{err:?}");
+        // The server did apply it — once.
+        assert_eq!(server.kv.get(&key!["n"]).await.unwrap().unwrap().value, Value::U64(n));
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_version_works_with_its_own_headers() {
+    let (_dir, server) = server().await;
+    let proxy = proxy_to(&server.url).await;
+    for (offer, header, version) in [
+        ("[1]", "x-transaction-domain-id", None),
+        ("[1,2]", "x-denokv-database-id", Some("2")),
+        ("[1,2,3]", "x-denokv-database-id", Some("3")),
+    ] {
+        *proxy.faults.offer_versions.lock().unwrap() = Some(offer);
+        let kv = fixtures::remote(&proxy.url).await;
+        let k = key!["v", offer];
+        let stamp = kv.set(&k, bytes(offer)).await.unwrap();
+        let entry = kv.get(&k).await.unwrap().unwrap();
+        assert_eq!((entry.value, entry.versionstamp), (bytes(offer), stamp), "{offer}");
+        let headers = proxy.faults.last_headers.lock().unwrap().clone().unwrap();
+        assert!(headers.contains_key(header), "{offer}: {headers:?}");
+        assert_eq!(
+            headers.get("x-denokv-version").map(|v| v.to_str().unwrap().to_owned()).as_deref(),
+            version,
+            "{offer}"
+        );
+        kv.close().await.unwrap();
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_refuses_writes_and_serves_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    {
+        let kv = Kv::open(&path).await.unwrap();
+        kv.set(&key!["k"], bytes("v")).await.unwrap();
+        kv.close().await.unwrap();
+    }
+    let server = Server::start(&path, ServerConfig::new(TOKEN).read_only(true)).await;
+    let kv = fixtures::remote(&server.url).await;
+    assert_eq!(kv.get(&key!["k"]).await.unwrap().unwrap().value, bytes("v"));
+    let err = kv.set(&key!["k"], bytes("w")).await.unwrap_err();
+    assert!(matches!(err, Error::WriteDisabled), "{err:?}");
+    assert_eq!(kv.database_id().await.unwrap(), server.kv.database_id().await.unwrap());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_url_is_a_clear_error() {
+    let err = client_options().open("http://[::1").await.unwrap_err();
+    assert!(matches!(err, Error::InvalidOption(_)), "{err:?}");
+    // Nothing listens on port 9 (discard): unavailable after the retry timeout.
+    let err = client_options()
+        .remote_retry_timeout(Duration::from_millis(300))
+        .open("http://127.0.0.1:9")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}

@@ -1,0 +1,531 @@
+//! The KV Connect client: a [`Backend`] that sends each snapshot read and atomic write to a
+//! remote server (`openkv serve`, `denokv`, or anything else speaking the protocol Deno's
+//! `Deno.openKv("http://…")` speaks).
+//!
+//! The client side of the protocol (shared/spec/KV-CONNECT.md §2–3):
+//! - **Metadata exchange** at open, with the access token: the server picks the protocol
+//!   version (we offer 1, 2 and 3), names its endpoints and hands out a data-path token that
+//!   expires. The metadata is fetched again before it expires — at the latest 60 s after the
+//!   last fetch, as Deno does — and at once if a data-path request answers 401.
+//! - **Retries.** A request that fails on the network, or that the server answers with a 5xx,
+//!   is retried with exponential backoff and jitter until `retry_timeout` has passed, then
+//!   fails with [`Error::Unavailable`]. A 4xx is final: [`Error::Remote`] with the server's
+//!   message.
+//! - **No write applied twice.** An atomic write is retried only when the server cannot have
+//!   applied it: it never reached the server (connect failure) or the server answered with a
+//!   failure. When the answer is lost after the request was sent (a reset, a timeout, a
+//!   gateway's 502/504), the outcome is unknown and the call fails with
+//!   [`Error::OutcomeUnknown`] instead of risking a second application. (Deno's client retries
+//!   those too, which can apply a `sum` twice.)
+//! - **Distrust of answers**: a malformed or impossible answer (wrong range count, entries
+//!   outside their range, a 9-byte versionstamp) is [`Error::Protocol`], never a panic.
+//!
+//! Not here (yet): the change feed (`subscribe`) and `watch` over KV Connect; queue delivery.
+
+mod wire;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::{header, StatusCode, Url};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::backend::{
+    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, RawEntry, ReadRange,
+};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+
+/// The protocol versions this client speaks, offered in the metadata exchange.
+const SUPPORTED_VERSIONS: [u32; 3] = [1, 2, 3];
+/// Metadata is re-fetched this long before it expires...
+const REFRESH_MARGIN: Duration = Duration::from_secs(10);
+/// ...and at least this often (Deno's client does the same).
+const MAX_METADATA_AGE: Duration = Duration::from_secs(60);
+/// The first retry waits about this long; each further one twice as long, up to the cap.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// How much of a server's error text goes into an error message.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// The remote-specific settings of [`OpenOptions`](crate::OpenOptions).
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteConfig {
+    pub access_token: Option<String>,
+    pub retry_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Extra trust anchors (PEM), for servers with a private CA or a self-signed certificate.
+    pub root_certificates: Vec<Vec<u8>>,
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        RemoteConfig {
+            access_token: None,
+            retry_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            root_certificates: Vec::new(),
+            rng_seed: None,
+        }
+    }
+}
+
+/// What the metadata exchange told us.
+#[derive(Debug)]
+struct Metadata {
+    version: u32,
+    database_id: uuid::Uuid,
+    /// Endpoint base URLs, without a trailing `/`.
+    strong: String,
+    eventual: Option<String>,
+    token: String,
+    /// Unix milliseconds.
+    expires_at_ms: i64,
+    refresh_at: Instant,
+}
+
+/// The metadata response, as JSON. Every field is required by the protocol.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetadataJson {
+    version: u32,
+    database_id: String,
+    endpoints: Vec<EndpointJson>,
+    token: String,
+    expires_at: String,
+}
+
+#[derive(serde::Deserialize)]
+struct EndpointJson {
+    url: String,
+    consistency: String,
+}
+
+/// A KV Connect server as a [`Backend`].
+pub(crate) struct RemoteBackend {
+    url: Url,
+    access_token: String,
+    http: reqwest::Client,
+    config: RemoteConfig,
+    clock: Arc<dyn Clock>,
+    metadata: RwLock<Option<Arc<Metadata>>>,
+    /// Held while fetching metadata, so concurrent requests wait for one fetch.
+    refreshing: tokio::sync::Mutex<()>,
+    rng: Mutex<StdRng>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteBackend {
+    // By hand: the access token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteBackend").field("url", &self.url.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// Why one attempt failed, and whether another may follow.
+enum Attempt {
+    /// Worth retrying after a pause.
+    Retry(String),
+    /// The data-path token was refused: fetch metadata again, then retry once at once.
+    Reauthenticate(String),
+    /// Final.
+    Fail(Error),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn truncate(mut text: String) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Parses `expiresAt`: RFC 3339, `Z` or a numeric offset (denokv writes `+00:00`).
+fn parse_expires_at(text: &str) -> Result<i64> {
+    let bad = || Error::Protocol(format!("expiresAt {text:?} is not an RFC 3339 timestamp"));
+    let (local, offset_ms) = match text.len().checked_sub(6).and_then(|i| text.get(i..)) {
+        Some(tail) if (tail.starts_with('+') || tail.starts_with('-')) && &tail[3..4] == ":" => {
+            let hours: i64 = tail[1..3].parse().map_err(|_| bad())?;
+            let minutes: i64 = tail[4..6].parse().map_err(|_| bad())?;
+            let sign = if tail.starts_with('-') { -1 } else { 1 };
+            (&text[..text.len() - 6], sign * (hours * 60 + minutes) * 60_000)
+        }
+        _ => (text.strip_suffix('Z').unwrap_or(text), 0),
+    };
+    let time = humantime::parse_rfc3339_weak(local).map_err(|_| bad())?;
+    let ms = match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).map_err(|_| bad())?,
+        Err(e) => -i64::try_from(e.duration().as_millis()).map_err(|_| bad())?,
+    };
+    Ok(ms - offset_ms)
+}
+
+impl RemoteBackend {
+    /// Connects: builds the HTTP client and runs the first metadata exchange, so that a wrong
+    /// URL or token fails here rather than at the first read.
+    pub(crate) async fn open(
+        url: &str,
+        config: RemoteConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RemoteBackend> {
+        let url = Url::parse(url)
+            .map_err(|e| Error::InvalidOption(format!("invalid database URL {url:?}: {e}")))?;
+        let access_token = match &config.access_token {
+            Some(token) => token.clone(),
+            None => std::env::var("DENO_KV_ACCESS_TOKEN").map_err(|_| {
+                Error::InvalidOption(
+                    "a remote database needs an access token: set OpenOptions::access_token \
+                     or the DENO_KV_ACCESS_TOKEN environment variable"
+                        .into(),
+                )
+            })?,
+        };
+        let mut http = reqwest::Client::builder()
+            .user_agent(concat!("openkv/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)));
+        for pem in &config.root_certificates {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| {
+                Error::InvalidOption(format!("invalid root certificate (PEM expected): {e}"))
+            })?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http
+            .build()
+            .map_err(|e| Error::InvalidOption(format!("cannot build the HTTP client: {e}")))?;
+        let rng = match config.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let backend = RemoteBackend {
+            url,
+            access_token,
+            http,
+            config,
+            clock,
+            metadata: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            rng: Mutex::new(rng),
+            closed: AtomicBool::new(false),
+        };
+        backend.metadata().await?;
+        Ok(backend)
+    }
+
+    /// Current metadata, fetched again when due. A failed refresh while the old metadata is
+    /// still valid keeps using it (the server may be restarting); once it has expired, the
+    /// failure is the caller's.
+    async fn metadata(&self) -> Result<Arc<Metadata>> {
+        if let Some(current) = self.fresh_metadata() {
+            return Ok(current);
+        }
+        let _one_fetch = self.refreshing.lock().await;
+        if let Some(current) = self.fresh_metadata() {
+            return Ok(current); // another task fetched it while we waited
+        }
+        let stale = self.metadata.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match self.with_retries(false, |_| self.fetch_metadata()).await {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.metadata.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
+                Ok(fresh)
+            }
+            Err(e) => match stale {
+                Some(old)
+                    if old.expires_at_ms > self.clock.now_ms()
+                        && !matches!(e, Error::Remote { .. }) =>
+                {
+                    tracing::warn!(
+                        "refreshing KV Connect metadata failed, still using the old: {e}"
+                    );
+                    Ok(old)
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn fresh_metadata(&self) -> Option<Arc<Metadata>> {
+        let current = self.metadata.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        (Instant::now() < current.refresh_at).then_some(current)
+    }
+
+    fn forget_metadata(&self) {
+        *self.metadata.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn fetch_metadata(&self) -> std::result::Result<Metadata, Attempt> {
+        let response = self
+            .http
+            .post(self.url.clone())
+            .bearer_auth(&self.access_token)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(format!("{{\"supportedVersions\":{SUPPORTED_VERSIONS:?}}}"))
+            .send()
+            .await
+            .map_err(|e| Attempt::Retry(format!("metadata exchange with {}: {e}", self.url)))?;
+        let body = check_status(response, false).await?;
+        self.parse_metadata(&body).map_err(Attempt::Fail)
+    }
+
+    fn parse_metadata(&self, body: &[u8]) -> Result<Metadata> {
+        let json: MetadataJson = serde_json::from_slice(body)
+            .map_err(|e| Error::Protocol(format!("metadata is not the expected JSON: {e}")))?;
+        if !SUPPORTED_VERSIONS.contains(&json.version) {
+            return Err(Error::Protocol(format!(
+                "the server chose protocol version {}, not one of {SUPPORTED_VERSIONS:?}",
+                json.version
+            )));
+        }
+        let database_id = uuid::Uuid::parse_str(&json.database_id).map_err(|e| {
+            Error::Protocol(format!("databaseId {:?} is not a UUID: {e}", json.database_id))
+        })?;
+        let mut strong = None;
+        let mut eventual = None;
+        for endpoint in &json.endpoints {
+            // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
+            let resolved = if json.version == 1 {
+                Url::parse(&endpoint.url)
+            } else {
+                self.url.join(&endpoint.url)
+            }
+            .map_err(|e| Error::Protocol(format!("endpoint URL {:?}: {e}", endpoint.url)))?;
+            let base = resolved.as_str().trim_end_matches('/').to_owned();
+            match endpoint.consistency.as_str() {
+                "strong" => strong = strong.or(Some(base)),
+                "eventual" => eventual = eventual.or(Some(base)),
+                other => tracing::debug!("ignoring an endpoint of unknown consistency {other:?}"),
+            }
+        }
+        let strong = strong
+            .ok_or_else(|| Error::Protocol("the metadata lists no strong endpoint".into()))?;
+        let expires_at_ms = parse_expires_at(&json.expires_at)?;
+        let valid_for =
+            Duration::from_millis(u64::try_from(expires_at_ms - self.clock.now_ms()).unwrap_or(0));
+        // Refresh a margin before expiry and at least every minute; never in a busy loop.
+        let refresh_in = valid_for
+            .saturating_sub(REFRESH_MARGIN)
+            .min(MAX_METADATA_AGE)
+            .max(Duration::from_secs(1));
+        Ok(Metadata {
+            version: json.version,
+            database_id,
+            strong,
+            eventual,
+            token: json.token,
+            expires_at_ms,
+            refresh_at: Instant::now() + refresh_in,
+        })
+    }
+
+    /// Runs `attempt` until it succeeds, fails finally, or `retry_timeout` is over. The
+    /// argument tells the attempt whether it follows a refused token.
+    async fn with_retries<'a, T, F, Fut>(
+        &'a self,
+        can_reauthenticate: bool,
+        attempt: F,
+    ) -> Result<T>
+    where
+        F: Fn(bool) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Attempt>> + 'a,
+    {
+        let deadline = Instant::now() + self.config.retry_timeout;
+        let mut backoff = FIRST_BACKOFF;
+        let mut reauthenticated = false;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            let why = match attempt(reauthenticated).await {
+                Ok(value) => return Ok(value),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Reauthenticate(why)) if can_reauthenticate && !reauthenticated => {
+                    reauthenticated = true;
+                    self.forget_metadata();
+                    tracing::debug!("data-path token refused, fetching metadata again: {why}");
+                    continue;
+                }
+                Err(Attempt::Reauthenticate(why)) => {
+                    return Err(Error::Remote { status: 401, message: why })
+                }
+                Err(Attempt::Retry(why)) => why,
+            };
+            // Full jitter in [backoff/2, backoff]: clients that failed together spread out.
+            let pause = {
+                let mut rng = lock(&self.rng);
+                backoff.mul_f64(rng.random_range(0.5..=1.0))
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "gave up after retrying for {:?}: {why}",
+                    self.config.retry_timeout
+                )));
+            }
+            tracing::debug!("KV Connect request failed, retrying in {pause:?}: {why}");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One data-path request (`snapshot_read` or `atomic_write`), with retries. `write`
+    /// selects the careful retry rules for non-idempotent requests.
+    async fn call(
+        &self,
+        op: &str,
+        body: Vec<u8>,
+        eventual: bool,
+        write: bool,
+    ) -> Result<(Arc<Metadata>, Vec<u8>)> {
+        self.with_retries(true, |_| {
+            let body = body.clone();
+            async move {
+                let metadata = self.metadata().await.map_err(Attempt::Fail)?;
+                let base = match (&metadata.eventual, eventual) {
+                    (Some(replica), true) => replica,
+                    _ => &metadata.strong,
+                };
+                let mut request = self
+                    .http
+                    .post(format!("{base}/{op}"))
+                    .bearer_auth(&metadata.token)
+                    .header(header::CONTENT_TYPE, "application/x-protobuf")
+                    .body(body);
+                request = if metadata.version == 1 {
+                    request.header("x-transaction-domain-id", metadata.database_id.to_string())
+                } else {
+                    request
+                        .header("x-denokv-database-id", metadata.database_id.to_string())
+                        .header("x-denokv-version", metadata.version.to_string())
+                };
+                let response = match request.send().await {
+                    Ok(response) => response,
+                    // Never reached the server: safe to send again, even a write.
+                    Err(e) if e.is_connect() => return Err(Attempt::Retry(format!("{op}: {e}"))),
+                    Err(e) if write => {
+                        return Err(Attempt::Fail(Error::OutcomeUnknown(format!("{op}: {e}"))))
+                    }
+                    Err(e) => return Err(Attempt::Retry(format!("{op}: {e}"))),
+                };
+                let body = check_status(response, write).await?;
+                Ok((metadata, body))
+            }
+        })
+        .await
+    }
+}
+
+/// The body of a 2xx answer; otherwise what to do about the status.
+async fn check_status(
+    response: reqwest::Response,
+    write: bool,
+) -> std::result::Result<Vec<u8>, Attempt> {
+    let status = response.status();
+    let body = response.bytes().await;
+    if status.is_success() {
+        return match body {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(e) if write => Err(Attempt::Fail(Error::OutcomeUnknown(format!(
+                "the connection failed while reading the answer: {e}"
+            )))),
+            Err(e) => Err(Attempt::Retry(format!("reading the answer: {e}"))),
+        };
+    }
+    let message =
+        truncate(body.map(|b| String::from_utf8_lossy(&b).trim().to_owned()).unwrap_or_default());
+    let described = format!("HTTP {}: {message}", status.as_u16());
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(Attempt::Reauthenticate(message));
+    }
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // A gateway's 502/504 may come after the server applied the write.
+        if write && matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
+            return Err(Attempt::Fail(Error::OutcomeUnknown(described)));
+        }
+        return Err(Attempt::Retry(described));
+    }
+    Err(Attempt::Fail(Error::Remote { status: status.as_u16(), message }))
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M> {
+    M::decode(bytes).map_err(|e| Error::Protocol(format!("the {what} answer is not valid: {e}")))
+}
+
+#[async_trait]
+impl Backend for RemoteBackend {
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        let body = wire::snapshot_read(&ranges).encode_to_vec();
+        let eventual = consistency == Consistency::Eventual;
+        let (metadata, answer) = self.call("snapshot_read", body, eventual, false).await?;
+        let output = decode(&answer, "snapshot_read")?;
+        // A read sent to the strong endpoint must come back strongly consistent.
+        let strong = !eventual || metadata.eventual.is_none();
+        wire::snapshot_read_output(&ranges, output, metadata.version, strong)
+    }
+
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        let body = wire::atomic_write(&write).encode_to_vec();
+        let (_, answer) = self.call("atomic_write", body, false, true).await?;
+        wire::atomic_write_output(&write, decode(&answer, "atomic_write")?)
+    }
+
+    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
+        Err(Error::Unsupported(
+            "a remote database has no change feed; watch over KV Connect comes with the \
+             queues-and-watch work"
+                .into(),
+        ))
+    }
+
+    async fn database_id(&self) -> Result<uuid::Uuid> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(self.metadata().await?.database_id)
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Nothing is buffered on the client: every write was answered before it returned.
+        self.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_at_accepts_the_forms_servers_send() {
+        let z = parse_expires_at("2026-11-26T10:00:00Z").unwrap();
+        assert_eq!(parse_expires_at("2026-11-26T10:00:00+00:00").unwrap(), z);
+        assert_eq!(parse_expires_at("2026-11-26T10:00:00.250Z").unwrap(), z + 250);
+        assert_eq!(parse_expires_at("2026-11-26T12:00:00+02:00").unwrap(), z);
+        assert_eq!(parse_expires_at("2026-11-26T05:30:00-04:30").unwrap(), z);
+        for bad in ["", "tomorrow", "2026-11-26", "2026-11-26T10:00:00+0x:00"] {
+            assert!(matches!(parse_expires_at(bad), Err(Error::Protocol(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn long_server_messages_are_cut() {
+        let cut = truncate("é".repeat(MAX_MESSAGE_CHARS + 5));
+        assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate("short".into()), "short");
+    }
+}

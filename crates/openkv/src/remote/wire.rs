@@ -1,0 +1,303 @@
+//! Engine vocabulary ↔ KV Connect messages, for the client side. The server does the
+//! opposite translation (and the validation of untrusted input) in `openkv-server`; here the
+//! input was validated by `Kv` already, and the output comes from a server we must not trust
+//! blindly: every answer is checked and a malformed one is [`Error::Protocol`].
+
+use openkv_proto as proto;
+use proto::{AtomicWriteStatus, MutationType, SnapshotReadStatus, ValueEncoding};
+
+use crate::backend::{AtomicWrite, CommitOutcome, MutationKind, RawEntry, ReadRange};
+use crate::error::{Error, Result};
+use crate::value::Value;
+use crate::versionstamp::Versionstamp;
+
+pub(super) fn snapshot_read(ranges: &[ReadRange]) -> proto::SnapshotRead {
+    proto::SnapshotRead {
+        ranges: ranges
+            .iter()
+            .map(|r| proto::ReadRange {
+                start: r.start.clone(),
+                end: r.end.clone(),
+                // `Kv` caps limits far below i32::MAX; saturate rather than wrap regardless.
+                limit: i32::try_from(r.limit).unwrap_or(i32::MAX),
+                reverse: r.reverse,
+            })
+            .collect(),
+    }
+}
+
+fn value_to_wire(value: &Value) -> proto::KvValue {
+    let (data, encoding) = match value {
+        Value::V8(bytes) => (bytes.clone(), ValueEncoding::VeV8),
+        Value::Bytes(bytes) => (bytes.clone(), ValueEncoding::VeBytes),
+        Value::U64(n) => (n.to_le_bytes().to_vec(), ValueEncoding::VeLe64),
+    };
+    proto::KvValue { data, encoding: encoding as i32 }
+}
+
+fn value_from_wire(data: Vec<u8>, encoding: i32) -> Result<Value> {
+    match ValueEncoding::try_from(encoding) {
+        Ok(ValueEncoding::VeV8) => Ok(Value::V8(data)),
+        Ok(ValueEncoding::VeBytes) => Ok(Value::Bytes(data)),
+        Ok(ValueEncoding::VeLe64) => {
+            let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| {
+                Error::Protocol(format!("a KvU64 value has {} bytes, not 8", data.len()))
+            })?;
+            Ok(Value::U64(u64::from_le_bytes(bytes)))
+        }
+        _ => Err(Error::Protocol(format!("unknown value encoding {encoding}"))),
+    }
+}
+
+fn versionstamp_from_wire(bytes: &[u8]) -> Result<Versionstamp> {
+    let raw: [u8; 10] = bytes.try_into().map_err(|_| {
+        Error::Protocol(format!("a versionstamp has {} bytes, not 10", bytes.len()))
+    })?;
+    Ok(Versionstamp(raw))
+}
+
+/// The entries of a read, checked: one list per requested range, each within its range and
+/// limit (a server that answers otherwise would corrupt `list`'s paging).
+pub(super) fn snapshot_read_output(
+    request: &[ReadRange],
+    output: proto::SnapshotReadOutput,
+    version: u32,
+    strong: bool,
+) -> Result<Vec<Vec<RawEntry>>> {
+    if output.read_disabled
+        || (version >= 3 && output.status == SnapshotReadStatus::SrReadDisabled as i32)
+    {
+        return Err(Error::Unavailable("the server has reads disabled".into()));
+    }
+    if version >= 3 && output.status != SnapshotReadStatus::SrSuccess as i32 {
+        return Err(Error::Protocol(format!("snapshot read status {}", output.status)));
+    }
+    if strong && !output.read_is_strongly_consistent {
+        return Err(Error::Protocol("a strong read was not answered strongly consistent".into()));
+    }
+    if output.ranges.len() != request.len() {
+        return Err(Error::Protocol(format!(
+            "{} ranges requested, {} answered",
+            request.len(),
+            output.ranges.len()
+        )));
+    }
+    request
+        .iter()
+        .zip(output.ranges)
+        .map(|(range, answer)| {
+            if answer.values.len() > range.limit as usize {
+                return Err(Error::Protocol(format!(
+                    "{} entries answered for a limit of {}",
+                    answer.values.len(),
+                    range.limit
+                )));
+            }
+            answer
+                .values
+                .into_iter()
+                .map(|e| {
+                    if e.key < range.start || e.key >= range.end {
+                        return Err(Error::Protocol("an entry outside its read range".into()));
+                    }
+                    Ok(RawEntry {
+                        versionstamp: versionstamp_from_wire(&e.versionstamp)?,
+                        value: value_from_wire(e.value, e.encoding)?,
+                        key: e.key,
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+pub(super) fn atomic_write(write: &AtomicWrite) -> proto::AtomicWrite {
+    proto::AtomicWrite {
+        checks: write
+            .checks
+            .iter()
+            .map(|c| proto::Check {
+                key: c.key.clone(),
+                versionstamp: c.versionstamp.map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
+            })
+            .collect(),
+        mutations: write
+            .mutations
+            .iter()
+            .map(|m| {
+                let mut out = proto::Mutation {
+                    key: m.key.clone(),
+                    value: m.kind.value().map(value_to_wire),
+                    mutation_type: 0,
+                    // 0 is "never" on the wire.
+                    expire_at_ms: m.expire_at_ms.unwrap_or(0),
+                    sum_min: Vec::new(),
+                    sum_max: Vec::new(),
+                    sum_clamp: false,
+                };
+                let kind = match &m.kind {
+                    MutationKind::Set(_) => MutationType::MSet,
+                    MutationKind::Delete => MutationType::MDelete,
+                    MutationKind::Sum(_) => MutationType::MSum,
+                    MutationKind::SumWithLimits { min, max, clamp, .. } => {
+                        let bound = |b: &Option<Value>| match b {
+                            Some(Value::V8(bytes)) => bytes.clone(),
+                            _ => Vec::new(),
+                        };
+                        out.sum_min = bound(min);
+                        out.sum_max = bound(max);
+                        out.sum_clamp = *clamp;
+                        MutationType::MSum
+                    }
+                    MutationKind::Min(_) => MutationType::MMin,
+                    MutationKind::Max(_) => MutationType::MMax,
+                    MutationKind::SetSuffixVersionstampedKey(_) => {
+                        MutationType::MSetSuffixVersionstampedKey
+                    }
+                };
+                out.mutation_type = kind as i32;
+                out
+            })
+            .collect(),
+        enqueues: write
+            .enqueues
+            .iter()
+            .map(|e| proto::Enqueue {
+                payload: e.payload.clone(),
+                deadline_ms: e.deadline_ms,
+                keys_if_undelivered: e.keys_if_undelivered.clone(),
+                // Empty means "the server's default schedule", as Deno sends it.
+                backoff_schedule: e.backoff_schedule.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn atomic_write_output(
+    write: &AtomicWrite,
+    output: proto::AtomicWriteOutput,
+) -> Result<CommitOutcome> {
+    match AtomicWriteStatus::try_from(output.status) {
+        Ok(AtomicWriteStatus::AwSuccess) => Ok(CommitOutcome::Committed {
+            versionstamp: versionstamp_from_wire(&output.versionstamp)?,
+        }),
+        Ok(AtomicWriteStatus::AwCheckFailure) => {
+            if let Some(bad) =
+                output.failed_checks.iter().find(|&&i| i as usize >= write.checks.len())
+            {
+                return Err(Error::Protocol(format!(
+                    "failed check index {bad} of {} checks",
+                    write.checks.len()
+                )));
+            }
+            Ok(CommitOutcome::CheckFailed { failed_checks: output.failed_checks })
+        }
+        Ok(AtomicWriteStatus::AwWriteDisabled) => Err(Error::WriteDisabled),
+        _ => Err(Error::Protocol(format!("atomic write status {}", output.status))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: &[u8], end: &[u8], limit: u32) -> ReadRange {
+        ReadRange { start: start.to_vec(), end: end.to_vec(), limit, reverse: false }
+    }
+
+    fn entry(key: &[u8], versionstamp: Vec<u8>, encoding: ValueEncoding) -> proto::KvEntry {
+        proto::KvEntry {
+            key: key.to_vec(),
+            value: 7u64.to_le_bytes().to_vec(),
+            encoding: encoding as i32,
+            versionstamp,
+        }
+    }
+
+    fn answer(entries: Vec<Vec<proto::KvEntry>>) -> proto::SnapshotReadOutput {
+        proto::SnapshotReadOutput {
+            ranges: entries.into_iter().map(|values| proto::ReadRangeOutput { values }).collect(),
+            read_disabled: false,
+            read_is_strongly_consistent: true,
+            status: SnapshotReadStatus::SrSuccess as i32,
+        }
+    }
+
+    #[test]
+    fn a_good_answer_decodes() {
+        let request = [range(b"a", b"c", 2)];
+        let good = answer(vec![vec![entry(b"b", vec![0; 10], ValueEncoding::VeLe64)]]);
+        let out = snapshot_read_output(&request, good, 3, true).unwrap();
+        assert_eq!(out[0][0].value, Value::U64(7));
+    }
+
+    #[test]
+    fn impossible_answers_are_protocol_errors() {
+        let request = [range(b"a", b"c", 1)];
+        let ok = || entry(b"b", vec![0; 10], ValueEncoding::VeLe64);
+        let cases = [
+            (
+                "outside the range",
+                answer(vec![vec![entry(b"c", vec![0; 10], ValueEncoding::VeLe64)]]),
+            ),
+            ("over the limit", answer(vec![vec![ok(), ok()]])),
+            ("too many ranges", answer(vec![vec![], vec![]])),
+            (
+                "short versionstamp",
+                answer(vec![vec![entry(b"b", vec![0; 9], ValueEncoding::VeLe64)]]),
+            ),
+            (
+                "unknown encoding",
+                answer(vec![vec![entry(b"b", vec![0; 10], ValueEncoding::VeUnspecified)]]),
+            ),
+            (
+                "not strong",
+                proto::SnapshotReadOutput {
+                    read_is_strongly_consistent: false,
+                    ..answer(vec![vec![]])
+                },
+            ),
+            ("status unset", proto::SnapshotReadOutput { status: 0, ..answer(vec![vec![]]) }),
+        ];
+        for (why, output) in cases {
+            let result = snapshot_read_output(&request, output, 3, true);
+            assert!(matches!(result, Err(Error::Protocol(_))), "{why}: {result:?}");
+        }
+        let mut lying = answer(vec![vec![]]);
+        lying.read_disabled = true;
+        assert!(matches!(
+            snapshot_read_output(&request, lying, 3, true),
+            Err(Error::Unavailable(_))
+        ));
+        // Version 1 and 2 servers do not send a status.
+        let v1 = proto::SnapshotReadOutput { status: 0, ..answer(vec![vec![ok()]]) };
+        assert!(snapshot_read_output(&request, v1, 1, true).is_ok());
+    }
+
+    #[test]
+    fn write_answers_are_checked() {
+        let write = AtomicWrite {
+            checks: vec![crate::backend::Check { key: b"k".to_vec(), versionstamp: None }],
+            ..AtomicWrite::default()
+        };
+        let out = |status: AtomicWriteStatus, versionstamp: Vec<u8>, failed_checks: Vec<u32>| {
+            proto::AtomicWriteOutput { status: status as i32, versionstamp, failed_checks }
+        };
+        let committed =
+            atomic_write_output(&write, out(AtomicWriteStatus::AwSuccess, vec![1; 10], vec![]));
+        assert_eq!(committed.unwrap().versionstamp(), Some(Versionstamp([1; 10])));
+        let failed =
+            atomic_write_output(&write, out(AtomicWriteStatus::AwCheckFailure, vec![], vec![0]));
+        assert_eq!(failed.unwrap(), CommitOutcome::CheckFailed { failed_checks: vec![0] });
+        for (why, bad) in [
+            ("short versionstamp", out(AtomicWriteStatus::AwSuccess, vec![1; 3], vec![])),
+            ("check index out of range", out(AtomicWriteStatus::AwCheckFailure, vec![], vec![1])),
+            ("status unset", out(AtomicWriteStatus::AwUnspecified, vec![], vec![])),
+        ] {
+            assert!(matches!(atomic_write_output(&write, bad), Err(Error::Protocol(_))), "{why}");
+        }
+        let disabled =
+            atomic_write_output(&write, out(AtomicWriteStatus::AwWriteDisabled, vec![], vec![]));
+        assert!(matches!(disabled, Err(Error::WriteDisabled)));
+    }
+}
