@@ -1,15 +1,17 @@
 //! `openkv`: the command line of openkv.
 //!
-//! - `openkv serve`: a KV Connect server, so that `Deno.openKv("http://…")` works against it.
-//!   `denokv`'s command line works unchanged (`openkv --sqlite-path X serve --access-token T`).
+//! - `openkv serve`: a KV Connect server, so that `Deno.openKv("http://…")` works against it
+//!   (or `https://…` with `--tls-cert`/`--tls-key`). `denokv`'s command line works unchanged
+//!   (`openkv --sqlite-path X serve --access-token T`).
 //! - `openkv info`: what a database holds.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
 use openkv::{Key, Kv, ListOptions, Selector};
-use openkv_server::{serve, ServerConfig};
+use openkv_server::{serve, ServerConfig, TlsConfig};
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the database over KV Connect (`Deno.openKv("http://ADDR")`).
+    /// Serve the database over KV Connect (`Deno.openKv("http://ADDR")`, or "https://HOST:PORT"
+    /// with --tls-cert and --tls-key).
     ///
     /// Clients authenticate with the access token (Deno reads it from DENO_KV_ACCESS_TOKEN).
     /// SIGTERM or SIGINT stops the server gracefully: it stops accepting, finishes requests in
@@ -44,6 +47,13 @@ enum Command {
         /// Refuse writes (clients see the protocol's write-disabled status).
         #[arg(long)]
         read_only: bool,
+        /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, the server's
+        /// certificate first. Needs --tls-key.
+        #[arg(long, env = "OPENKV_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert (PKCS#8, RSA PKCS#1 or EC SEC1, unencrypted).
+        #[arg(long, env = "OPENKV_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
     ///
@@ -99,18 +109,28 @@ async fn run_serve(
     addr: &str,
     token: Option<String>,
     read_only: bool,
+    tls_files: Option<(PathBuf, PathBuf)>,
 ) -> Result<(), String> {
     let token = token
         .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
         .ok_or("no access token: pass --access-token or set OPENKV_ACCESS_TOKEN")?;
+    // Before opening the database, so a bad certificate does not leave a new empty file.
+    let tls = match tls_files {
+        Some((cert, key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let kv = Kv::open(db).await.map_err(|e| format!("cannot open {db}: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // One line on stdout, so scripts (and tests) learn the port when asked for port 0.
-    println!("openkv: serving {db} at http://{local}");
-    let config = ServerConfig::new(token).read_only(read_only);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("openkv: serving {db} at {scheme}://{local}");
+    let mut config = ServerConfig::new(token).read_only(read_only);
+    if let Some(tls) = tls {
+        config = config.tls(tls);
+    }
     let served = serve(kv.clone(), listener, config, shutdown_signal()).await;
     // Whatever happened, close the store: queued writes finish before the process exits.
     let closed = kv.close().await;
@@ -138,8 +158,10 @@ fn main() -> ExitCode {
         let db = db_path(cli.db)?;
         match cli.command {
             Command::Info => info(&db).await,
-            Command::Serve { addr, access_token, read_only } => {
-                run_serve(&db, &addr, access_token, read_only).await
+            Command::Serve { addr, access_token, read_only, tls_cert, tls_key } => {
+                // clap's `requires` makes these both present or both absent.
+                let tls_files = tls_cert.zip(tls_key);
+                run_serve(&db, &addr, access_token, read_only, tls_files).await
             }
         }
     });

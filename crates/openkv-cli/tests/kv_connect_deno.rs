@@ -5,25 +5,11 @@
 
 mod common;
 
-use common::{start_server, workspace_root};
-use std::path::{Path, PathBuf};
+use common::{deno_bin, start_server, workspace_root};
+use std::path::Path;
 use std::process::Command;
 
 const TOKEN: &str = "kv-connect-suite-token-0123";
-
-/// `$DENO_BIN`, else the pinned Deno CLI `npm ci --prefix tests/deno` installs. Fails (never
-/// skips) when neither exists.
-fn deno_bin() -> PathBuf {
-    let bin = std::env::var_os("DENO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("tests/deno/node_modules/.bin/deno"));
-    assert!(
-        bin.is_file(),
-        "the Deno CLI is not installed at {}: run ./scripts/test.sh (or npm ci --prefix tests/deno)",
-        bin.display()
-    );
-    bin
-}
 
 #[test]
 fn deno_kv_connect_suite_passes_against_openkv_serve() {

@@ -6,21 +6,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{start_server, workspace_root};
+use common::{deno_bin, sigterm, start_server};
 
 const TOKEN: &str = "lifecycle-token-0123456789";
-
-fn deno_bin() -> PathBuf {
-    let bin = std::env::var_os("DENO_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("tests/deno/node_modules/.bin/deno"));
-    assert!(bin.is_file(), "no Deno CLI at {}: run ./scripts/test.sh", bin.display());
-    bin
-}
 
 fn deno_eval(code: &str, kv_url: Option<&str>) -> std::process::Output {
     let mut cmd = Command::new(deno_bin());
@@ -32,12 +23,6 @@ fn deno_eval(code: &str, kv_url: Option<&str>) -> std::process::Output {
         cmd.env("KV_URL", url);
     }
     cmd.output().expect("run deno eval")
-}
-
-fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    child.wait().unwrap()
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! The server behind `openkv serve`: it speaks KV Connect, the protocol `Deno.openKv("http://…")`
 //! and the npm client `@deno/kv` use, over HTTP/1.1 and HTTP/2 cleartext on one port, in front
-//! of any [`openkv::Kv`].
+//! of any [`openkv::Kv`] — or over HTTPS with [`ServerConfig::tls`].
 //!
 //! - **Metadata exchange** (`POST /`): protocol versions 1, 2 and 3; the database id is the
 //!   database's own stable id ([`Kv::database_id`]), not the nil UUID.
@@ -21,12 +21,18 @@
 //!   changes (driven by the engine's change feed, no polling), and an empty keep-alive frame
 //!   every 5 s. Watch streams end when the server shuts down.
 //!
-//! Not yet: TLS — see the issue tracker.
+//! - **TLS** (optional): [`TlsConfig::from_pem_files`] loads a PEM certificate chain and key;
+//!   the port then speaks HTTPS only, ALPN `h2` and `http/1.1` (rustls, ring). A client that
+//!   fails or stalls its handshake (plain HTTP, an untrusted certificate, garbage) is dropped
+//!   after at most [`DEFAULT_HANDSHAKE_TIMEOUT`] without holding up anyone else.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 /// The data-path messages, re-exported from `openkv-proto` for the server's users and tests.
 pub use openkv_proto as proto;
+
+mod tls;
+pub use tls::{TlsConfig, TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,17 +68,25 @@ pub struct ServerConfig {
     pub access_token: String,
     /// Refuse writes (`AW_WRITE_DISABLED`).
     pub read_only: bool,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
     /// A read-write server requiring `access_token`.
     pub fn new(access_token: impl Into<String>) -> Self {
-        ServerConfig { access_token: access_token.into(), read_only: false }
+        ServerConfig { access_token: access_token.into(), read_only: false, tls: None }
     }
 
     /// Sets `read_only`.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Serves HTTPS with `tls` (see [`TlsConfig::from_pem_files`]).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -103,6 +117,8 @@ struct AppState {
 
 /// Serves KV Connect for `kv` on `listener` until `shutdown` completes, then stops accepting,
 /// lets requests in flight finish, and returns. The caller owns `kv` and closes it afterwards.
+///
+/// With [`ServerConfig::tls`] the listener speaks HTTPS; shutdown is the same.
 pub async fn serve(
     kv: Kv,
     listener: TcpListener,
@@ -116,6 +132,7 @@ pub async fn serve(
     // The largest legal atomic write, with room for protobuf framing.
     let body_limit = kv.limits().max_total_mutation_size * 2 + (1 << 20);
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let tls = config.tls.clone();
     let state = Arc::new(AppState { kv, config, database_id, stopping });
     let app = Router::new()
         .route("/", post(metadata))
@@ -130,7 +147,14 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+        // The same server on a listener that hands over TLS-terminated connections.
+        Some(tls) => {
+            let listener = tls::TlsListener::new(listener, &tls);
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+        }
+    }
     Ok(())
 }
 
@@ -194,7 +218,12 @@ fn unauthorized() -> Response {
 }
 
 /// `POST /`: the metadata exchange.
-async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn metadata(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !token_matches(&headers, &state.config.access_token) {
         return unauthorized();
     }
@@ -221,8 +250,14 @@ async fn metadata(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     };
     // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
     let url = if version == 1 {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}/v2")
+        // HTTP/2 (ALPN `h2` over TLS, h2c) carries the host in the URI, HTTP/1.1 in `Host`.
+        let host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("localhost");
+        let scheme = if state.config.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}/v2")
     } else {
         "/v2".to_string()
     };

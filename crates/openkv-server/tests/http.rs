@@ -2,12 +2,16 @@
 //! data path, and every kind of bad input — each answered 4xx with a plain-text message,
 //! nothing partly written, and the server still answering afterwards.
 
+#[path = "support/watch_frames.rs"]
+mod watch_frames;
+
 use openkv::{key, Key, Kv, Value};
 use openkv_server::proto::{self, AtomicWriteStatus, MutationType, ValueEncoding};
 use openkv_server::{serve, ServerConfig};
 use prost::Message;
 use reqwest::StatusCode;
 use tokio::sync::oneshot;
+use watch_frames::next_frame;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -442,6 +446,15 @@ async fn http2_prior_knowledge_works_on_the_same_port() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
+    // Version 1's absolute endpoint URL comes from HTTP/2's `:authority` (there is no `Host`).
+    let resp = client
+        .post(format!("{}/", s.url))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(meta["endpoints"][0]["url"], format!("{}/v2", s.url));
     s.stop().await;
 }
 
@@ -452,24 +465,6 @@ async fn a_weak_token_is_refused_at_start() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = serve(kv, listener, ServerConfig::new("short"), async {}).await.unwrap_err();
     assert_eq!(err.to_string(), "the access token must be at least 12 characters long");
-}
-
-/// Reads one length-prefixed frame from a watch response.
-async fn next_frame(resp: &mut reqwest::Response, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    loop {
-        if buf.len() >= 4 {
-            let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
-            if buf.len() >= 4 + len {
-                let frame = buf[4..4 + len].to_vec();
-                buf.drain(..4 + len);
-                return Some(frame);
-            }
-        }
-        match resp.chunk().await.unwrap() {
-            Some(chunk) => buf.extend_from_slice(&chunk),
-            None => return None,
-        }
-    }
 }
 
 #[tokio::test]

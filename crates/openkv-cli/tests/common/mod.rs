@@ -1,5 +1,8 @@
 //! Helpers shared by the tests that run the real `openkv` binary.
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,10 +15,17 @@ pub fn workspace_root() -> PathBuf {
 /// Starts `openkv serve` on a free port of 127.0.0.1 requiring `token`; returns the child and
 /// the URL it printed on its first line.
 pub fn start_server(db: &Path, token: &str) -> (Child, String) {
+    start_server_with(db, token, &[])
+}
+
+/// [`start_server`] with more `serve` arguments (`--tls-cert`, `--read-only`, …). The URL is
+/// `http://127.0.0.1:PORT`, or `https://…` when serving TLS.
+pub fn start_server_with(db: &Path, token: &str, args: &[&OsStr]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
         .arg("--db")
         .arg(db)
         .args(["serve", "--addr", "127.0.0.1:0", "--access-token", token])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -24,6 +34,30 @@ pub fn start_server(db: &Path, token: &str) -> (Child, String) {
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     let url = line.split_whitespace().last().expect("the server prints its URL").to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+        "unexpected first line {line:?}"
+    );
     (child, url)
+}
+
+/// `$DENO_BIN`, else the pinned Deno CLI `npm ci --prefix tests/deno` installs. Fails (never
+/// skips) when neither exists.
+pub fn deno_bin() -> PathBuf {
+    let bin = std::env::var_os("DENO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("tests/deno/node_modules/.bin/deno"));
+    assert!(
+        bin.is_file(),
+        "the Deno CLI is not installed at {}: run ./scripts/test.sh (or npm ci --prefix tests/deno)",
+        bin.display()
+    );
+    bin
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    child.wait().unwrap()
 }
