@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use openkv::{
     key, CommitOutcome, Consistency, Entry, Error, JsValue, Key, KeyPart, Kv, KvU64, ListOptions,
     Selector, Value, Versionstamp,
@@ -374,4 +374,41 @@ pub async fn expired_keys_are_invisible_at_once(kv: &Kv) {
 /// The database id is a real one, kept with the data (denokv answers the nil UUID).
 pub async fn database_id_is_not_nil(kv: &Kv) {
     assert!(!kv.database_id().await.unwrap().is_nil());
+}
+
+/// The versionstamps of a watch's next snapshot; fails on an error, the end of the stream or a
+/// hang (20 s). (A helper, not a behaviour; `tests/remote.rs` uses it too.)
+pub async fn next_snapshot(watch: &mut openkv::WatchStream) -> Vec<Option<Versionstamp>> {
+    let snapshot = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("no snapshot came")
+        .expect("the stream ended")
+        .expect("the stream failed");
+    snapshot.iter().map(|e| e.as_ref().map(|e| e.versionstamp)).collect()
+}
+
+/// `watch`: the current state first, then one snapshot per change (set, delete) — never for a
+/// write to another key —, more than 10 keys refused, and the stream ends at close.
+pub async fn watch_sees_changes(kv: &Kv) {
+    let (a, b) = (key!["watch", "a"], key!["watch", "b"]);
+    let first_a = must_set(kv, &a, bytes("a0")).await;
+    let mut watch = kv.watch(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(next_snapshot(&mut watch).await, vec![Some(first_a), None]);
+    let set_b = must_set(kv, &b, bytes("b1")).await;
+    assert_eq!(next_snapshot(&mut watch).await, vec![Some(first_a), Some(set_b)]);
+    kv.delete(&a).await.unwrap();
+    assert_eq!(next_snapshot(&mut watch).await, vec![None, Some(set_b)]);
+    // A write elsewhere gives no snapshot: the next one is the next change of `b`.
+    must_set(kv, &key!["watch", "elsewhere"], bytes("x")).await;
+    let again = must_set(kv, &b, bytes("b2")).await;
+    assert_eq!(next_snapshot(&mut watch).await, vec![None, Some(again)]);
+    let entry = kv.get(&b).await.unwrap().unwrap();
+    assert_eq!((entry.value, entry.versionstamp), (bytes("b2"), again), "as a read sees it");
+
+    let eleven: Vec<Key> = (0..11).map(|i| key!["watch", i]).collect();
+    assert!(matches!(kv.watch(&eleven), Err(Error::TooManyWatchedKeys { max: 10 })));
+
+    kv.close().await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(20), watch.next()).await;
+    assert!(end.expect("the stream ended at close").is_none());
 }

@@ -60,6 +60,7 @@ macro_rules! core_behaviours {
             close_refuses_further_use,
             failed_checks_name_every_index,
             js_number_sums_with_limits,
+            watch_sees_changes,
         );
     };
 }

@@ -325,6 +325,118 @@ async fn a_read_only_server_refuses_writes_and_serves_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_reconnects_across_server_restarts_and_emits_only_changes() {
+    use openkv_testsuite::behaviours::next_snapshot;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let restart = |addr| {
+        let path = path.clone();
+        async move {
+            let listener = TcpListener::bind(addr).await.expect("re-binding the port");
+            Server::start_on(listener, &path, ServerConfig::new(TOKEN)).await
+        }
+    };
+    let server = Server::start(&path, ServerConfig::new(TOKEN)).await;
+    let addr = server.addr;
+    let kv = fixtures::remote(&server.url).await;
+    let k = key!["watched"];
+    let mut watch = kv.watch(std::slice::from_ref(&k)).unwrap();
+    assert_eq!(next_snapshot(&mut watch).await, vec![None]);
+
+    // A restart that changes nothing, then a write behind the client's back while no server
+    // runs, then a server again: the reconnect's state differs, so it is emitted — once.
+    server.stop().await;
+    restart(addr).await.stop().await;
+    let offline = {
+        let direct = Kv::open(&path).await.unwrap();
+        let stamp = direct.set(&k, bytes("offline")).await.unwrap();
+        direct.close().await.unwrap();
+        stamp
+    };
+    let server = restart(addr).await;
+    assert_eq!(next_snapshot(&mut watch).await, vec![Some(offline)]);
+    let online = server.kv.set(&k, bytes("online")).await.unwrap();
+    assert_eq!(next_snapshot(&mut watch).await, vec![Some(online)]);
+    kv.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_needs_protocol_version_3() {
+    let (_dir, server) = server().await;
+    let proxy = proxy_to(&server.url).await;
+    *proxy.faults.offer_versions.lock().unwrap() = Some("[1,2]");
+    let kv = fixtures::remote(&proxy.url).await;
+    let err = kv.watch(&[key!["k"]]).unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("version 3")), "{err:?}");
+    kv.close().await.unwrap();
+    server.stop().await;
+}
+
+/// A protobuf field holding bytes (tag and a one-byte length: every use here is short).
+fn pb_field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    assert!(bytes.len() < 128);
+    [vec![number << 3 | 2, bytes.len() as u8], bytes.to_vec()].concat()
+}
+
+/// A KV Connect server of our own making (protocol version 3) whose `/watch` answers `body`,
+/// one byte per chunk: the client must reassemble frames however the bytes arrive.
+async fn fake_watch_server(body: Vec<u8>) -> String {
+    let metadata = serde_json::json!({
+        "version": 3,
+        "databaseId": "6f1d4a3c-0000-4000-8000-000000000001",
+        "endpoints": [{"url": "/v2", "consistency": "strong"}],
+        "token": "data-path-token",
+        "expiresAt": "2999-01-01T00:00:00Z",
+    });
+    let watch = move || {
+        let chunks =
+            body.clone().into_iter().map(|b| Ok::<_, std::io::Error>(Bytes::from(vec![b])));
+        async move { Body::from_stream(futures::stream::iter(chunks)) }
+    };
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(move || async move { metadata.to_string() }))
+        .route("/v2/watch", axum::routing::post(watch));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_frames_are_reassembled_and_a_bogus_length_is_a_protocol_error() {
+    let k = key!["k"];
+    // WatchOutput { status: SR_SUCCESS, keys: [{ changed: true, entry_if_changed: KvEntry {
+    // key, value: "v", encoding: VE_BYTES, versionstamp: 0..10 } }] }, written out by hand.
+    let entry = [
+        pb_field(1, &k.encode().unwrap()),
+        pb_field(2, b"v"),
+        vec![3 << 3, 3],
+        pb_field(4, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    ]
+    .concat();
+    let key_output = [vec![1 << 3, 1], pb_field(2, &entry)].concat();
+    let output = [vec![1 << 3, 1], pb_field(2, &key_output)].concat();
+    let body = [
+        (output.len() as u32).to_le_bytes().to_vec(),
+        output,
+        vec![0, 0, 0, 0],             // a keep-alive
+        vec![0xff, 0xff, 0xff, 0xff], // a frame of 4 GiB
+    ]
+    .concat();
+    let kv = fixtures::remote(&fake_watch_server(body).await).await;
+    let mut watch = kv.watch(std::slice::from_ref(&k)).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), watch.next()).await.unwrap();
+    let first = first.expect("a first snapshot").expect("a valid first frame");
+    let entry = first[0].as_ref().expect("the entry");
+    assert_eq!((entry.key.clone(), entry.value.clone()), (k.clone(), bytes("v")));
+    assert_eq!(entry.versionstamp.as_bytes(), &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let err = tokio::time::timeout(Duration::from_secs(20), watch.next()).await.unwrap();
+    assert!(matches!(err, Some(Err(Error::Protocol(_)))), "{err:?}");
+    assert!(watch.next().await.is_none(), "an error ends the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_is_a_clear_error() {
     let err = client_options().open("http://[::1").await.unwrap_err();
     assert!(matches!(err, Error::InvalidOption(_)), "{err:?}");

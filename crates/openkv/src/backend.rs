@@ -186,8 +186,30 @@ pub struct ChangeEvent {
     /// The versionstamp the change committed at.
     pub versionstamp: Versionstamp,
     /// Encoded keys whose value changed (written, deleted or expired).
+    ///
+    /// **Empty means "unknown keys"**: a commit another process made to the same file (the
+    /// SQLite backend notices those by polling, see `docs/design.md` §12), or a commit of this
+    /// process that only enqueued. A follower cannot tell the two apart and must treat the
+    /// event as "anything may have changed": re-read what it follows and compare
+    /// ([`ChangeEvent::may_affect`] says so).
     pub keys: Arc<[Vec<u8>]>,
 }
+
+impl ChangeEvent {
+    /// An event that names no key: anything may have changed, as of `versionstamp`.
+    pub fn unknown_keys(versionstamp: Versionstamp) -> ChangeEvent {
+        ChangeEvent { versionstamp, keys: Arc::from(Vec::new()) }
+    }
+
+    /// True if this change may have changed `key` (encoded): it names it, or it names no key
+    /// at all.
+    pub fn may_affect(&self, key: &[u8]) -> bool {
+        self.keys.is_empty() || self.keys.iter().any(|k| k.as_slice() == key)
+    }
+}
+
+/// What [`Backend::watch`] yields: one entry (or `None`: absent) per watched key, in order.
+pub type WatchSnapshots = futures::stream::BoxStream<'static, Result<Vec<Option<RawEntry>>>>;
 
 /// A storage engine under [`Kv`](crate::Kv).
 ///
@@ -213,6 +235,20 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// re-read what it follows. A backend without a change feed (the KV Connect client)
     /// answers [`Error::Unsupported`](crate::Error::Unsupported).
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>>;
+
+    /// Follows encoded keys: the first item is their current entries (`None`: absent), then
+    /// a new snapshot whenever a versionstamp of one of them changed; never two equal ones in
+    /// a row. An error item ends the stream. `Kv` has checked `keys` (1 to
+    /// `max_watched_keys` keys, each a valid read key) and ends the stream when it is closed.
+    ///
+    /// The default follows the change feed: [`subscribe`](Self::subscribe) first (so no
+    /// commit between it and the first read is missed), then one
+    /// [`snapshot_read`](Self::snapshot_read) of the keys per event that
+    /// [may affect](ChangeEvent::may_affect) one of them, or after a lag. A backend without a
+    /// change feed overrides it (the KV Connect client speaks `/watch`).
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots> {
+        crate::watch::follow_change_feed(self, keys)
+    }
 
     /// A stable, random identifier of this database, kept with its data (KV Connect's
     /// `databaseId`). Created on first use.

@@ -55,6 +55,13 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A watch follows more keys than [`Limits::max_watched_keys`](crate::Limits) (Deno's
+    /// text).
+    #[error("Too many keys (max {max})")]
+    TooManyWatchedKeys {
+        /// The limit.
+        max: usize,
+    },
     /// A read asks for more entries than allowed.
     #[error("Too many entries (max {max})")]
     TooManyEntries {

@@ -20,6 +20,7 @@ use crate::sqlite::{SqliteBackend, SqliteConfig};
 use crate::validate;
 use crate::value::{ToValue, Value};
 use crate::versionstamp::Versionstamp;
+use crate::watch::WatchStream;
 
 /// One key's entry: its value as stored ([`Value`]), or decoded into `T` by
 /// [`Kv::get_as`] / [`Entry::decode`].
@@ -207,13 +208,22 @@ impl OpenOptions {
 
     /// A `Kv` over any [`Backend`].
     pub fn with_backend(self, backend: Arc<dyn Backend>) -> Kv {
-        Kv { inner: Arc::new(Inner { backend, limits: self.limits, clock: self.clock }) }
+        Kv {
+            inner: Arc::new(Inner {
+                backend,
+                closed: tokio::sync::watch::Sender::new(false),
+                limits: self.limits,
+                clock: self.clock,
+            }),
+        }
     }
 }
 
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn Backend>,
+    /// Flips to `true` at [`Kv::close`]: ends the watch streams of every clone.
+    closed: tokio::sync::watch::Sender<bool>,
     limits: Limits,
     clock: Arc<dyn Clock>,
 }
@@ -380,16 +390,62 @@ impl Kv {
         self.inner.backend.database_id().await
     }
 
-    /// Subscribes to the change feed (every commit's versionstamp and keys). Remote databases
-    /// have none ([`Error::Unsupported`]).
+    /// Subscribes to the change feed (every commit's versionstamp and keys; an event with no
+    /// keys means "unknown keys", see [`ChangeEvent::keys`]). Remote databases have none
+    /// ([`Error::Unsupported`]); [`watch`](Self::watch) works on them.
     pub fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
         self.inner.backend.subscribe()
+    }
+
+    /// Follows up to 10 keys (Deno's `kv.watch`): the stream yields their current entries
+    /// first, then a new snapshot each time one of their versionstamps changes (a write, a
+    /// delete, an expiry), and ends when the database is closed. See [`WatchStream`] for
+    /// expiry latency, other processes and remote databases.
+    ///
+    /// Fails at once on an empty list, on more than [`Limits::max_watched_keys`] keys
+    /// ([`Error::TooManyWatchedKeys`]) or on a key too large to read. (Deno answers an empty
+    /// list with a stream that ends at once; a watch of nothing is a mistake here.)
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use openkv::{key, Kv, Value};
+    /// let kv = Kv::open_in_memory().await?;
+    /// let mut changes = kv.watch(&[key!["config"]])?;
+    /// assert_eq!(changes.next().await.unwrap()?, vec![None]); // the current state first
+    /// let stamp = kv.set(&key!["config"], Value::Bytes(b"v1".to_vec())).await?;
+    /// let now = changes.next().await.unwrap()?;
+    /// assert_eq!(now[0].as_ref().unwrap().versionstamp, stamp);
+    /// kv.close().await?;
+    /// assert!(changes.next().await.is_none()); // it ends with the database
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub fn watch(&self, keys: &[Key]) -> Result<WatchStream> {
+        let encoded = keys.iter().map(Key::encode).collect::<Result<Vec<_>>>()?;
+        Ok(WatchStream::new(keys, self.watch_encoded(encoded)?))
+    }
+
+    /// [`watch`](Self::watch) on encoded keys, yielding raw entries: the building block of a
+    /// KV Connect server's `/watch`. Checked like `watch`; ends when this `Kv` is closed.
+    pub fn watch_encoded(&self, keys: Vec<Vec<u8>>) -> Result<crate::WatchSnapshots> {
+        validate::watch_keys(&self.inner.limits, &keys)?;
+        let snapshots = self.inner.backend.clone().watch(keys)?;
+        Ok(crate::watch::until_closed(self.clone(), snapshots))
     }
 
     /// Waits for queued writes to finish and closes the store. Every handle cloned from this
     /// one fails with [`Error::Closed`] afterwards.
     pub async fn close(&self) -> Result<()> {
+        // Watch streams end first: all they could do now is find the store closed.
+        self.inner.closed.send_replace(true);
         self.inner.backend.close().await
+    }
+
+    /// Resolves once [`close`](Self::close) was called on this handle or a clone of it.
+    pub(crate) async fn closed(&self) {
+        let mut closed = self.inner.closed.subscribe();
+        // The sender lives as long as `self`, so this returns only once it is `true`.
+        let _ = closed.wait_for(|&c| c).await;
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

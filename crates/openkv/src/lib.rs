@@ -48,6 +48,9 @@
 //!   natural JS value (`kv.set(&key, &my_struct)`, [`Kv::get_as`], table at [`to_js`]); a
 //!   typed JSON rendering ([`to_json`]) shows any value to humans and tools losslessly.
 //! - [`Versionstamp`]: strictly increasing across commits, reopen and processes.
+//! - [`Kv::watch`]: a [`WatchStream`] of up to 10 keys — their entries now, then a new
+//!   snapshot whenever one changes (written, deleted, expired; also by another process on the
+//!   same file, or through a KV Connect server's `/watch`).
 //! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
 //! - A **KV Connect client** (feature `remote`, on by default): `Kv::open("http://…")` or
 //!   `"https://…"` reaches `openkv serve`, `denokv` or any server Deno's
@@ -58,9 +61,8 @@
 //!   a write whose answer was lost is [`Error::OutcomeUnknown`], never sent twice.
 //!
 //! ## What it is not (yet)
-//! - No queue delivery (`listenQueue`) and no `watch` stream: messages enqueued through
-//!   [`Kv::atomic_write`] are stored in Deno's queue table, and the change feed
-//!   ([`Kv::subscribe`], local databases only) is the building block for watch.
+//! - No queue delivery (`listenQueue`): messages enqueued through [`Kv::atomic_write`] are
+//!   stored in Deno's queue table.
 //!
 //! ## Guarantees
 //! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode).
@@ -93,7 +95,9 @@ mod sum;
 mod validate;
 mod value;
 mod versionstamp;
+mod watch;
 
+pub use backend::WatchSnapshots;
 pub use backend::{
     AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
     MutationKind, RawEntry, ReadRange,
@@ -112,3 +116,4 @@ pub use list::{ListOptions, ListStream, Selector};
 pub use sqlite::SCHEMA_VERSION;
 pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
 pub use versionstamp::Versionstamp;
+pub use watch::WatchStream;

@@ -31,6 +31,17 @@ pub(crate) fn read_ranges(limits: &Limits, ranges: &[ReadRange]) -> Result<()> {
     Ok(())
 }
 
+/// The keys of a watch: at least one, at most `max_watched_keys`, each a valid read key.
+pub(crate) fn watch_keys(limits: &Limits, keys: &[Vec<u8>]) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::InvalidOption("watch needs at least one key".into()));
+    }
+    if keys.len() > limits.max_watched_keys {
+        return Err(Error::TooManyWatchedKeys { max: limits.max_watched_keys });
+    }
+    keys.iter().try_for_each(|k| read_key(limits, k))
+}
+
 pub(crate) fn read_key(limits: &Limits, key: &[u8]) -> Result<()> {
     if key.len() > limits.max_read_key_size {
         return Err(Error::KeyTooLargeForRead { max: limits.max_read_key_size, size: key.len() });

@@ -20,8 +20,12 @@
 //! - **Distrust of answers**: a malformed or impossible answer (wrong range count, entries
 //!   outside their range, a 9-byte versionstamp) is [`Error::Protocol`], never a panic.
 //!
-//! Not here (yet): the change feed (`subscribe`) and `watch` over KV Connect; queue delivery.
+//! - **Watch** (protocol version 3): `/watch`'s stream of frames, reconnected when it breaks
+//!   (see `watch.rs`). There is no change feed: `subscribe` is [`Error::Unsupported`].
+//!
+//! Not here (yet): queue delivery.
 
+mod watch;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +42,7 @@ use tokio::time::Instant;
 
 use crate::backend::{
     AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, RawEntry, ReadRange,
+    WatchSnapshots,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -378,6 +383,34 @@ impl RemoteBackend {
         }
     }
 
+    /// A data-path request (`snapshot_read`, `atomic_write`, `watch`) with the headers of the
+    /// protocol version in use.
+    fn data_request(
+        &self,
+        metadata: &Metadata,
+        op: &str,
+        body: Vec<u8>,
+        eventual: bool,
+    ) -> reqwest::RequestBuilder {
+        let base = match (&metadata.eventual, eventual) {
+            (Some(replica), true) => replica,
+            _ => &metadata.strong,
+        };
+        let request = self
+            .http
+            .post(format!("{base}/{op}"))
+            .bearer_auth(&metadata.token)
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(body);
+        if metadata.version == 1 {
+            request.header("x-transaction-domain-id", metadata.database_id.to_string())
+        } else {
+            request
+                .header("x-denokv-database-id", metadata.database_id.to_string())
+                .header("x-denokv-version", metadata.version.to_string())
+        }
+    }
+
     /// One data-path request (`snapshot_read` or `atomic_write`), with retries. `write`
     /// selects the careful retry rules for non-idempotent requests.
     async fn call(
@@ -391,23 +424,7 @@ impl RemoteBackend {
             let body = body.clone();
             async move {
                 let metadata = self.metadata().await.map_err(Attempt::Fail)?;
-                let base = match (&metadata.eventual, eventual) {
-                    (Some(replica), true) => replica,
-                    _ => &metadata.strong,
-                };
-                let mut request = self
-                    .http
-                    .post(format!("{base}/{op}"))
-                    .bearer_auth(&metadata.token)
-                    .header(header::CONTENT_TYPE, "application/x-protobuf")
-                    .body(body);
-                request = if metadata.version == 1 {
-                    request.header("x-transaction-domain-id", metadata.database_id.to_string())
-                } else {
-                    request
-                        .header("x-denokv-database-id", metadata.database_id.to_string())
-                        .header("x-denokv-version", metadata.version.to_string())
-                };
+                let request = self.data_request(&metadata, op, body, eventual);
                 let response = match request.send().await {
                     Ok(response) => response,
                     // Never reached the server: safe to send again, even a write.
@@ -485,10 +502,14 @@ impl Backend for RemoteBackend {
 
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
         Err(Error::Unsupported(
-            "a remote database has no change feed; watch over KV Connect comes with the \
-             queues-and-watch work"
+            "a remote database has no change feed (Kv::watch works: it speaks KV Connect's \
+             /watch)"
                 .into(),
         ))
+    }
+
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots> {
+        watch::follow(self, keys)
     }
 
     async fn database_id(&self) -> Result<uuid::Uuid> {

@@ -56,6 +56,14 @@ fn versionstamp_from_wire(bytes: &[u8]) -> Result<Versionstamp> {
     Ok(Versionstamp(raw))
 }
 
+fn entry_from_wire(e: proto::KvEntry) -> Result<RawEntry> {
+    Ok(RawEntry {
+        versionstamp: versionstamp_from_wire(&e.versionstamp)?,
+        value: value_from_wire(e.value, e.encoding)?,
+        key: e.key,
+    })
+}
+
 /// The entries of a read, checked: one list per requested range, each within its range and
 /// limit (a server that answers otherwise would corrupt `list`'s paging).
 pub(super) fn snapshot_read_output(
@@ -100,13 +108,61 @@ pub(super) fn snapshot_read_output(
                     if e.key < range.start || e.key >= range.end {
                         return Err(Error::Protocol("an entry outside its read range".into()));
                     }
-                    Ok(RawEntry {
-                        versionstamp: versionstamp_from_wire(&e.versionstamp)?,
-                        value: value_from_wire(e.value, e.encoding)?,
-                        key: e.key,
-                    })
+                    entry_from_wire(e)
                 })
                 .collect()
+        })
+        .collect()
+}
+
+pub(super) fn watch(keys: &[Vec<u8>]) -> proto::Watch {
+    proto::Watch { keys: keys.iter().map(|k| proto::WatchKey { key: k.clone() }).collect() }
+}
+
+/// The state of the watched `keys` after one `WatchOutput` frame, checked: one answer per key,
+/// each entry for its own key. A key reported unchanged keeps its entry from `previous` (the
+/// state after the last frame; `None` before the first, when every key must be reported).
+pub(super) fn watch_output(
+    keys: &[Vec<u8>],
+    previous: Option<&[Option<RawEntry>]>,
+    output: proto::WatchOutput,
+) -> Result<Vec<Option<RawEntry>>> {
+    match SnapshotReadStatus::try_from(output.status) {
+        Ok(SnapshotReadStatus::SrSuccess) => {}
+        Ok(SnapshotReadStatus::SrReadDisabled) => {
+            return Err(Error::Unavailable("the server has reads disabled".into()))
+        }
+        _ => return Err(Error::Protocol(format!("watch status {}", output.status))),
+    }
+    if output.keys.len() != keys.len() {
+        return Err(Error::Protocol(format!(
+            "{} keys watched, {} answered",
+            keys.len(),
+            output.keys.len()
+        )));
+    }
+    keys.iter()
+        .zip(output.keys)
+        .enumerate()
+        .map(|(i, (key, answer))| {
+            if !answer.changed {
+                return match (previous, answer.entry_if_changed) {
+                    (Some(previous), None) => Ok(previous[i].clone()),
+                    (None, _) => Err(Error::Protocol(
+                        "a watched key was reported unchanged before its first state".into(),
+                    )),
+                    (_, Some(_)) => {
+                        Err(Error::Protocol("an unchanged watched key came with an entry".into()))
+                    }
+                };
+            }
+            match answer.entry_if_changed {
+                None => Ok(None),
+                Some(e) if e.key != *key => {
+                    Err(Error::Protocol("a watch answer holds an entry of another key".into()))
+                }
+                Some(e) => entry_from_wire(e).map(Some),
+            }
         })
         .collect()
 }
@@ -299,5 +355,48 @@ mod tests {
         let disabled =
             atomic_write_output(&write, out(AtomicWriteStatus::AwWriteDisabled, vec![], vec![]));
         assert!(matches!(disabled, Err(Error::WriteDisabled)));
+    }
+
+    #[test]
+    fn watch_frames_update_the_state_and_are_checked() {
+        let keys = vec![b"a".to_vec(), b"b".to_vec()];
+        let changed = |e: Option<proto::KvEntry>| proto::WatchKeyOutput {
+            changed: true,
+            entry_if_changed: e,
+        };
+        let unchanged = proto::WatchKeyOutput { changed: false, entry_if_changed: None };
+        let frame = |keys: Vec<proto::WatchKeyOutput>| proto::WatchOutput {
+            status: SnapshotReadStatus::SrSuccess as i32,
+            keys,
+        };
+        let a = || entry(b"a", vec![1; 10], ValueEncoding::VeLe64);
+        let first = watch_output(&keys, None, frame(vec![changed(Some(a())), changed(None)]));
+        let first = first.unwrap();
+        assert_eq!(first[0].as_ref().map(|e| e.versionstamp), Some(Versionstamp([1; 10])));
+        assert_eq!(first[1], None);
+        // "Unchanged" keeps the previous entry; "changed" without an entry means absent.
+        let next = watch_output(&keys, Some(&first), frame(vec![unchanged.clone(), changed(None)]));
+        assert_eq!(next.unwrap(), first);
+        let gone = watch_output(&keys, Some(&first), frame(vec![changed(None), unchanged.clone()]));
+        assert_eq!(gone.unwrap(), vec![None, None]);
+
+        let bad = [
+            ("unchanged before any state", None, frame(vec![unchanged.clone(), changed(None)])),
+            ("one answer for two keys", Some(&first), frame(vec![changed(None)])),
+            ("entry of another key", Some(&first), frame(vec![changed(None), changed(Some(a()))])),
+            (
+                "short versionstamp",
+                Some(&first),
+                frame(vec![
+                    changed(Some(entry(b"a", vec![1; 3], ValueEncoding::VeLe64))),
+                    unchanged,
+                ]),
+            ),
+            ("status unset", Some(&first), proto::WatchOutput { status: 0, keys: vec![] }),
+        ];
+        for (why, previous, output) in bad {
+            let result = watch_output(&keys, previous.map(|p| p.as_slice()), output);
+            assert!(matches!(result, Err(Error::Protocol(_))), "{why}: {result:?}");
+        }
     }
 }

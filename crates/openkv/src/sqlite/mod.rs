@@ -13,6 +13,7 @@
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
 //!   write fails with [`Error::Poisoned`] until the database is reopened.
 
+mod external;
 mod schema;
 mod writer;
 
@@ -108,6 +109,8 @@ enum Request {
 #[derive(Debug)]
 pub(crate) struct SqliteBackend {
     readers: Readers,
+    /// Notices other processes' commits while anyone subscribes; `None` in memory.
+    external: Option<external::Poller>,
     shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
     closed: AtomicBool,
@@ -146,6 +149,8 @@ impl SqliteBackend {
         };
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let shared = Arc::new(Shared { clock, poison: Mutex::new(None), changes });
+        let external = (!in_memory)
+            .then(|| external::Poller::new(PathBuf::from(path), shared.changes.clone()));
         let (requests, rx) = mpsc::channel();
         let writer = writer::Writer::new(conn, shared.clone(), config);
         let handle = std::thread::Builder::new()
@@ -154,6 +159,7 @@ impl SqliteBackend {
             .map_err(|e| Error::Storage(format!("could not start the writer thread: {e}")))?;
         Ok(SqliteBackend {
             readers,
+            external,
             shared,
             requests,
             closed: AtomicBool::new(false),
@@ -279,7 +285,13 @@ impl Backend for SqliteBackend {
     }
 
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
-        Ok(self.shared.changes.subscribe())
+        let changes = self.shared.changes.subscribe();
+        if let Some(external) = &self.external {
+            // After `changes` exists: the poller's baseline must not be newer than what the
+            // caller will read (external.rs).
+            external.watching();
+        }
+        Ok(changes)
     }
 
     async fn database_id(&self) -> Result<uuid::Uuid> {
@@ -300,6 +312,9 @@ impl Backend for SqliteBackend {
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if let Some(external) = &self.external {
+            external.stop();
         }
         let (reply, done) = oneshot::channel();
         if self.requests.send(Request::Close { reply }).is_ok() {
