@@ -3,7 +3,7 @@
 // Benchmarks Deno CLI's own local (sqlite) KV backend and prints ONE JSON line
 // on stdout (all figures are per second):
 //   {"seq_set_ops", "concurrent64_set_ops", "get_ops", "list_entries_per_s",
-//    "atomic_check_set_ops", "sum_hot_ops"}
+//    "atomic_check_set_ops", "sum_hot_ops", "queue_enqueue_msgs", "queue_deliver_msgs"}
 // Workloads:
 //   seq_set_ops          n sequential awaited kv.set(["seq", i], i)
 //   concurrent64_set_ops 64 async workers, n sets in total, keys ["c", w, i]
@@ -13,6 +13,8 @@
 //   atomic_check_set_ops n/4 x (get, atomic().check(entry).set().commit())
 //                        on distinct keys ["acs", i]
 //   sum_hot_ops          n/4 sequential atomic().sum(["hot"], 1n)
+//   queue_enqueue_msgs   64 async workers enqueue n messages in total
+//   queue_deliver_msgs   one listenQueue delivers those n messages
 // Progress/diagnostics go to stderr only.
 
 const [dbPath, nArg] = Deno.args;
@@ -118,6 +120,30 @@ const sum_hot_ops = await timed(async () => {
   check(hot.value instanceof Deno.KvU64 && hot.value.value >= BigInt(quarter), "hot counter wrong");
 }
 
+// 7. queue: enqueue n messages from 64 workers, then deliver them all
+const queue_enqueue_msgs = await timed(async () => {
+  await Promise.all(
+    Array.from({ length: WORKERS }, async (_, w) => {
+      const count = Math.floor(n / WORKERS) + (w < n % WORKERS ? 1 : 0);
+      for (let i = 0; i < count; i++) {
+        const r = await kv.enqueue(w * n + i);
+        check(r.ok, "enqueue failed");
+      }
+    }),
+  );
+  return n;
+});
+const queue_deliver_msgs = await timed(async () => {
+  const seen = new Set<number>();
+  const all = Promise.withResolvers<void>();
+  kv.listenQueue((m: number) => {
+    seen.add(m);
+    if (seen.size === n) all.resolve();
+  });
+  await all.promise;
+  return n;
+});
+
 kv.close();
 
 console.log(JSON.stringify({
@@ -127,4 +153,6 @@ console.log(JSON.stringify({
   list_entries_per_s: round(list_entries_per_s),
   atomic_check_set_ops: round(atomic_check_set_ops),
   sum_hot_ops: round(sum_hot_ops),
+  queue_enqueue_msgs: round(queue_enqueue_msgs),
+  queue_deliver_msgs: round(queue_deliver_msgs),
 }));

@@ -24,6 +24,8 @@
 //! | `atomic_check_set` | N/4 × (get, check + set, commit) on distinct keys | — |
 //! | `sum_hot` | N/4 sequential `sum(["hot"], 1)` | — |
 //! | `sum_hot_64` | 64 tasks, N sums on one key in total (final value checked) | — |
+//! | `queue_enqueue` | 64 tasks enqueue N messages in total (one commit each) | — |
+//! | `queue_deliver` | one `listen_queue` delivers those N messages (handler returns at once) | — |
 //! | `v8_decode_1k` / `v8_encode_1k` | the V8 codec on a typical ~1 KiB object, for ~1 s | — |
 //!
 //! The targets are those of the performance issue: a sequential durable set costs little
@@ -138,7 +140,7 @@ const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Tar
 }
 
 /// Every workload, in the order they run and are printed.
-const WORKLOADS: [Spec; 12] = [
+const WORKLOADS: [Spec; 14] = [
     spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
     spec("raw_sqlite_commit", "ops/s", DenoKey::None, Target::None),
     spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
@@ -149,6 +151,8 @@ const WORKLOADS: [Spec; 12] = [
     spec("atomic_check_set", "ops/s", DenoKey::Field("atomic_check_set_ops"), Target::None),
     spec("sum_hot", "ops/s", DenoKey::Field("sum_hot_ops"), Target::None),
     spec("sum_hot_64", "ops/s", DenoKey::None, Target::None),
+    spec("queue_enqueue", "msgs/s", DenoKey::Field("queue_enqueue_msgs"), Target::None),
+    spec("queue_deliver", "msgs/s", DenoKey::Field("queue_deliver_msgs"), Target::None),
     spec("v8_decode_1k", "values/s", DenoKey::None, Target::None),
     spec("v8_encode_1k", "values/s", DenoKey::None, Target::None),
 ];
@@ -199,6 +203,7 @@ fn run(args: Args) -> Res<()> {
         let dir = &tmp.path().join(format!("round{round}"));
         std::fs::create_dir(dir)?;
         let mut gets = None;
+        let mut queue = None;
         for (spec, results) in specs.iter().zip(&mut openkv) {
             let rate = match spec.name {
                 "fdatasync" => bench_fdatasync(&dir.join("fdatasync.bin"))?,
@@ -220,6 +225,17 @@ fn run(args: Args) -> Res<()> {
                 "atomic_check_set" => bench_atomic_check_set(&rt, dir, n)?,
                 "sum_hot" => bench_sum_hot(&rt, dir, n)?,
                 "sum_hot_64" => bench_sum_hot_64(&rt, dir, n)?,
+                "queue_enqueue" | "queue_deliver" => {
+                    if queue.is_none() {
+                        queue = Some(bench_queue(&rt, dir, n)?);
+                    }
+                    let (enqueued, delivered) = queue.expect("measured above");
+                    if spec.name == "queue_enqueue" {
+                        enqueued
+                    } else {
+                        delivered
+                    }
+                }
                 "v8_decode_1k" => bench_v8(false),
                 "v8_encode_1k" => bench_v8(true),
                 other => unreachable!("workload {other} has no implementation"),
@@ -394,27 +410,76 @@ fn bench_seq_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
     })
 }
 
+/// Runs `op(kv, task, i)` from [`TASKS`] tasks, `n` times in total, each task awaiting its
+/// own operations one after the other.
+async fn in_tasks<F, Fut, T>(kv: &Kv, n: usize, op: F) -> Res<()>
+where
+    F: Fn(Kv, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = openkv::Result<T>> + Send,
+{
+    let tasks = (0..TASKS).map(|w| {
+        let (kv, op) = (kv.clone(), op.clone());
+        let count = share(n, w);
+        tokio::spawn(async move {
+            for i in 0..count {
+                op(kv.clone(), w, i).await?;
+            }
+            Ok::<_, openkv::Error>(())
+        })
+    });
+    for done in futures::future::join_all(tasks.collect::<Vec<_>>()).await {
+        done??;
+    }
+    Ok(())
+}
+
 /// 64 tasks on the 2-worker runtime, each awaiting its own sets; N sets in total.
 fn bench_concurrent_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
     rt.block_on(async {
         let kv = Kv::open(dir.join("concurrent64_set.sqlite3")).await?;
         let start = Instant::now();
-        let tasks = (0..TASKS).map(|w| {
-            let kv = kv.clone();
-            let count = share(n, w);
-            tokio::spawn(async move {
-                for i in 0..count {
-                    kv.set(&key!["c", w, i], v8_smi(i)).await?;
-                }
-                Ok::<_, openkv::Error>(())
-            })
-        });
-        for done in futures::future::join_all(tasks.collect::<Vec<_>>()).await {
-            done??;
-        }
+        in_tasks(&kv, n, move |kv, w, i| async move { kv.set(&key!["c", w, i], v8_smi(i)).await })
+            .await?;
         let rate = n as f64 / start.elapsed().as_secs_f64();
         kv.close().await?;
         Ok(rate)
+    })
+}
+
+/// Queue throughput: [`TASKS`] tasks enqueue `n` messages (one commit each), then one
+/// listener delivers them all; every message is checked to arrive (at least) once.
+fn bench_queue(rt: &Runtime, dir: &Path, n: usize) -> Res<(f64, f64)> {
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("queue.sqlite3")).await?;
+        let start = Instant::now();
+        in_tasks(&kv, n, move |kv, w, i| async move {
+            kv.enqueue(v8_smi(w * n + i), &openkv::EnqueueOptions::new()).await
+        })
+        .await?;
+        let enqueued = n as f64 / start.elapsed().as_secs_f64();
+
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let (all_tx, mut all_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let start = Instant::now();
+        let log = seen.clone();
+        let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
+            let (log, all_tx) = (log.clone(), all_tx.clone());
+            async move {
+                let mut seen = log.lock().unwrap_or_else(|e| e.into_inner());
+                seen.insert(message.id);
+                if seen.len() == n {
+                    let _ = all_tx.send(());
+                }
+                Ok::<(), String>(())
+            }
+        }));
+        tokio::time::timeout(Duration::from_secs(300), all_rx.recv())
+            .await
+            .map_err(|_| "the queue did not deliver every message within 300 s")?;
+        let delivered = n as f64 / start.elapsed().as_secs_f64();
+        kv.close().await?;
+        listener.await??;
+        Ok((enqueued, delivered))
     })
 }
 

@@ -1,6 +1,7 @@
 //! The npm client `@deno/kv` (its pure-JS KV Connect client) from Node against the real
 //! `openkv serve` binary: the suite in `tests/node/` runs with `node --test`, then the server
-//! is stopped with SIGTERM and must exit cleanly.
+//! is stopped with SIGTERM and must exit cleanly. Also: messages `@deno/kv` enqueues through
+//! the server reach a Rust listener on the library's remote backend (queues over the network).
 
 mod common;
 
@@ -76,4 +77,56 @@ fn deno_kv_npm_suite_passes_against_openkv_serve() {
     assert_eq!(pass, tests, "not every test passed\n{stdout}");
     assert!(killed, "could not send SIGTERM to openkv serve");
     assert!(status.success(), "openkv serve exited with {status} after SIGTERM");
+}
+
+#[test]
+fn messages_deno_kv_enqueues_reach_a_rust_remote_listener() {
+    ensure_deno_kv_npm();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = start_server(&dir.path().join("queue.sqlite3"), TOKEN);
+    let out = Command::new("node")
+        .arg("tests/node/enqueue.mjs")
+        .current_dir(workspace_root())
+        .env("KV_URL", &url)
+        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let kv = openkv::OpenOptions::new()
+            .access_token(TOKEN)
+            .queue_poll_interval(std::time::Duration::from_millis(50))
+            .open(&url)
+            .await
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
+            let tx = tx.clone();
+            async move {
+                let json = openkv::to_json(&message.value.to_js().map_err(|e| e.to_string())?);
+                tx.send((json, message.attempt)).map_err(|e| e.to_string())
+            }
+        }));
+        let mut received = Vec::new();
+        for _ in 0..2 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv()).await;
+            received.push(next.expect("a message within 20 s").unwrap());
+        }
+        kv.close().await.unwrap();
+        listener.await.unwrap().unwrap();
+        received
+    });
+    let pid = server.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = server.wait().unwrap();
+    assert!(out.status.success(), "node failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "enqueued 2");
+    let mut got: Vec<String> = received.iter().map(|(json, _)| json.to_string()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [r#"{"from":"@deno/kv","n":1,"tags":["a","b"]}"#, r#"{"from":"@deno/kv","n":2}"#,]
+    );
+    assert!(received.iter().all(|(_, attempt)| *attempt == 1));
+    assert!(status.success(), "openkv serve exited with {status}");
 }

@@ -31,7 +31,9 @@
 /// The data-path messages, re-exported from `openkv-proto` for the server's users and tests.
 pub use openkv_proto as proto;
 
+mod queues;
 mod tls;
+pub use queues::{WebhookConfig, LEASE_RANGE_MS, MAX_TAKE};
 pub use tls::{TlsConfig, TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
 
 use std::future::Future;
@@ -70,12 +72,25 @@ pub struct ServerConfig {
     pub read_only: bool,
     /// Serve HTTPS with this certificate instead of plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Push every queue message to this webhook (see [`WebhookConfig`]).
+    pub queue_webhook: Option<WebhookConfig>,
 }
 
 impl ServerConfig {
     /// A read-write server requiring `access_token`.
     pub fn new(access_token: impl Into<String>) -> Self {
-        ServerConfig { access_token: access_token.into(), read_only: false, tls: None }
+        ServerConfig {
+            access_token: access_token.into(),
+            read_only: false,
+            tls: None,
+            queue_webhook: None,
+        }
+    }
+
+    /// Delivers queue messages to a webhook (needs a writable server).
+    pub fn queue_webhook(mut self, webhook: WebhookConfig) -> Self {
+        self.queue_webhook = Some(webhook);
+        self
     }
 
     /// Sets `read_only`.
@@ -98,6 +113,11 @@ pub enum ServeError {
     /// The access token is too short to be a secret.
     #[error("the access token must be at least 12 characters long")]
     WeakToken,
+    /// A queue webhook on a read-only server (delivery changes the queue).
+    #[error(
+        "a read-only server cannot deliver queue messages: drop --queue-webhook or --read-only"
+    )]
+    ReadOnlyWebhook,
     /// The database could not give its id.
     #[error("cannot read the database id: {0}")]
     Database(#[from] Error),
@@ -128,17 +148,27 @@ pub async fn serve(
     if config.access_token.chars().count() < 12 {
         return Err(ServeError::WeakToken);
     }
+    if config.read_only && config.queue_webhook.is_some() {
+        return Err(ServeError::ReadOnlyWebhook);
+    }
     let database_id = kv.database_id().await?.to_string();
     // The largest legal atomic write, with room for protobuf framing.
     let body_limit = kv.limits().max_total_mutation_size * 2 + (1 << 20);
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let tls = config.tls.clone();
+    let webhook = config
+        .queue_webhook
+        .clone()
+        .map(|webhook| tokio::spawn(queues::run_webhook(kv.clone(), webhook, stopping.clone())));
     let state = Arc::new(AppState { kv, config, database_id, stopping });
     let app = Router::new()
         .route("/", post(metadata))
         .route("/v2/snapshot_read", post(snapshot_read))
         .route("/v2/atomic_write", post(atomic_write))
         .route("/v2/watch", post(watch))
+        .route("/v2/openkv/queue/take", post(queues::take))
+        .route("/v2/openkv/queue/renew", post(queues::renew))
+        .route("/v2/openkv/queue/finish", post(queues::finish))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(log_request))
@@ -154,6 +184,10 @@ pub async fn serve(
             let listener = tls::TlsListener::new(listener, &tls);
             axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
         }
+    }
+    if let Some(webhook) = webhook {
+        // It ends once `stopping` flipped; a delivery in flight is redelivered after restart.
+        let _ = webhook.await;
     }
     Ok(())
 }
@@ -576,7 +610,9 @@ impl Watcher {
                 event = self.changes.recv() => event,
             };
             let relevant = match event {
-                Ok(e) => e.keys.iter().any(|k| self.keys.contains(k)),
+                // An event naming no keys (another process committed to the file) may have
+                // changed any of them.
+                Ok(e) => self.keys.iter().any(|k| e.may_affect(k)),
                 // Missed events: re-read everything and compare.
                 Err(RecvError::Lagged(_)) => true,
                 Err(RecvError::Closed) => return None,

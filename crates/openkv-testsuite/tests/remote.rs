@@ -448,3 +448,53 @@ async fn a_bad_url_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
 }
+
+#[path = "../../openkv-server/tests/support/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_private_ca_and_a_clear_error_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::TestCa::new();
+    let files = ca.write_server_files(dir.path());
+    let tls = openkv_server::TlsConfig::from_pem_files(&files.cert, &files.key).unwrap();
+    let config = ServerConfig::new(TOKEN).tls(tls);
+    let server = Server::start(&dir.path().join("db.sqlite3"), config).await;
+    let url = format!("https://localhost:{}", server.addr.port());
+
+    // Not trusted: refused at once (a certificate does not get better by retrying).
+    let started = Instant::now();
+    let err = client_options().open(&url).await.unwrap_err();
+    assert!(matches!(&err, Error::Unavailable(m) if m.contains("certificate")), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "not retried");
+
+    let pem = std::fs::read(&files.ca).unwrap();
+    let kv = client_options().remote_root_certificate(pem).open(&url).await.unwrap();
+    let stamp = kv.set(&key!["tls"], bytes("secret")).await.unwrap();
+    let entry = kv.get(&key!["tls"]).await.unwrap().unwrap();
+    assert_eq!((entry.value, entry.versionstamp), (bytes("secret"), stamp));
+    assert_eq!(kv.database_id().await.unwrap(), server.kv.database_id().await.unwrap());
+    kv.close().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_watch_sees_commits_another_handle_makes_to_the_file() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let server = Server::start(&path, ServerConfig::new(TOKEN)).await;
+    let kv = fixtures::remote(&server.url).await;
+    let mut watch = kv.watch(&[key!["shared"]]).unwrap();
+    assert_eq!(watch.next().await.unwrap().unwrap(), vec![None]);
+    // A second handle on the file: for the server's store, that is another process writing.
+    let other = Kv::open(&path).await.unwrap();
+    other.set(&key!["shared"], bytes("from elsewhere")).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap();
+    let entry = seen.unwrap().unwrap().pop().unwrap().expect("the key now exists");
+    assert_eq!(entry.value, bytes("from elsewhere"));
+    other.close().await.unwrap();
+    kv.close().await.unwrap();
+    server.stop().await;
+}

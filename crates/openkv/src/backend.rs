@@ -7,6 +7,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -211,6 +212,28 @@ impl ChangeEvent {
 /// What [`Backend::watch`] yields: one entry (or `None`: absent) per watched key, in order.
 pub type WatchSnapshots = futures::stream::BoxStream<'static, Result<Vec<Option<RawEntry>>>>;
 
+/// A queue message taken for delivery (leased to the taker until it finishes or the lease
+/// runs out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The message's id (a UUID string in Deno's tables).
+    pub id: String,
+    /// V8-serialized message.
+    pub payload: Vec<u8>,
+    /// When it was due, Unix milliseconds.
+    pub due_ms: i64,
+    /// The retry intervals left, in milliseconds.
+    pub backoff_schedule: Vec<u32>,
+    /// Encoded keys that receive the payload if the last attempt fails.
+    pub keys_if_undelivered: Vec<Vec<u8>>,
+    /// Which delivery attempt this is, from 1 (counted by the backend, across restarts).
+    pub attempt: u32,
+}
+
+fn no_queue<T>() -> Result<T> {
+    Err(crate::Error::Unsupported("this backend does not deliver queue messages".into()))
+}
+
 /// A storage engine under [`Kv`](crate::Kv).
 ///
 /// Implementations may assume their input passed `Kv`'s validation (limits, non-empty write
@@ -256,4 +279,35 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Finishes queued writes and releases the storage. Later calls fail with `Closed`.
     async fn close(&self) -> Result<()>;
+
+    /// Queue delivery: takes up to `max` messages that are due, earliest first, leasing each
+    /// for `lease` (a message whose lease runs out is due again: its taker is presumed dead).
+    async fn queue_take(&self, _max: usize, _lease: Duration) -> Result<Vec<QueuedMessage>> {
+        no_queue()
+    }
+
+    /// Extends the leases of running messages (ids no longer running are ignored).
+    async fn queue_renew(&self, _ids: Vec<String>, _lease: Duration) -> Result<()> {
+        no_queue()
+    }
+
+    /// Ends delivery attempts, one `(id, delivered)` per message, together (one transaction
+    /// where the backend can): `delivered` removes the message; otherwise it is due again
+    /// after the next backoff interval, or, with none left, its payload is written to its
+    /// `keys_if_undelivered` keys. Ids that are no longer running are ignored.
+    async fn queue_finish(&self, _outcomes: Vec<(String, bool)>) -> Result<()> {
+        no_queue()
+    }
+
+    /// When the queue next needs attention (Unix ms): a message falling due or a lease
+    /// running out; `None` when the queue is empty.
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        no_queue()
+    }
+
+    /// Woken (at least) when this process enqueues a message or closes the store, so that a
+    /// listener need not poll for its own messages. `None`: poll only.
+    fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Mutation, MutationKind,
-    RawEntry, ReadRange,
+    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
+    MutationKind, QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -16,6 +16,7 @@ use crate::js::{encode_v8, JsValue};
 use crate::key::Key;
 use crate::limits::Limits;
 use crate::list::{ListOptions, ListStream, Selector};
+use crate::queue::{EnqueueOptions, QueueMessage};
 use crate::sqlite::{SqliteBackend, SqliteConfig};
 use crate::validate;
 use crate::value::{ToValue, Value};
@@ -57,6 +58,8 @@ impl Entry {
 /// | [`clock`](Self::clock) | [`SystemClock`] |
 /// | [`expiry_sweep_interval`](Self::expiry_sweep_interval) | 1 second |
 /// | [`rng_seed`](Self::rng_seed) | seeded from the operating system |
+/// | [`queue_max_concurrency`](Self::queue_max_concurrency) | 100 deliveries at once (Deno's) |
+/// | [`queue_poll_interval`](Self::queue_poll_interval) | 1 second |
 /// | [`access_token`](Self::access_token) (remote) | `$DENO_KV_ACCESS_TOKEN` |
 /// | [`remote_retry_timeout`](Self::remote_retry_timeout) (remote) | 60 seconds |
 /// | [`remote_request_timeout`](Self::remote_request_timeout) (remote) | 30 seconds |
@@ -67,6 +70,8 @@ pub struct OpenOptions {
     clock: Arc<dyn Clock>,
     sweep_interval: Duration,
     rng_seed: Option<u64>,
+    queue_max_concurrency: usize,
+    queue_poll_interval: Duration,
     #[cfg(feature = "remote")]
     remote: crate::remote::RemoteConfig,
 }
@@ -89,6 +94,8 @@ impl Default for OpenOptions {
             clock: Arc::new(SystemClock),
             sweep_interval: Duration::from_secs(1),
             rng_seed: None,
+            queue_max_concurrency: 100,
+            queue_poll_interval: Duration::from_secs(1),
             #[cfg(feature = "remote")]
             remote: crate::remote::RemoteConfig::default(),
         }
@@ -128,6 +135,19 @@ impl OpenOptions {
         {
             self.remote.rng_seed = Some(seed);
         }
+        self
+    }
+
+    /// Queues: how many messages [`Kv::listen_queue`] delivers at once (at least 1).
+    pub fn queue_max_concurrency(mut self, n: usize) -> Self {
+        self.queue_max_concurrency = n.max(1);
+        self
+    }
+
+    /// Queues: how often a listener looks for messages that another process enqueued (its own
+    /// process's messages wake it at once, and due times are waited for exactly).
+    pub fn queue_poll_interval(mut self, every: Duration) -> Self {
+        self.queue_poll_interval = every;
         self
     }
 
@@ -214,6 +234,9 @@ impl OpenOptions {
                 closed: tokio::sync::watch::Sender::new(false),
                 limits: self.limits,
                 clock: self.clock,
+                queue_max_concurrency: self.queue_max_concurrency,
+                queue_poll_interval: self.queue_poll_interval,
+                queue_listening: Arc::default(),
             }),
         }
     }
@@ -226,6 +249,10 @@ struct Inner {
     closed: tokio::sync::watch::Sender<bool>,
     limits: Limits,
     clock: Arc<dyn Clock>,
+    queue_max_concurrency: usize,
+    queue_poll_interval: Duration,
+    /// Set while a `listen_queue` runs on this store.
+    queue_listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A Deno KV database. Cheap to clone; clones share one store and may be used from any task
@@ -451,6 +478,97 @@ impl Kv {
     pub(crate) fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
     }
+
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
+        self.inner.backend.clone()
+    }
+
+    /// Queue delivery, one step at a time (the building blocks of
+    /// [`listen_queue`](Self::listen_queue), for a server that hands messages to remote
+    /// listeners): takes up to `max` due messages, leased for `lease`. See
+    /// [`Backend::queue_take`].
+    pub async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        self.inner.backend.queue_take(max, lease).await
+    }
+
+    /// Extends the leases of messages taken with [`queue_take`](Self::queue_take).
+    pub async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
+        self.inner.backend.queue_renew(ids, lease).await
+    }
+
+    /// Ends delivery attempts of messages taken with [`queue_take`](Self::queue_take), one
+    /// `(id, delivered)` each: removed if delivered, else retried per the message's backoff
+    /// schedule or dead-lettered.
+    pub async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        self.inner.backend.queue_finish(outcomes).await
+    }
+
+    /// Woken when this process enqueues a message or the store closes (`None`: the backend
+    /// cannot tell; poll).
+    pub fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.backend.queue_wakeup()
+    }
+
+    /// Enqueues a message (any value [`set`](Self::set) takes but a `KvU64`, which Deno cannot
+    /// enqueue either) for [`listen_queue`](Self::listen_queue) — in this process, another, or
+    /// a Deno program on the same file. Returns the commit's versionstamp.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use openkv::{key, EnqueueOptions, Kv};
+    /// let kv = Kv::open_in_memory().await?;
+    /// let options = EnqueueOptions::new()
+    ///     .delay(Duration::from_millis(10))
+    ///     .keys_if_undelivered([key!["failed", "welcome-mail"]]);
+    /// kv.enqueue(&serde_json::json!({"to": "ada@example.com"}), &options).await?;
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn enqueue(
+        &self,
+        value: impl ToValue,
+        options: &EnqueueOptions,
+    ) -> Result<Versionstamp> {
+        Ok(committed(self.atomic().enqueue(value, options).commit().await?))
+    }
+
+    /// Delivers queue messages to `handler` until the database is closed, then returns
+    /// `Ok(())`. At least once: a message is removed only after `handler` returned `Ok`; an
+    /// `Err` or a panic is a failed attempt, retried per the message's backoff schedule, and
+    /// after the last attempt its value goes to its `keys_if_undelivered`. Up to
+    /// [`OpenOptions::queue_max_concurrency`] messages are delivered at once, earliest due
+    /// first. One listener per database: a second call fails while the first runs. Dropping
+    /// the returned future stops listening; the messages it was delivering are delivered again
+    /// once their lease ([`QUEUE_LEASE`](crate::QUEUE_LEASE)) runs out.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use openkv::{EnqueueOptions, Kv};
+    /// let kv = Kv::open_in_memory().await?;
+    /// kv.enqueue(&"hello".to_string(), &EnqueueOptions::new()).await?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
+    ///     let tx = tx.clone();
+    ///     async move {
+    ///         let text: String = message.value.decode().map_err(|e| e.to_string())?;
+    ///         tx.send(text).map_err(|e| e.to_string())
+    ///     }
+    /// }));
+    /// assert_eq!(rx.recv().await.unwrap(), "hello");
+    /// kv.close().await?;
+    /// listener.await.unwrap()?; // returns once the database is closed
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn listen_queue<F, Fut, E>(self, handler: F) -> Result<()>
+    where
+        F: Fn(QueueMessage) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let listening = self.inner.queue_listening.clone();
+        let (max, poll) = (self.inner.queue_max_concurrency, self.inner.queue_poll_interval);
+        crate::queue::listen(self, listening, max, poll, handler).await
+    }
 }
 
 fn committed(outcome: CommitOutcome) -> Versionstamp {
@@ -515,6 +633,42 @@ impl AtomicOperation {
             self.error.get_or_insert(e);
             Value::Bytes(Vec::new())
         })
+    }
+
+    /// Enqueues a message with this write: delivered only if the write commits. See
+    /// [`Kv::enqueue`].
+    pub fn enqueue(mut self, value: impl ToValue, options: &EnqueueOptions) -> Self {
+        let payload = match self.stored(value) {
+            Value::V8(bytes) => Ok(bytes),
+            // Deno enqueues a Uint8Array as a V8 value; do the same for raw bytes.
+            Value::Bytes(bytes) => crate::js::to_js(&crate::js::JsBytes(bytes))
+                .map_err(|e| Error::InvalidValue(e.to_string()))
+                .and_then(|js| encode_v8(&js).map_err(|e| Error::InvalidValue(e.to_string()))),
+            Value::U64(_) => {
+                Err(Error::InvalidEnqueue("a KvU64 cannot be enqueued (nor can it in Deno)".into()))
+            }
+        };
+        let keys: Result<Vec<Vec<u8>>> =
+            options.keys_if_undelivered.iter().map(Key::encode).collect();
+        let schedule: Option<Vec<u32>> = options
+            .backoff_schedule
+            .as_ref()
+            .map(|s| s.iter().map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)).collect());
+        let delay_ms = i64::try_from(options.delay.as_millis()).unwrap_or(i64::MAX);
+        match (payload, keys) {
+            (Ok(payload), Ok(keys_if_undelivered)) => {
+                self.write.enqueues.push(Enqueue {
+                    payload,
+                    deadline_ms: self.kv.now_ms().saturating_add(delay_ms),
+                    keys_if_undelivered,
+                    backoff_schedule: schedule,
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
     }
 
     /// Stores a value ([`Value`], [`KvU64`](crate::KvU64), `Vec<u8>`, `&JsValue` or `&T` for

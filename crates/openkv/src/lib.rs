@@ -51,6 +51,11 @@
 //! - [`Kv::watch`]: a [`WatchStream`] of up to 10 keys — their entries now, then a new
 //!   snapshot whenever one changes (written, deleted, expired; also by another process on the
 //!   same file, or through a KV Connect server's `/watch`).
+//! - Queues: [`Kv::enqueue`] / [`AtomicOperation::enqueue`] ([`EnqueueOptions`]: delay,
+//!   backoff schedule, dead-letter keys) and [`Kv::listen_queue`], delivering **at least
+//!   once** in Deno's own queue tables — messages cross between openkv and Deno CLI processes
+//!   sharing a file, survive a `kill -9` of the listener (leases), and reach remote listeners
+//!   through `openkv serve` (docs/protocol-extensions.md).
 //! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
 //! - A **KV Connect client** (feature `remote`, on by default): `Kv::open("http://…")` or
 //!   `"https://…"` reaches `openkv serve`, `denokv` or any server Deno's
@@ -60,9 +65,9 @@
 //!   [`Error::Unavailable`]); the server's 4xx is final ([`Error::Remote`], with its message);
 //!   a write whose answer was lost is [`Error::OutcomeUnknown`], never sent twice.
 //!
-//! ## What it is not (yet)
-//! - No queue delivery (`listenQueue`): messages enqueued through [`Kv::atomic_write`] are
-//!   stored in Deno's queue table.
+//! ## What it is not
+//! - Not a server: `openkv-server` serves a `Kv` over KV Connect.
+//! - Not distributed: one SQLite file, many processes on one machine (PostgreSQL is planned).
 //!
 //! ## Guarantees
 //! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode).
@@ -88,6 +93,7 @@ mod key;
 mod kv;
 pub mod limits;
 mod list;
+mod queue;
 #[cfg(feature = "remote")]
 mod remote;
 mod sqlite;
@@ -100,7 +106,7 @@ mod watch;
 pub use backend::WatchSnapshots;
 pub use backend::{
     AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
-    MutationKind, RawEntry, ReadRange,
+    MutationKind, QueuedMessage, RawEntry, ReadRange,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
@@ -113,6 +119,7 @@ pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
+pub use queue::{EnqueueOptions, QueueMessage, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
 pub use sqlite::SCHEMA_VERSION;
 pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
 pub use versionstamp::Versionstamp;

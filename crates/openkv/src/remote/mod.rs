@@ -41,8 +41,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, RawEntry, ReadRange,
-    WatchSnapshots,
+    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
+    ReadRange, WatchSnapshots,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -279,7 +279,7 @@ impl RemoteBackend {
             .body(format!("{{\"supportedVersions\":{SUPPORTED_VERSIONS:?}}}"))
             .send()
             .await
-            .map_err(|e| Attempt::Retry(format!("metadata exchange with {}: {e}", self.url)))?;
+            .map_err(|e| unsent(format!("metadata exchange with {}", self.url), &e))?;
         let body = check_status(response, false).await?;
         self.parse_metadata(&body).map_err(Attempt::Fail)
     }
@@ -400,7 +400,7 @@ impl RemoteBackend {
             .http
             .post(format!("{base}/{op}"))
             .bearer_auth(&metadata.token)
-            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(header::CONTENT_TYPE, content_type(op))
             .body(body);
         if metadata.version == 1 {
             request.header("x-transaction-domain-id", metadata.database_id.to_string())
@@ -428,7 +428,7 @@ impl RemoteBackend {
                 let response = match request.send().await {
                     Ok(response) => response,
                     // Never reached the server: safe to send again, even a write.
-                    Err(e) if e.is_connect() => return Err(Attempt::Retry(format!("{op}: {e}"))),
+                    Err(e) if e.is_connect() => return Err(unsent(op.to_string(), &e)),
                     Err(e) if write => {
                         return Err(Attempt::Fail(Error::OutcomeUnknown(format!("{op}: {e}"))))
                     }
@@ -439,6 +439,72 @@ impl RemoteBackend {
             }
         })
         .await
+    }
+}
+
+/// A request that failed before the server could act on it: retried, unless the server's
+/// certificate was refused (that does not get better by retrying; the message says how to
+/// trust a private CA).
+fn unsent(what: String, e: &reqwest::Error) -> Attempt {
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if chain.contains("certificate") {
+        return Attempt::Fail(Error::Unavailable(format!(
+            "{what}: the server's TLS certificate was refused ({chain}); for a private CA or a \
+             self-signed certificate, use OpenOptions::remote_root_certificate"
+        )));
+    }
+    Attempt::Retry(format!("{what}: {chain}"))
+}
+
+/// The body type of a data-path operation: protobuf, but JSON for openkv's extensions.
+fn content_type(op: &str) -> &'static str {
+    if op.starts_with(QUEUE_OPS) {
+        "application/json"
+    } else {
+        "application/x-protobuf"
+    }
+}
+
+/// Where openkv's queue-delivery extension lives, below the data-path endpoint
+/// (docs/protocol-extensions.md).
+const QUEUE_OPS: &str = "openkv/queue/";
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TakenJson {
+    messages: Vec<TakenMessageJson>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TakenMessageJson {
+    id: String,
+    payload: String,
+    due_ms: i64,
+    attempt: u32,
+}
+
+impl RemoteBackend {
+    /// One call of the queue extension. Every one of them may be repeated safely (taking
+    /// twice only leases more; renewing and finishing twice are no-ops), so all are retried
+    /// like reads. A server without the extension (`denokv`) answers 404.
+    async fn queue_call(&self, op: &str, body: serde_json::Value) -> Result<Vec<u8>> {
+        let op = format!("{QUEUE_OPS}{op}");
+        match self.call(&op, body.to_string().into_bytes(), false, false).await {
+            Ok((_, answer)) => Ok(answer),
+            Err(Error::Remote { status: 404, .. }) => Err(Error::Unsupported(
+                "the server does not deliver queue messages to remote listeners (openkv \
+                 serve does; denokv does not)"
+                    .into(),
+            )),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -498,6 +564,59 @@ impl Backend for RemoteBackend {
         let body = wire::atomic_write(&write).encode_to_vec();
         let (_, answer) = self.call("atomic_write", body, false, true).await?;
         wire::atomic_write_output(&write, decode(&answer, "atomic_write")?)
+    }
+
+    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        // The server caps both; ask within its bounds rather than be refused.
+        let max = max.clamp(1, 100);
+        let lease_ms = lease.as_millis().clamp(1_000, 300_000) as u64;
+        let answer =
+            self.queue_call("take", serde_json::json!({"max": max, "leaseMs": lease_ms})).await?;
+        let taken: TakenJson = serde_json::from_slice(&answer)
+            .map_err(|e| Error::Protocol(format!("queue take answer: {e}")))?;
+        taken
+            .messages
+            .into_iter()
+            .map(|m| {
+                use base64::Engine as _;
+                let payload = base64::engine::general_purpose::STANDARD
+                    .decode(&m.payload)
+                    .map_err(|e| Error::Protocol(format!("queue message payload: {e}")))?;
+                Ok(QueuedMessage {
+                    id: m.id,
+                    payload,
+                    due_ms: m.due_ms,
+                    // The server keeps the schedule and the dead-letter keys; a remote
+                    // listener only reports outcomes.
+                    backoff_schedule: Vec::new(),
+                    keys_if_undelivered: Vec::new(),
+                    attempt: m.attempt,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
+        let lease_ms = lease.as_millis().clamp(1_000, 300_000) as u64;
+        self.queue_call("renew", serde_json::json!({"ids": ids, "leaseMs": lease_ms})).await?;
+        Ok(())
+    }
+
+    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let results: Vec<serde_json::Value> = outcomes
+            .into_iter()
+            .map(|(id, delivered)| serde_json::json!({"id": id, "delivered": delivered}))
+            .collect();
+        self.queue_call("finish", serde_json::json!({ "results": results })).await?;
+        Ok(())
+    }
+
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        // Unknown from here: the listener polls (OpenOptions::queue_poll_interval).
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(None)
     }
 
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {

@@ -14,6 +14,7 @@
 //!   write fails with [`Error::Poisoned`] until the database is reopened.
 
 mod external;
+mod queue;
 mod schema;
 mod writer;
 
@@ -29,7 +30,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, RawEntry, ReadRange,
+    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
+    ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -79,6 +81,8 @@ pub(crate) struct Shared {
     /// Set once, by the first fatal write error or writer panic; never cleared.
     poison: Mutex<Option<Arc<str>>>,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
+    queue_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -105,6 +109,14 @@ enum Request {
     Close { reply: oneshot::Sender<()> },
 }
 
+/// Where queue operations run: their own connection to the file, or the one in-memory
+/// connection there is.
+#[derive(Debug)]
+enum QueueConn {
+    Shared(Arc<Mutex<Connection>>),
+    Own { path: PathBuf, conn: Mutex<Option<Connection>> },
+}
+
 /// A Deno KV database in one SQLite file (or in memory).
 #[derive(Debug)]
 pub(crate) struct SqliteBackend {
@@ -116,6 +128,7 @@ pub(crate) struct SqliteBackend {
     closed: AtomicBool,
     writer: Mutex<Option<JoinHandle<()>>>,
     database_id: std::sync::OnceLock<uuid::Uuid>,
+    queue_conn: Arc<QueueConn>,
 }
 
 impl SqliteBackend {
@@ -148,7 +161,17 @@ impl SqliteBackend {
             Readers::Pool { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) }
         };
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
-        let shared = Arc::new(Shared { clock, poison: Mutex::new(None), changes });
+        let shared = Arc::new(Shared {
+            clock,
+            poison: Mutex::new(None),
+            changes,
+            queue_wakeup: Arc::new(tokio::sync::Notify::new()),
+        });
+        let queue_conn = Arc::new(if in_memory {
+            QueueConn::Shared(conn.clone())
+        } else {
+            QueueConn::Own { path: PathBuf::from(path), conn: Mutex::new(None) }
+        });
         let external = (!in_memory)
             .then(|| external::Poller::new(PathBuf::from(path), shared.changes.clone()));
         let (requests, rx) = mpsc::channel();
@@ -165,7 +188,44 @@ impl SqliteBackend {
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(handle)),
             database_id: std::sync::OnceLock::new(),
+            queue_conn,
         })
+    }
+
+    /// Runs a queue operation on the queue connection, off the async threads (it may wait
+    /// for the writer's or another process's lock).
+    async fn queue_op<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(why) = self.shared.poisoned() {
+            return Err(Error::Poisoned(why));
+        }
+        let holder = self.queue_conn.clone();
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let now = shared.clock.now_ms();
+            match &*holder {
+                QueueConn::Shared(conn) => op(&lock(conn), now),
+                QueueConn::Own { path, conn } => {
+                    let mut conn = lock(conn);
+                    if conn.is_none() {
+                        *conn = Some(open_connection(path, false)?);
+                    }
+                    op(conn.as_ref().expect("just opened"), now)
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("a queue operation panicked: {e}")))?;
+        if let Err(Error::Storage(why)) = &result {
+            // Same rule as the writer: after an I/O error we cannot vouch for the file.
+            self.shared.poison(why.clone());
+        }
+        result
     }
 
     fn read(&self, ranges: &[ReadRange]) -> Result<Vec<Vec<RawEntry>>> {
@@ -309,6 +369,32 @@ impl Backend for SqliteBackend {
         Ok(*self.database_id.get_or_init(|| id))
     }
 
+    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
+    }
+
+    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
+        let lease_ms = lease.as_millis().min(i64::MAX as u128) as i64;
+        self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
+    }
+
+    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let event = self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now)).await?;
+        if let Some(event) = event {
+            let _ = self.shared.changes.send(event);
+        }
+        Ok(())
+    }
+
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        self.queue_op(|conn, _| queue::next_due(conn)).await
+    }
+
+    fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.shared.queue_wakeup.clone())
+    }
+
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -327,6 +413,11 @@ impl Backend for SqliteBackend {
         if let Readers::Pool { idle, .. } = &self.readers {
             lock(idle).clear();
         }
+        if let QueueConn::Own { conn, .. } = &*self.queue_conn {
+            lock(conn).take();
+        }
+        // A listener waiting for its next message learns of the close at once.
+        self.shared.queue_wakeup.notify_one();
         match self.shared.poisoned() {
             Some(why) => Err(Error::Poisoned(why)),
             None => Ok(()),

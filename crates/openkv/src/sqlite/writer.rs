@@ -287,6 +287,12 @@ impl Writer {
                     // No subscribers is not an error.
                     let _ = self.shared.changes.send(event);
                 }
+                let enqueued = writes.iter().zip(&outcomes).any(|(w, o)| {
+                    !w.enqueues.is_empty() && matches!(o, Ok(CommitOutcome::Committed { .. }))
+                });
+                if enqueued {
+                    self.shared.queue_wakeup.notify_one();
+                }
                 outcomes
             }
             Err(e) => {

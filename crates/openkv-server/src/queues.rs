@@ -1,0 +1,247 @@
+//! Queues over the network — what no other KV Connect server has (docs/protocol-extensions.md).
+//!
+//! - **Pull** (`POST <endpoint>/openkv/queue/{take,renew,finish}`, JSON, the data path's
+//!   authentication): remote listeners — the Rust library's remote backend — lease messages,
+//!   renew the leases while their handler runs, and report the outcome. A lease that runs out
+//!   (a listener that vanished) makes the message due again.
+//! - **Push** (`--queue-webhook <url>`): the server runs a listener of its own that POSTs each
+//!   message to the webhook as JSON (the typed JSON rendering of the value). 2xx = delivered;
+//!   anything else, a network error or a timeout = a failed attempt, retried per the message's
+//!   backoff schedule, then written to its `keys_if_undelivered`.
+//!
+//! Both run on the engine's queue primitives, so messages that Deno CLI (or `@deno/kv`
+//! through this server) enqueued are delivered too, with the same at-least-once guarantee.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use openkv::{Kv, QueueMessage};
+
+use crate::{bad_request, engine_error, plain, reject_data_path, AppState};
+
+/// Most messages one `take` hands out.
+pub const MAX_TAKE: usize = 100;
+/// Shortest and longest lease a remote listener may ask for.
+pub const LEASE_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+
+/// Where and how the server pushes queue messages.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// The URL each message is POSTed to.
+    pub url: String,
+    /// How long one POST may take before it counts as a failed attempt (default 30 s).
+    pub timeout: Duration,
+}
+
+impl WebhookConfig {
+    /// A webhook at `url` with the default timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookConfig { url: url.into(), timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TakeRequest {
+    max: usize,
+    lease_ms: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RenewRequest {
+    ids: Vec<String>,
+    lease_ms: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FinishRequest {
+    results: Vec<FinishResult>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FinishResult {
+    id: String,
+    delivered: bool,
+}
+
+/// Authenticates like the data path, refuses on a read-only server (delivering changes the
+/// queue), and parses the JSON body.
+fn json_request<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Box<Response>> {
+    if let Some(rejected) = reject_data_path(state, headers) {
+        return Err(Box::new(rejected));
+    }
+    if state.config.read_only {
+        let refusal = plain(StatusCode::FORBIDDEN, "the server is read-only: no queue delivery");
+        return Err(Box::new(refusal));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
+}
+
+fn lease(ms: u64) -> Result<Duration, Box<Response>> {
+    if !LEASE_RANGE_MS.contains(&ms) {
+        return Err(Box::new(bad_request(format!(
+            "leaseMs must be between {} and {}",
+            LEASE_RANGE_MS.start(),
+            LEASE_RANGE_MS.end()
+        ))));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn json(value: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
+
+/// `POST <endpoint>/openkv/queue/take`.
+pub(crate) async fn take(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: TakeRequest = match json_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(rejected) => return *rejected,
+    };
+    if !(1..=MAX_TAKE).contains(&request.max) {
+        return bad_request(format!("max must be between 1 and {MAX_TAKE}"));
+    }
+    let lease = match lease(request.lease_ms) {
+        Ok(l) => l,
+        Err(rejected) => return *rejected,
+    };
+    match state.kv.queue_take(request.max, lease).await {
+        Ok(messages) => {
+            let messages: Vec<serde_json::Value> = messages
+                .into_iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m.id,
+                        "payload": base64::engine::general_purpose::STANDARD.encode(&m.payload),
+                        "dueMs": m.due_ms,
+                        "attempt": m.attempt,
+                    })
+                })
+                .collect();
+            json(serde_json::json!({ "messages": messages }))
+        }
+        Err(e) => engine_error(e),
+    }
+}
+
+/// `POST <endpoint>/openkv/queue/renew`.
+pub(crate) async fn renew(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: RenewRequest = match json_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(rejected) => return *rejected,
+    };
+    if request.ids.len() > MAX_TAKE * 10 {
+        return bad_request(format!("at most {} ids per renewal", MAX_TAKE * 10));
+    }
+    let lease = match lease(request.lease_ms) {
+        Ok(l) => l,
+        Err(rejected) => return *rejected,
+    };
+    match state.kv.queue_renew(request.ids, lease).await {
+        Ok(()) => json(serde_json::json!({})),
+        Err(e) => engine_error(e),
+    }
+}
+
+/// `POST <endpoint>/openkv/queue/finish`.
+pub(crate) async fn finish(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: FinishRequest = match json_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(rejected) => return *rejected,
+    };
+    if request.results.len() > MAX_TAKE * 10 {
+        return bad_request(format!("at most {} results per finish", MAX_TAKE * 10));
+    }
+    let outcomes = request.results.into_iter().map(|r| (r.id, r.delivered)).collect();
+    match state.kv.queue_finish(outcomes).await {
+        Ok(()) => json(serde_json::json!({})),
+        Err(e) => engine_error(e),
+    }
+}
+
+/// One webhook delivery attempt.
+async fn post_to_webhook(
+    client: &reqwest::Client,
+    config: &WebhookConfig,
+    message: QueueMessage,
+) -> Result<(), String> {
+    let body = message
+        .value
+        .to_js()
+        .map(|js| openkv::to_json(&js))
+        .map_err(|e| format!("message {} cannot be rendered as JSON: {e}", message.id))?;
+    let response = client
+        .post(&config.url)
+        .timeout(config.timeout)
+        .header(header::CONTENT_TYPE.as_str(), "application/json")
+        .header("x-openkv-message-id", &message.id)
+        .header("x-openkv-attempt", message.attempt.to_string())
+        .header("x-openkv-due-ms", message.due_ms.to_string())
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("webhook {}: {e}", config.url))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook {} answered {}", config.url, response.status()))
+    }
+}
+
+/// Runs webhook delivery until `stopping` flips. The listener is supervised: if it ever fails
+/// (a storage error), the failure is logged at error level and delivery restarts after a
+/// pause — it never dies silently.
+pub(crate) async fn run_webhook(
+    kv: Kv,
+    config: WebhookConfig,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let client = reqwest::Client::new();
+    let config = Arc::new(config);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let (client, config) = (client.clone(), config.clone());
+        let listening = kv.clone().listen_queue(move |message| {
+            let (client, config) = (client.clone(), config.clone());
+            async move { post_to_webhook(&client, &config, message).await }
+        });
+        tokio::select! {
+            ended = listening => match ended {
+                // The store was closed: nothing more to deliver.
+                Ok(()) => return,
+                Err(e) => tracing::error!("queue webhook delivery failed, restarting in {pause:?}: {e}"),
+            },
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,231 @@
+//! Queue delivery on Deno's own tables (`queue`, `queue_running`), so that messages move
+//! between openkv and Deno CLI processes sharing a file.
+//!
+//! A message waits in `queue` (`ts` = when it is due). Taking it moves it to `queue_running`
+//! with a lease (`deadline`), which its listener renews while the handler runs. Finishing it
+//! deletes it (delivered) or puts it back into `queue` after the next step of its backoff
+//! schedule (failed); with the schedule exhausted, its payload is written to its
+//! `keys_if_undelivered`. A lease that runs out — the listening process died — puts the
+//! message back into `queue`, due at once: that is the "at least once" in the contract.
+//!
+//! Attempts are counted in a table of openkv's own, `openkv_queue_attempts` (created on the
+//! first delivery; Deno ignores it), so that the count survives restarts and is shared by
+//! every openkv process on the file.
+//!
+//! Every function runs inside one `BEGIN IMMEDIATE` transaction of its own, on a connection
+//! that is not the writer thread's; versions are read and bumped inside it, as the writer and
+//! other processes do, so dead-letter writes get versionstamps in order with everything else.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::writer::with_write_txn;
+use crate::backend::{ChangeEvent, QueuedMessage};
+use crate::error::{Error, Result};
+use crate::value::ENCODING_V8;
+use crate::versionstamp::Versionstamp;
+
+/// One row of `queue`/`queue_running`, minus its time column.
+struct Row {
+    id: String,
+    data: Vec<u8>,
+    backoff_schedule: String,
+    keys_if_undelivered: String,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Row)> {
+    Ok((
+        r.get(0)?,
+        Row {
+            id: r.get(1)?,
+            data: r.get(2)?,
+            backoff_schedule: r.get(3)?,
+            keys_if_undelivered: r.get(4)?,
+        },
+    ))
+}
+
+fn insert(conn: &Connection, table: &str, time: i64, row: &Row) -> rusqlite::Result<()> {
+    // `table` is one of two constants below, never user input.
+    let sql = format!("insert or replace into {table} values (?1, ?2, ?3, ?4, ?5)");
+    conn.prepare_cached(&sql)?.execute(params![
+        time,
+        row.id,
+        row.data,
+        row.backoff_schedule,
+        row.keys_if_undelivered
+    ])?;
+    Ok(())
+}
+
+/// A stored schedule or key list that is not the JSON Deno writes is a corrupt row: reported,
+/// not guessed at.
+fn parse<T: serde::de::DeserializeOwned>(what: &str, id: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
+    })
+}
+
+/// Moves every message whose lease ran out back to `queue`, due now.
+fn requeue_expired_leases(conn: &Connection, now: i64) -> Result<usize> {
+    let expired: Vec<(i64, Row)> = conn
+        .prepare_cached(
+            "select deadline, id, data, backoff_schedule, keys_if_undelivered \
+             from queue_running where deadline <= ?1",
+        )?
+        .query_map([now], row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for (deadline, r) in &expired {
+        conn.prepare_cached("delete from queue_running where deadline = ?1 and id = ?2")?
+            .execute(params![deadline, r.id])?;
+        insert(conn, "queue", now, r)?;
+    }
+    Ok(expired.len())
+}
+
+/// Takes up to `max` due messages, earliest first, leasing them until `now + lease_ms`.
+pub(super) fn dequeue(
+    conn: &Connection,
+    now: i64,
+    max: usize,
+    lease_ms: i64,
+) -> Result<Vec<QueuedMessage>> {
+    with_write_txn(conn, |conn| {
+        let requeued = requeue_expired_leases(conn, now)?;
+        if requeued > 0 {
+            tracing::info!("openkv: {requeued} queue message(s) lost their listener; redelivering");
+        }
+        let due: Vec<(i64, Row)> = conn
+            .prepare_cached(
+                "select ts, id, data, backoff_schedule, keys_if_undelivered from queue \
+                 where ts <= ?1 order by ts, id limit ?2",
+            )?
+            .query_map(params![now, max as i64], row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::with_capacity(due.len());
+        if !due.is_empty() {
+            conn.prepare_cached(
+                "create table if not exists openkv_queue_attempts \
+                 (id text primary key, attempts integer not null)",
+            )?
+            .execute([])?;
+        }
+        for (ts, r) in due {
+            let attempt: i64 = conn
+                .prepare_cached(
+                    "insert into openkv_queue_attempts (id, attempts) values (?1, 1) \
+                     on conflict(id) do update set attempts = attempts + 1 returning attempts",
+                )?
+                .query_row([&r.id], |row| row.get(0))?;
+            conn.prepare_cached("delete from queue where ts = ?1 and id = ?2")?
+                .execute(params![ts, r.id])?;
+            insert(conn, "queue_running", now + lease_ms, &r)?;
+            let keys_if_undelivered: Vec<Vec<u8>> =
+                parse("keys_if_undelivered", &r.id, &r.keys_if_undelivered)?;
+            let backoff_schedule: Vec<u32> = parse("backoff_schedule", &r.id, &r.backoff_schedule)?;
+            out.push(QueuedMessage {
+                id: r.id,
+                payload: r.data,
+                due_ms: ts,
+                backoff_schedule,
+                keys_if_undelivered,
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Extends the leases of the messages `ids` (those still running) to `now + lease_ms`.
+pub(super) fn renew(conn: &Connection, ids: &[String], now: i64, lease_ms: i64) -> Result<()> {
+    with_write_txn(conn, |conn| {
+        for id in ids {
+            conn.prepare_cached("update queue_running set deadline = ?1 where id = ?2")?
+                .execute(params![now + lease_ms, id])?;
+        }
+        Ok(())
+    })
+}
+
+/// Ends delivery attempts, all in one transaction (one fsync for a whole batch of handlers
+/// that finished together). Returns the change event of the dead-letter writes, if any
+/// happened: they share one new versionstamp. A message no longer running (its lease ran out
+/// and it went back to the queue) is left alone: it will be delivered again.
+pub(super) fn finish(
+    conn: &Connection,
+    outcomes: &[(String, bool)],
+    now: i64,
+) -> Result<Option<ChangeEvent>> {
+    with_write_txn(conn, |conn| {
+        // (key, payload) of every dead-letter write of the batch.
+        let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (id, delivered) in outcomes {
+            let running = conn
+                .prepare_cached(
+                    "select deadline, id, data, backoff_schedule, keys_if_undelivered \
+                     from queue_running where id = ?1",
+                )?
+                .query_row([id], row)
+                .optional()?;
+            let Some((deadline, mut r)) = running else {
+                continue;
+            };
+            conn.prepare_cached("delete from queue_running where deadline = ?1 and id = ?2")?
+                .execute(params![deadline, id])?;
+            let mut schedule: Vec<u32> = parse("backoff_schedule", id, &r.backoff_schedule)?;
+            if !delivered && !schedule.is_empty() {
+                let wait = schedule.remove(0);
+                r.backoff_schedule = serde_json::to_string(&schedule).expect("u32 lists serialize");
+                insert(conn, "queue", now + i64::from(wait), &r)?;
+                continue;
+            }
+            // Done with this message, one way or the other. (The table exists: an openkv
+            // process took the message, and created it then.)
+            conn.prepare_cached("delete from openkv_queue_attempts where id = ?1")?
+                .execute([id])?;
+            if !delivered {
+                // Out of retries: the payload goes to every keys_if_undelivered key.
+                let keys: Vec<Vec<u8>> = parse("keys_if_undelivered", id, &r.keys_if_undelivered)?;
+                tracing::warn!(
+                    "openkv: queue message {id} failed its last attempt; writing it to {} key(s)",
+                    keys.len()
+                );
+                dead_letters.extend(keys.into_iter().map(|k| (k, r.data.clone())));
+            }
+        }
+        if dead_letters.is_empty() {
+            return Ok(None);
+        }
+        let version: i64 = conn
+            .prepare_cached("select version from data_version where k = 0")?
+            .query_row([], |r| r.get::<_, i64>(0))?
+            + 1;
+        for (key, payload) in &dead_letters {
+            conn.prepare_cached(
+                "insert into kv (k, v, v_encoding, version, expiration_ms) \
+                 values (?1, ?2, ?3, ?4, -1) on conflict(k) do update set \
+                 v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \
+                 expiration_ms = -1",
+            )?
+            .execute(params![key, payload, ENCODING_V8, version])?;
+        }
+        conn.prepare_cached("update data_version set version = ?1 where k = 0")?
+            .execute([version])?;
+        let keys: Vec<Vec<u8>> = dead_letters.into_iter().map(|(k, _)| k).collect();
+        Ok(Some(ChangeEvent {
+            versionstamp: Versionstamp::from_version(version as u64),
+            keys: keys.into(),
+        }))
+    })
+}
+
+/// The earliest time anything in the queue needs attention: a message falling due, or a
+/// lease running out.
+pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>> {
+    let next: Option<i64> = conn
+        .prepare_cached(
+            "select min(t) from (select min(ts) as t from queue \
+             union all select min(deadline) from queue_running)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(next)
+}
