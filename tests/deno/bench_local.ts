@@ -15,6 +15,8 @@
 //   sum_hot_ops          n/4 sequential atomic().sum(["hot"], 1n)
 //   queue_enqueue_msgs   64 async workers enqueue n messages in total
 //   queue_deliver_msgs   one listenQueue delivers those n messages
+//   watch_p50_us/p99_us  a kv.watch of one key; 200 sets, each timed from the call
+//                        to set until the watcher has the new value (microseconds)
 // Progress/diagnostics go to stderr only.
 
 const [dbPath, nArg] = Deno.args;
@@ -144,6 +146,27 @@ const queue_deliver_msgs = await timed(async () => {
   return n;
 });
 
+// 8. watch notification latency
+const watchLatencies: number[] = [];
+{
+  const stream = kv.watch([["w"]]);
+  const reader = stream.getReader();
+  await reader.read(); // the current state
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    await kv.set(["w"], i);
+    for (;;) {
+      const { value, done } = await reader.read();
+      check(!done, "watch ended");
+      if (value![0].value === i) break;
+    }
+    watchLatencies.push((performance.now() - t0) * 1000);
+  }
+  await reader.cancel();
+}
+watchLatencies.sort((a, b) => a - b);
+const pct = (q: number) => watchLatencies[Math.min(watchLatencies.length - 1, Math.floor(watchLatencies.length * q))];
+
 kv.close();
 
 console.log(JSON.stringify({
@@ -155,4 +178,6 @@ console.log(JSON.stringify({
   sum_hot_ops: round(sum_hot_ops),
   queue_enqueue_msgs: round(queue_enqueue_msgs),
   queue_deliver_msgs: round(queue_deliver_msgs),
+  watch_p50_us: round(pct(0.5)),
+  watch_p99_us: round(pct(0.99)),
 }));

@@ -26,6 +26,7 @@
 //! | `sum_hot_64` | 64 tasks, N sums on one key in total (final value checked) | — |
 //! | `queue_enqueue` | 64 tasks enqueue N messages in total (one commit each) | — |
 //! | `queue_deliver` | one `listen_queue` delivers those N messages (handler returns at once) | — |
+//! | `watch_notify_p50` / `_p99` | a watcher of one key; 200 sets, each timed from the call to `set` until the watcher has the new value (µs: lower is better) | — |
 //! | `v8_decode_1k` / `v8_encode_1k` | the V8 codec on a typical ~1 KiB object, for ~1 s | — |
 //!
 //! The targets are those of the performance issue: a sequential durable set costs little
@@ -62,6 +63,8 @@ const PRELOAD: usize = 10_000;
 const PRELOAD_BATCH: usize = 500;
 /// Concurrent tasks of the `*_64` workloads.
 const TASKS: usize = 64;
+/// Timed sets of the watch workload.
+const WATCH_SETS: usize = 200;
 /// Full passes of `list_10k`, at least.
 const MIN_LIST_PASSES: usize = 5;
 /// How long Deno's script may run before it is killed.
@@ -140,7 +143,7 @@ const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Tar
 }
 
 /// Every workload, in the order they run and are printed.
-const WORKLOADS: [Spec; 14] = [
+const WORKLOADS: [Spec; 16] = [
     spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
     spec("raw_sqlite_commit", "ops/s", DenoKey::None, Target::None),
     spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
@@ -153,6 +156,8 @@ const WORKLOADS: [Spec; 14] = [
     spec("sum_hot_64", "ops/s", DenoKey::None, Target::None),
     spec("queue_enqueue", "msgs/s", DenoKey::Field("queue_enqueue_msgs"), Target::None),
     spec("queue_deliver", "msgs/s", DenoKey::Field("queue_deliver_msgs"), Target::None),
+    spec("watch_notify_p50", "µs", DenoKey::Field("watch_p50_us"), Target::None),
+    spec("watch_notify_p99", "µs", DenoKey::Field("watch_p99_us"), Target::None),
     spec("v8_decode_1k", "values/s", DenoKey::None, Target::None),
     spec("v8_encode_1k", "values/s", DenoKey::None, Target::None),
 ];
@@ -204,6 +209,7 @@ fn run(args: Args) -> Res<()> {
         std::fs::create_dir(dir)?;
         let mut gets = None;
         let mut queue = None;
+        let mut watch = None;
         for (spec, results) in specs.iter().zip(&mut openkv) {
             let rate = match spec.name {
                 "fdatasync" => bench_fdatasync(&dir.join("fdatasync.bin"))?,
@@ -234,6 +240,17 @@ fn run(args: Args) -> Res<()> {
                         enqueued
                     } else {
                         delivered
+                    }
+                }
+                "watch_notify_p50" | "watch_notify_p99" => {
+                    if watch.is_none() {
+                        watch = Some(bench_watch(&rt, dir)?);
+                    }
+                    let (p50, p99) = watch.expect("measured above");
+                    if spec.name == "watch_notify_p50" {
+                        p50
+                    } else {
+                        p99
                     }
                 }
                 "v8_decode_1k" => bench_v8(false),
@@ -288,6 +305,12 @@ fn run(args: Args) -> Res<()> {
         println!("openkv-bench — {header}");
         println!();
         print!("{}", table.render(false));
+    }
+    if rows.iter().any(|r| r.spec.unit == "µs") {
+        println!();
+        println!(
+            "µs rows are latencies: lower is better (openkv/Deno below 1 means openkv is faster)"
+        );
     }
     let seq = rows.iter().find(|r| r.spec.name == "seq_set");
     if let (Some(fsync), Some(seq)) = (fsync, seq) {
@@ -480,6 +503,33 @@ fn bench_queue(rt: &Runtime, dir: &Path, n: usize) -> Res<(f64, f64)> {
         kv.close().await?;
         listener.await??;
         Ok((enqueued, delivered))
+    })
+}
+
+/// Watch notification latency: one watcher on `["w"]`; each of [`WATCH_SETS`] sets is timed
+/// from the call to `set` until the watcher yields the new value. Returns (p50, p99) in µs.
+fn bench_watch(rt: &Runtime, dir: &Path) -> Res<(f64, f64)> {
+    rt.block_on(async {
+        let kv = Kv::open(dir.join("watch.sqlite3")).await?;
+        let mut watch = kv.watch(&[key!["w"]])?;
+        watch.next().await.ok_or("the watch ended")??;
+        let mut micros = Vec::with_capacity(WATCH_SETS);
+        for i in 0..WATCH_SETS {
+            let start = Instant::now();
+            let value = v8_smi(i);
+            kv.set(&key!["w"], value.clone()).await?;
+            loop {
+                let snapshot = watch.next().await.ok_or("the watch ended")??;
+                if snapshot[0].as_ref().map(|e| &e.value) == Some(&value) {
+                    break;
+                }
+            }
+            micros.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        kv.close().await?;
+        micros.sort_by(f64::total_cmp);
+        let at = |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)];
+        Ok((at(0.5), at(0.99)))
     })
 }
 
