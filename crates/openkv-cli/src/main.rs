@@ -3,27 +3,59 @@
 //! - `openkv serve`: a KV Connect server, so that `Deno.openKv("http://…")` works against it
 //!   (or `https://…` with `--tls-cert`/`--tls-key`). `denokv`'s command line works unchanged
 //!   (`openkv --sqlite-path X serve --access-token T`).
-//! - `openkv info`: what a database holds.
+//! - `openkv get | set | delete | list | count | watch`: the data, with keys written in the
+//!   syntax of [`keysyntax`] and values as typed JSON (`data.rs`).
+//! - `openkv export | import`: a database as NDJSON and back (`transfer.rs`).
+//! - `openkv info`: what a database holds, and where `--app` databases live.
+//!
+//! Exit codes: see [`exit`].
+
+mod data;
+mod db;
+mod exit;
+mod info;
+mod keysyntax;
+mod output;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use futures::TryStreamExt;
-use openkv::{Key, Kv, ListOptions, Selector};
+use openkv::Kv;
 use openkv_server::{serve, ServerConfig, TlsConfig};
+
+use crate::db::DbArgs;
+use crate::exit::CliError;
+
+/// Shown at the end of `openkv --help`.
+const AFTER_HELP: &str = r#"Keys are written as a JSON-like array of typed parts:
+  ["users", 12n, 3.5, true, b"AAE="]
+  "text" (JSON escapes)   12n bigint (any size)   3.5, -0, NaN, Infinity number
+  true / false            b"<base64>" Uint8Array
+Values are typed JSON: plain JSON, plus tags for what JSON cannot hold ({"$bigint": "1"},
+{"$date": "2024-01-02T03:04:05.678Z"}, {"$map": [[k, v]]}, {"$kvu64": "1"}, {"$bytes": "AAE="}, ...).
+
+Exit codes: 0 success; 1 runtime failure (database, network, file, bad import line);
+2 usage error (bad flag, malformed key/value/duration/cursor, no database given);
+3 `get` found no entry.
+
+Examples:
+  openkv --db data.sqlite3 set '["users", "ada"]' '{"name": "Ada", "born": {"$date": "1815-12-10T00:00:00.000Z"}}'
+  openkv --db data.sqlite3 get '["users", "ada"]'
+  openkv --db http://127.0.0.1:4512 --access-token T list --prefix '["users"]' --limit 10
+  openkv --app todo export -o todo.ndjson"#;
 
 #[derive(Parser)]
 #[command(
     name = "openkv",
     version,
-    about = "Deno KV, in Rust: serve, inspect and manage databases"
+    about = "Deno KV, in Rust: serve, inspect and manage databases",
+    after_help = AFTER_HELP
 )]
 struct Cli {
-    /// The database: a SQLite file (created if missing; files written by Deno CLI work).
-    /// `--sqlite-path` is accepted too, as `denokv` spells it.
-    #[arg(long, global = true, alias = "sqlite-path", env = "OPENKV_DB")]
-    db: Option<String>,
+    #[command(flatten)]
+    db: DbArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -37,54 +69,73 @@ enum Command {
     /// Clients authenticate with the access token (Deno reads it from DENO_KV_ACCESS_TOKEN).
     /// SIGTERM or SIGINT stops the server gracefully: it stops accepting, finishes requests in
     /// flight and closes the database.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:4512")]
-        addr: String,
-        /// The token clients must present; at least 12 characters.
-        #[arg(long, env = "OPENKV_ACCESS_TOKEN", hide_env_values = true)]
-        access_token: Option<String>,
-        /// Refuse writes (clients see the protocol's write-disabled status).
-        #[arg(long)]
-        read_only: bool,
-        /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, the server's
-        /// certificate first. Needs --tls-key.
-        #[arg(long, env = "OPENKV_TLS_CERT", value_name = "PEM", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The PEM private key of --tls-cert (PKCS#8, RSA PKCS#1 or EC SEC1, unencrypted).
-        #[arg(long, env = "OPENKV_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-    },
+    Serve(ServeArgs),
+    /// Print the value of a key as typed JSON (exit 3 if the key has no entry).
+    Get(data::GetArgs),
+    /// Store a value under a key; prints the commit's versionstamp.
+    Set(data::SetArgs),
+    /// Delete keys (a missing key is not an error).
+    Delete(data::DeleteArgs),
+    /// List entries, one JSON object per line: {"key", "value", "versionstamp"}.
+    ///
+    /// The selector is Deno's: --prefix (keys strictly under it, default [] = every key),
+    /// narrowed by --start or --end, or --start and --end alone for a range [start, end).
+    List(data::ListArgs),
+    /// Count the entries a selector picks (--prefix, --start, --end as for list).
+    Count(data::CountArgs),
+    /// Follow keys: print their entries now, then one line per change (a JSON array with one
+    /// {"key", "value", "versionstamp"} per key, null value for no entry), until Ctrl-C or
+    /// SIGTERM (exit 0).
+    Watch(data::WatchArgs),
+    /// Write entries as NDJSON: key (key syntax and encoded bytes), typed value, encoding,
+    /// versionstamp, expiry.
+    ///
+    /// A progress bar with rate and ETA is drawn on stderr when it is a terminal; a summary
+    /// line goes to stderr at the end.
+    Export(transfer::ExportArgs),
+    /// Read an export and write its entries, in atomic batches (new versionstamps).
+    ///
+    /// Entries whose expiry has passed are skipped; others keep their expiry time. A line
+    /// that cannot be imported is reported (line number and why) and counted, and the import
+    /// goes on (exit 1 at the end); a database failure stops it, naming the line to give to
+    /// --resume-from. The report (lines read, entries written, skipped, errors) goes to
+    /// stderr, and with --json also to stdout.
+    Import(transfer::ImportArgs),
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
+    /// Without --db or --app: where default databases (--app NAME) live.
     ///
     /// Opening a file migrates an older Deno schema to version 3, as Deno itself would.
     Info,
 }
 
-fn db_path(cli_db: Option<String>) -> Result<String, String> {
-    cli_db.ok_or_else(|| "no database given: pass --db <path> (or --sqlite-path)".to_string())
-}
-
-async fn info(db: &str) -> Result<(), String> {
-    if !std::path::Path::new(db).exists() {
-        return Err(format!("no database at {db}"));
-    }
-    let kv = Kv::open(db).await.map_err(|e| e.to_string())?;
-    let mut entries = 0u64;
-    let mut latest = openkv::Versionstamp::ZERO;
-    let mut stream = kv
-        .list(Selector::prefix(Key::default()), ListOptions::new().batch_size(1000))
-        .map_err(|e| e.to_string())?;
-    while let Some(e) = stream.try_next().await.map_err(|e| e.to_string())? {
-        entries += 1;
-        latest = latest.max(e.versionstamp);
-    }
-    kv.close().await.map_err(|e| e.to_string())?;
-    println!("database:        {db}");
-    println!("schema version:  {}", openkv::SCHEMA_VERSION);
-    println!("live entries:    {entries}");
-    println!("latest entry at: {latest}");
-    Ok(())
+/// `openkv serve`'s options.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4512")]
+    addr: String,
+    /// The token clients must present; at least 12 characters.
+    #[arg(long, env = "OPENKV_ACCESS_TOKEN", hide_env_values = true)]
+    access_token: Option<String>,
+    /// Refuse writes (clients see the protocol's write-disabled status).
+    #[arg(long)]
+    read_only: bool,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, the server's
+    /// certificate first. Needs --tls-key.
+    #[arg(long, env = "OPENKV_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA PKCS#1 or EC SEC1, unencrypted).
+    #[arg(long, env = "OPENKV_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Deliver queue messages by POSTing each to this URL as JSON (the typed JSON rendering
+    /// of the value), with headers x-openkv-message-id and x-openkv-attempt. A 2xx answer
+    /// means delivered; anything else is a failed attempt, retried per the message's backoff
+    /// schedule (docs/protocol-extensions.md).
+    #[arg(long, env = "OPENKV_QUEUE_WEBHOOK", value_name = "URL")]
+    queue_webhook: Option<String>,
+    /// How long one webhook POST may take before it counts as failed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    queue_webhook_timeout: std::time::Duration,
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -104,14 +155,11 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run_serve(
-    db: &str,
-    addr: &str,
-    token: Option<String>,
-    read_only: bool,
-    tls_files: Option<(PathBuf, PathBuf)>,
-) -> Result<(), String> {
-    let token = token
+async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
+    let ServeArgs { addr, access_token, read_only, tls_cert, tls_key, .. } = args;
+    // clap's `requires` makes these both present or both absent.
+    let tls_files = tls_cert.zip(tls_key);
+    let token = access_token
         .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
         .ok_or("no access token: pass --access-token or set OPENKV_ACCESS_TOKEN")?;
     // Before opening the database, so a bad certificate does not leave a new empty file.
@@ -120,7 +168,7 @@ async fn run_serve(
         None => None,
     };
     let kv = Kv::open(db).await.map_err(|e| format!("cannot open {db}: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -130,6 +178,11 @@ async fn run_serve(
     let mut config = ServerConfig::new(token).read_only(read_only);
     if let Some(tls) = tls {
         config = config.tls(tls);
+    }
+    if let Some(url) = args.queue_webhook {
+        let mut webhook = openkv_server::WebhookConfig::new(url);
+        webhook.timeout = args.queue_webhook_timeout;
+        config = config.queue_webhook(webhook);
     }
     let served = serve(kv.clone(), listener, config, shutdown_signal()).await;
     // Whatever happened, close the store: queued writes finish before the process exits.
@@ -154,22 +207,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let db = cli.db;
     let result = rt.block_on(async {
-        let db = db_path(cli.db)?;
         match cli.command {
-            Command::Info => info(&db).await,
-            Command::Serve { addr, access_token, read_only, tls_cert, tls_key } => {
-                // clap's `requires` makes these both present or both absent.
-                let tls_files = tls_cert.zip(tls_key);
-                run_serve(&db, &addr, access_token, read_only, tls_files).await
+            Command::Info => info::info(&db).await,
+            Command::Serve(args) => {
+                let location = db.location()?;
+                run_serve(&location.target, args).await.map_err(CliError::Runtime)
             }
+            Command::Get(args) => data::get(&db, args).await,
+            Command::Set(args) => data::set(&db, args).await,
+            Command::Delete(args) => data::delete(&db, args).await,
+            Command::List(args) => data::list(&db, args).await,
+            Command::Count(args) => data::count(&db, args).await,
+            Command::Watch(args) => data::watch(&db, args).await,
+            Command::Export(args) => transfer::export(&db, args).await,
+            Command::Import(args) => transfer::import(&db, args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("openkv: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }

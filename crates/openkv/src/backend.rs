@@ -51,6 +51,10 @@ pub struct RawEntry {
     pub value: Value,
     /// The versionstamp of the commit that last wrote the key.
     pub versionstamp: Versionstamp,
+    /// When the entry expires, in milliseconds since the Unix epoch; `None` if it never does,
+    /// or if the backend cannot tell (KV Connect carries no expiry: the remote backend always
+    /// says `None`). What `openkv export` writes as `expireAt`.
+    pub expire_at_ms: Option<i64>,
 }
 
 /// A precondition of an atomic write: the key's current versionstamp is `versionstamp`

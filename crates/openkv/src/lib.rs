@@ -56,6 +56,8 @@
 //!   once** in Deno's own queue tables — messages cross between openkv and Deno CLI processes
 //!   sharing a file, survive a `kill -9` of the listener (leases), and reach remote listeners
 //!   through `openkv serve` (docs/protocol-extensions.md).
+//! - [`default_database_path`]: where a program that opens no path keeps its database
+//!   (`<data directory>/openkv/<app>/kv.sqlite3`, like Deno's per-script default).
 //! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
 //! - A **KV Connect client** (feature `remote`, on by default): `Kv::open("http://…")` or
 //!   `"https://…"` reaches `openkv serve`, `denokv` or any server Deno's
@@ -93,6 +95,7 @@ mod key;
 mod kv;
 pub mod limits;
 mod list;
+mod paths;
 mod queue;
 #[cfg(feature = "remote")]
 mod remote;
@@ -119,6 +122,7 @@ pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
+pub use paths::default_database_path;
 pub use queue::{EnqueueOptions, QueueMessage, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
 pub use sqlite::SCHEMA_VERSION;
 pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};

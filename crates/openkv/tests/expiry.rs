@@ -83,3 +83,21 @@ async fn the_sweep_publishes_expired_keys_on_the_change_feed() {
     assert_eq!(&*event.keys, &[k.encode().unwrap()]);
     assert!(event.versionstamp > written, "the sweep commits at a new versionstamp");
 }
+
+#[tokio::test]
+async fn range_reads_tell_each_entry_its_expiry_time() {
+    let clock = ManualClock::new(1_000_000);
+    let kv = OpenOptions::new().clock(clock.clone()).open(":memory:").await.unwrap();
+    kv.set_with_expiry(&key!["e", 1], Value::U64(1), Duration::from_millis(500)).await.unwrap();
+    kv.set(&key!["e", 2], Value::U64(2)).await.unwrap();
+    let start = key!["e"].encode().unwrap();
+    let range = openkv::ReadRange {
+        end: [start.as_slice(), &[0xff]].concat(),
+        start,
+        limit: 10,
+        reverse: false,
+    };
+    let read = kv.snapshot_read(vec![range], Default::default()).await.unwrap();
+    let expiries: Vec<Option<i64>> = read[0].iter().map(|e| e.expire_at_ms).collect();
+    assert_eq!(expiries, [Some(1_000_500), None]);
+}

@@ -61,6 +61,8 @@ fn entry_from_wire(e: proto::KvEntry) -> Result<RawEntry> {
         versionstamp: versionstamp_from_wire(&e.versionstamp)?,
         value: value_from_wire(e.value, e.encoding)?,
         key: e.key,
+        // KV Connect's KvEntry has no expiry.
+        expire_at_ms: None,
     })
 }
 

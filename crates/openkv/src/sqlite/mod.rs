@@ -51,10 +51,10 @@ const MAX_IDLE_READERS: usize = 16;
 /// Capacity of the change feed before slow subscribers see `Lagged`.
 const CHANGE_FEED_CAPACITY: usize = 4096;
 
-const RANGE_SCAN: &str = "select k, v, v_encoding, version from kv \
+const RANGE_SCAN: &str = "select k, v, v_encoding, version, expiration_ms from kv \
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k asc limit ?4";
-const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version from kv \
+const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version, expiration_ms from kv \
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k desc limit ?4";
 
@@ -308,10 +308,13 @@ fn read_range(conn: &Connection, range: &ReadRange, now: i64) -> Result<Vec<RawE
         let data: Vec<u8> = row.get(1)?;
         let encoding: i64 = row.get(2)?;
         let version: i64 = row.get(3)?;
+        let expiration_ms: i64 = row.get(4)?;
         out.push(RawEntry {
             key,
             value: Value::from_encoded(encoding, data)?,
             versionstamp: Versionstamp::from_version(version as u64),
+            // Deno's schema: -1 (any negative) means no expiry.
+            expire_at_ms: (expiration_ms >= 0).then_some(expiration_ms),
         });
     }
     Ok(out)

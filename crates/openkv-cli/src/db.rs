@@ -1,0 +1,121 @@
+//! Which database a command works on (`--db`, `--app`), and opening it (`--access-token`,
+//! `--ca-cert`).
+
+use std::path::{Path, PathBuf};
+
+use openkv::{Kv, OpenOptions};
+
+use crate::exit::{CliError, CliResult};
+
+/// The global options that say which database to open.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DbArgs {
+    /// The database: a SQLite file (created if missing by the commands that write; files
+    /// written by Deno CLI work), or the http(s):// URL of a KV Connect server (`openkv
+    /// serve`, `denokv`). `--sqlite-path` is accepted too, as `denokv` spells it.
+    #[arg(long, global = true, alias = "sqlite-path", env = "OPENKV_DB")]
+    pub db: Option<String>,
+
+    /// Use the default database of the application NAME instead of --db:
+    /// DATA_DIR/openkv/NAME/kv.sqlite3, DATA_DIR being the platform's per-user data directory
+    /// (`openkv info` shows where that is).
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "db")]
+    pub app: Option<String>,
+
+    /// The access token of a remote database (else $DENO_KV_ACCESS_TOKEN, as Deno reads it).
+    #[arg(long, global = true, env = "OPENKV_ACCESS_TOKEN", hide_env_values = true)]
+    pub access_token: Option<String>,
+
+    /// A PEM CA certificate to trust for an https:// database (a private CA).
+    #[arg(long, global = true, value_name = "PEM", env = "OPENKV_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Whether a command may create the database.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// Reads only: a missing file is an error, never a new empty database.
+    Read,
+    /// Writes: a missing file is created (and, for `--app`, its directories).
+    Write,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The path or URL, as given to `Kv::open`.
+    pub target: String,
+    /// An http(s):// URL.
+    pub remote: bool,
+    /// Chosen by `--app` (the default location).
+    pub default_for_app: bool,
+}
+
+impl DbArgs {
+    /// The database the options name: `--db`, else `--app`'s default location.
+    pub fn location(&self) -> CliResult<Location> {
+        if let Some(db) = &self.db {
+            let remote = db.starts_with("http://") || db.starts_with("https://");
+            return Ok(Location { target: db.clone(), remote, default_for_app: false });
+        }
+        if let Some(app) = &self.app {
+            let path = openkv::default_database_path(app)
+                .map_err(|e| CliError::kv("no default database location", e))?;
+            let target = path
+                .to_str()
+                .ok_or_else(|| {
+                    CliError::Runtime(format!("the path {} is not UTF-8", path.display()))
+                })?
+                .to_owned();
+            return Ok(Location { target, remote: false, default_for_app: true });
+        }
+        Err(CliError::Usage(
+            "no database given: pass --db <path or http(s) URL> (or set OPENKV_DB), or --app \
+             NAME for that application's default database"
+                .into(),
+        ))
+    }
+
+    /// Opens the database the options name.
+    pub async fn open(&self, access: Access) -> CliResult<Kv> {
+        let location = self.location()?;
+        self.open_at(&location, access).await
+    }
+
+    /// Opens `location`.
+    pub async fn open_at(&self, location: &Location, access: Access) -> CliResult<Kv> {
+        let target = &location.target;
+        let mut options = OpenOptions::new();
+        if location.remote {
+            let token = self
+                .access_token
+                .clone()
+                .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "{target} needs an access token: pass --access-token or set \
+                         OPENKV_ACCESS_TOKEN (or DENO_KV_ACCESS_TOKEN)"
+                    ))
+                })?;
+            options = options.access_token(token);
+            if let Some(pem) = &self.ca_cert {
+                let pem = std::fs::read(pem)
+                    .map_err(|e| CliError::io(format!("cannot read {}", pem.display()), e))?;
+                options = options.remote_root_certificate(pem);
+            }
+        } else if target != ":memory:" && !Path::new(target).exists() {
+            match access {
+                Access::Read => return Err(CliError::Runtime(format!("no database at {target}"))),
+                Access::Write if location.default_for_app => {
+                    if let Some(dir) = Path::new(target).parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            CliError::io(format!("cannot create {}", dir.display()), e)
+                        })?;
+                    }
+                }
+                Access::Write => {}
+            }
+        }
+        options.open(target).await.map_err(|e| CliError::kv(format!("cannot open {target}"), e))
+    }
+}

@@ -1,0 +1,665 @@
+//! `openkv export` and `openkv import`: a database as NDJSON, one entry per line, and back.
+//!
+//! A line:
+//!
+//! ```json
+//! {"key":"[\"users\", 12n]","keyBytes":"AnVzZXJzAB0M","value":{"name":"Ada"},"encoding":"v8","versionstamp":"00000000000000010000","expireAt":null}
+//! ```
+//!
+//! - `key`: the key in the command line's key syntax, for people and tools; `keyBytes`: its
+//!   encoding (standard base64), which import uses, so that every key comes back byte for
+//!   byte.
+//! - `value`: the typed JSON rendering ([`openkv::value_to_json`]); `encoding`: how it is
+//!   stored (`v8`, `bytes`, `u64`). V8 bytes this build cannot decode are exported as
+//!   `"value": null` plus `"valueBytes": "<base64>"` and imported verbatim.
+//! - `versionstamp`: informational; an import gets new versionstamps (the target database
+//!   allocates them, as any write does).
+//! - `expireAt`: the expiry in milliseconds since the epoch, or `null`. A remote (KV Connect)
+//!   database does not tell expiries, so its exports say `null`.
+//!
+//! Export reads in batches of up to 1000 entries, each batch one snapshot (not the whole
+//! export, which would need a transaction as long as the export). Import commits batches
+//! atomically (500 entries by default, fewer when the batch would exceed the write limits), in
+//! file order; see [`ImportArgs::resume_from`] for resuming.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use openkv::{Consistency, Key, Kv, Mutation, MutationKind, RawEntry, ReadRange, Value};
+use serde::Deserialize as _;
+use serde_json::{json, Map, Value as Json};
+
+use crate::data::key_arg;
+use crate::db::{Access, DbArgs};
+use crate::exit::{CliError, CliResult};
+use crate::keysyntax::{format_key, parse_key};
+use crate::output::{encoding_name, put_value, write_line};
+
+/// `openkv export`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Export only keys strictly under this prefix (as `list --prefix`); default: every key.
+    #[arg(long, value_name = "KEY")]
+    pub prefix: Option<String>,
+    /// Write to FILE (replaced only once the export is complete) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `openkv import`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// Read from FILE instead of stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Start at line N (1-based), skipping the lines before it: to resume an import that
+    /// stopped, with the line its report named. Entries are written in file order, batch by
+    /// batch, so everything before that line is in the database already.
+    #[arg(long, value_name = "LINE", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub resume_from: u64,
+    /// Entries per atomic commit (fewer when a batch would exceed the write limits).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch_size: u64,
+    /// Also print the report as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Deepest JSON nesting an import line may have: a value nests at most 512 levels (the V8
+/// codec's limit) and one level can take up to four JSON levels, plus the line's own.
+const MAX_LINE_DEPTH: usize = 4 * 512 + 8;
+/// At most this many per-line errors are printed; the report counts them all.
+const MAX_ERRORS_SHOWN: u64 = 20;
+
+/// A progress bar on stderr when it is a terminal (and not turned off), else nothing.
+fn progress(enabled: bool, total: Option<u64>, unit: &str) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let template = match (total, unit) {
+        (Some(_), "bytes") => {
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({binary_bytes_per_sec}, ETA {eta}) {msg}"
+        }
+        (Some(_), _) => {
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} entries ({rate}, ETA {eta}) {msg}"
+        }
+        (None, _) => "{spinner} [{elapsed_precise}] {human_pos} bytes read ({binary_bytes_per_sec}) {msg}",
+    };
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::no_length(),
+    };
+    let style = ProgressStyle::with_template(template).expect("a valid template").with_key(
+        "rate",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        },
+    );
+    bar.set_style(style);
+    bar
+}
+
+/// The encoded range `list --prefix` visits: keys strictly under `prefix`.
+fn prefix_range(prefix: &Key) -> CliResult<(Vec<u8>, Vec<u8>)> {
+    let p = prefix.encode().map_err(|e| CliError::kv("invalid --prefix", e))?;
+    Ok(([p.as_slice(), &[0x00]].concat(), [p.as_slice(), &[0xff]].concat()))
+}
+
+/// A range read in batches, each one snapshot.
+struct RangeScan<'a> {
+    kv: &'a Kv,
+    start: Vec<u8>,
+    end: Vec<u8>,
+    done: bool,
+}
+
+impl RangeScan<'_> {
+    async fn next_batch(&mut self) -> CliResult<Option<Vec<RawEntry>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let limit = self.kv.limits().max_read_entries.min(1000) as u32;
+        let range =
+            ReadRange { start: self.start.clone(), end: self.end.clone(), limit, reverse: false };
+        let batch = self
+            .kv
+            .snapshot_read(vec![range], Consistency::Strong)
+            .await
+            .map_err(|e| CliError::kv("cannot read the database", e))?
+            .pop()
+            .unwrap_or_default();
+        match batch.last() {
+            Some(last) if batch.len() == limit as usize => {
+                self.start = [last.key.as_slice(), &[0x00]].concat();
+            }
+            _ => self.done = true,
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Where an export goes: stdout; a new or regular file, through a temporary file renamed
+/// over it at the end; anything else (a device such as /dev/null, a pipe, a symbolic link),
+/// written directly — renaming over those would replace them.
+enum Sink {
+    Stdout(BufWriter<std::io::Stdout>),
+    Direct(BufWriter<File>, PathBuf),
+    File { out: BufWriter<File>, tmp: PathBuf, dest: PathBuf },
+}
+
+impl Sink {
+    fn open(dest: Option<&Path>) -> CliResult<Sink> {
+        let Some(dest) = dest else {
+            return Ok(Sink::Stdout(BufWriter::new(std::io::stdout())));
+        };
+        if std::fs::symlink_metadata(dest).is_ok_and(|m| !m.file_type().is_file()) {
+            let file = File::create(dest)
+                .map_err(|e| CliError::io(format!("cannot open {}", dest.display()), e))?;
+            return Ok(Sink::Direct(BufWriter::new(file), dest.to_owned()));
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| CliError::Usage(format!("-o {}: not a file name", dest.display())))?;
+        let tmp = dest.with_file_name(format!(
+            ".{}.openkv-export-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = File::create(&tmp)
+            .map_err(|e| CliError::io(format!("cannot create {}", tmp.display()), e))?;
+        Ok(Sink::File { out: BufWriter::new(file), tmp, dest: dest.to_owned() })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(out) => out,
+            Sink::Direct(out, _) | Sink::File { out, .. } => out,
+        }
+    }
+
+    /// Flushes; a file is synced and renamed over its destination.
+    fn finish(self) -> CliResult {
+        match self {
+            Sink::Stdout(mut out) => crate::output::flush(&mut out),
+            Sink::Direct(mut out, dest) => {
+                out.flush().map_err(|e| CliError::io(format!("cannot write {}", dest.display()), e))
+            }
+            Sink::File { out, tmp, dest } => {
+                let context = format!("cannot write {}", dest.display());
+                let file = out.into_inner().map_err(|e| CliError::io(&context, e.into_error()))?;
+                file.sync_all().map_err(|e| CliError::io(&context, e))?;
+                std::fs::rename(&tmp, &dest).map_err(|e| CliError::io(&context, e))
+            }
+        }
+    }
+
+    /// Removes a temporary file after a failure.
+    fn abandon(self) {
+        if let Sink::File { tmp, .. } = self {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// One export line.
+fn export_line(raw: &RawEntry) -> Json {
+    let mut line = Map::new();
+    let key = Key::decode(&raw.key).ok().map(|k| format_key(&k));
+    line.insert("key".into(), key.map_or(Json::Null, Json::String));
+    line.insert("keyBytes".into(), Json::String(BASE64.encode(&raw.key)));
+    put_value(&mut line, &raw.value);
+    line.insert("encoding".into(), json!(encoding_name(&raw.value)));
+    line.insert("versionstamp".into(), json!(raw.versionstamp.to_hex()));
+    line.insert("expireAt".into(), json!(raw.expire_at_ms));
+    Json::Object(line)
+}
+
+pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
+    let prefix = match &args.prefix {
+        Some(text) => key_arg("--prefix key", text)?,
+        None => Key::default(),
+    };
+    let (start, end) = prefix_range(&prefix)?;
+    let kv = db.open(Access::Read).await?;
+    let show = !args.no_progress && std::io::stderr().is_terminal();
+    let total = if show {
+        // One pass to count, so the bar can tell the rate against a total and an ETA.
+        let mut scan = RangeScan { kv: &kv, start: start.clone(), end: end.clone(), done: false };
+        let mut n = 0u64;
+        while let Some(batch) = scan.next_batch().await? {
+            n += batch.len() as u64;
+        }
+        Some(n)
+    } else {
+        None
+    };
+    let bar = progress(show, total, "entries");
+    let mut sink = Sink::open(args.output.as_deref())?;
+    let mut scan = RangeScan { kv: &kv, start, end, done: false };
+    let mut counts = (0u64, 0u64, 0u64); // entries, expiring, undecodable
+    let written: CliResult = async {
+        while let Some(batch) = scan.next_batch().await? {
+            for raw in &batch {
+                let line = export_line(raw);
+                counts.0 += 1;
+                counts.1 += u64::from(!line["expireAt"].is_null());
+                counts.2 += u64::from(line.get("valueBytes").is_some());
+                write_line(sink.writer(), &line.to_string())?;
+            }
+            bar.inc(batch.len() as u64);
+        }
+        Ok(())
+    }
+    .await;
+    bar.finish_and_clear();
+    if let Err(e) = written {
+        sink.abandon();
+        return Err(e);
+    }
+    sink.finish()?;
+    let to = args.output.as_ref().map_or("stdout".into(), |p| p.display().to_string());
+    let (entries, expiring, undecodable) = counts;
+    let mut report = format!("export: {entries} entries to {to} ({expiring} with an expiry)");
+    if undecodable > 0 {
+        report += &format!(
+            "; {undecodable} V8 values this build cannot decode were exported as valueBytes"
+        );
+    }
+    eprintln!("{report}");
+    Ok(())
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+struct Report {
+    lines: u64,
+    written: u64,
+    expired: u64,
+    before_resume: u64,
+    blank: u64,
+    errors: u64,
+}
+
+impl Report {
+    fn json(&self) -> Json {
+        json!({
+            "lines": self.lines,
+            "written": self.written,
+            "skipped": {"expired": self.expired, "beforeResume": self.before_resume, "blank": self.blank},
+            "errors": self.errors,
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "import: read {} lines, wrote {} entries, skipped {} expired, {} before \
+             --resume-from and {} blank lines; {} errors",
+            self.lines, self.written, self.expired, self.before_resume, self.blank, self.errors
+        )
+    }
+}
+
+/// One parsed import line.
+struct Parsed {
+    mutation: Mutation,
+}
+
+/// How deep a JSON text nests, counting brackets outside strings.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    max
+}
+
+fn base64_field(line: &Map<String, Json>, name: &str) -> Result<Option<Vec<u8>>, String> {
+    match line.get(name) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => BASE64
+            .decode(s)
+            .map(Some)
+            .map_err(|e| format!("\"{name}\" is not standard padded base64: {e}")),
+        Some(other) => Err(format!("\"{name}\" must be a base64 string, got {other}")),
+    }
+}
+
+/// Reads one line of an export.
+fn parse_line(text: &str) -> Result<Parsed, String> {
+    if json_depth(text) > MAX_LINE_DEPTH {
+        return Err(format!("nested deeper than {MAX_LINE_DEPTH} levels"));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    let json = Json::deserialize(&mut de)
+        .and_then(|j| de.end().map(|()| j))
+        .map_err(|e| format!("not JSON: {e}"))?;
+    let Json::Object(line) = json else {
+        return Err("not a JSON object (an export line is {\"key\": …, \"value\": …})".into());
+    };
+    const FIELDS: [&str; 7] =
+        ["key", "keyBytes", "value", "valueBytes", "encoding", "versionstamp", "expireAt"];
+    if let Some(unknown) = line.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(format!("unknown field {unknown:?} (known: {})", FIELDS.join(", ")));
+    }
+    // The key: exact bytes if given (checked against the key syntax string if both are).
+    let key = match (base64_field(&line, "keyBytes")?, line.get("key")) {
+        (Some(bytes), text) => {
+            let key = Key::decode(&bytes).map_err(|e| format!("\"keyBytes\": {e}"))?;
+            if let Some(Json::String(text)) = text {
+                let named = parse_key(text).map_err(|e| format!("\"key\" {text}: {e}"))?;
+                if named != key {
+                    return Err(format!(
+                        "\"key\" {text} and \"keyBytes\" ({}) name different keys",
+                        format_key(&key)
+                    ));
+                }
+            }
+            bytes
+        }
+        (None, Some(Json::String(text))) => {
+            let key = parse_key(text).map_err(|e| format!("\"key\" {text}: {e}"))?;
+            key.encode().map_err(|e| format!("\"key\" {text}: {e}"))?
+        }
+        (None, _) => return Err("no key: \"key\" (a key syntax string) or \"keyBytes\"".into()),
+    };
+    let encoding = match line.get("encoding") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(e)) if ["v8", "bytes", "u64"].contains(&e.as_str()) => Some(e.as_str()),
+        Some(other) => return Err(format!("\"encoding\" is v8, bytes or u64, not {other}")),
+    };
+    let value = match (base64_field(&line, "valueBytes")?, line.get("value")) {
+        (Some(bytes), None | Some(Json::Null)) => match encoding {
+            None | Some("v8") => Value::V8(bytes),
+            Some(other) => return Err(format!("\"valueBytes\" holds V8 bytes, not {other}")),
+        },
+        (Some(_), Some(_)) => return Err("both \"value\" and \"valueBytes\"".into()),
+        (None, None) => return Err("no \"value\"".into()),
+        (None, Some(json)) => {
+            openkv::value_from_json(json).map_err(|e| format!("\"value\" {e}"))?
+        }
+    };
+    if let Some(expected) = encoding {
+        if encoding_name(&value) != expected {
+            return Err(format!(
+                "\"encoding\" says {expected} but the value is stored as {} (a top-level \
+                 {{\"$kvu64\": …}} is u64, {{\"$bytes\": …}} bytes, anything else v8)",
+                encoding_name(&value)
+            ));
+        }
+    }
+    let expire_at_ms = match line.get("expireAt") {
+        None | Some(Json::Null) => None,
+        Some(Json::Number(n)) if n.as_i64().is_some_and(|ms| ms >= 0) => n.as_i64(),
+        Some(other) => {
+            return Err(format!(
+                "\"expireAt\" is milliseconds since the epoch or null, not {other}"
+            ))
+        }
+    };
+    Ok(Parsed { mutation: Mutation { key, kind: MutationKind::Set(value), expire_at_ms } })
+}
+
+/// The entries waiting for the next commit, and their line numbers.
+struct Batch {
+    entries: Vec<(u64, Mutation)>,
+    bytes: usize,
+    key_bytes: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch { entries: Vec::new(), bytes: 0, key_bytes: 0 }
+    }
+
+    fn size(m: &Mutation) -> usize {
+        m.key.len() + m.kind.value().map_or(0, Value::encoded_len)
+    }
+
+    /// Whether `m` fits in this batch without breaking a write limit.
+    fn fits(&self, m: &Mutation, max_entries: usize, limits: &openkv::Limits) -> bool {
+        self.entries.is_empty()
+            || (self.entries.len() < max_entries.min(limits.max_mutations)
+                && self.bytes + Self::size(m) <= limits.max_total_mutation_size
+                && self.key_bytes + m.key.len() <= limits.max_total_key_size)
+    }
+
+    fn push(&mut self, line: u64, m: Mutation) {
+        self.bytes += Self::size(&m);
+        self.key_bytes += m.key.len();
+        self.entries.push((line, m));
+    }
+}
+
+/// Reads import input and tells how far it got.
+struct Importer<'a> {
+    kv: &'a Kv,
+    report: Report,
+    bar: ProgressBar,
+}
+
+impl Importer<'_> {
+    fn line_error(&mut self, line: u64, message: &str) {
+        self.report.errors += 1;
+        if self.report.errors <= MAX_ERRORS_SHOWN {
+            self.bar.suspend(|| eprintln!("import: line {line}: {message}"));
+        } else if self.report.errors == MAX_ERRORS_SHOWN + 1 {
+            self.bar.suspend(|| eprintln!("import: more errors; only the count is reported"));
+        }
+    }
+
+    /// Commits a batch atomically. If the database refuses it as a request (a key or value
+    /// over a limit), each entry is committed alone so that only the bad ones fail; any other
+    /// failure stops the import, naming the line to resume from.
+    async fn commit(&mut self, batch: Batch) -> CliResult {
+        let Some(&(first_line, _)) = batch.entries.first() else { return Ok(()) };
+        let op = batch.entries.iter().fold(self.kv.atomic(), |op, (_, m)| op.mutate(m.clone()));
+        match op.commit().await {
+            Ok(_) => {
+                self.report.written += batch.entries.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.is_client_error() && batch.entries.len() > 1 => {
+                for (line, m) in batch.entries {
+                    match self.kv.atomic().mutate(m).commit().await {
+                        Ok(_) => self.report.written += 1,
+                        Err(e) if e.is_client_error() => self.line_error(line, &e.to_string()),
+                        Err(e) => return Err(stopped_at(line, &e)),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.is_client_error() => {
+                self.line_error(first_line, &e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(stopped_at(first_line, &e)),
+        }
+    }
+}
+
+/// The error that stops an import before `line`, telling how to resume.
+fn stopped_at(line: u64, why: &dyn std::fmt::Display) -> CliError {
+    CliError::Runtime(format!(
+        "import stopped at line {line}: {why}. The lines before it are written; run again \
+         with --resume-from {line} to continue"
+    ))
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_millis() as i64)
+}
+
+pub async fn import(db: &DbArgs, args: ImportArgs) -> CliResult {
+    let (input, size): (Box<dyn BufRead>, Option<u64>) = match &args.input {
+        Some(path) if path.as_os_str() != "-" => {
+            let context = format!("cannot read {}", path.display());
+            let file = File::open(path).map_err(|e| CliError::io(&context, e))?;
+            let size = file.metadata().map_err(|e| CliError::io(&context, e))?.len();
+            (Box::new(BufReader::with_capacity(1 << 20, file)), Some(size))
+        }
+        _ => (Box::new(std::io::stdin().lock()), None),
+    };
+    let kv = db.open(Access::Write).await?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            crate::shutdown_signal().await;
+            interrupted.store(true, Ordering::SeqCst);
+            // The import stops at its next line; if it is stuck waiting for input, leave
+            // anyway (every committed batch stays committed).
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            eprintln!("import: interrupted while waiting for input");
+            std::process::exit(1);
+        }
+    });
+    let bar = progress(!args.no_progress, size, "bytes");
+    let mut importer = Importer { kv: &kv, report: Report::default(), bar };
+    let result = run_import(&mut importer, input, &args, &interrupted).await;
+    watcher.abort();
+    importer.bar.finish_and_clear();
+    let closed = crate::data::close(&kv).await;
+    let report = importer.report;
+    eprintln!("{}", report.text());
+    if args.json {
+        println!("{}", report.json());
+    }
+    result?;
+    closed?;
+    if report.errors > 0 {
+        return Err(CliError::Runtime(format!(
+            "{} lines could not be imported (see above)",
+            report.errors
+        )));
+    }
+    Ok(())
+}
+
+async fn run_import(
+    importer: &mut Importer<'_>,
+    mut input: Box<dyn BufRead>,
+    args: &ImportArgs,
+    interrupted: &AtomicBool,
+) -> CliResult {
+    let limits = importer.kv.limits().clone();
+    let max_entries = args.batch_size as usize;
+    let mut batch = Batch::new();
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CliError::io(format!("cannot read the input after line {line_no}"), e))?;
+        if n == 0 {
+            break;
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            importer.commit(batch).await?;
+            return Err(stopped_at(line_no + 1, &"interrupted"));
+        }
+        line_no += 1;
+        importer.report.lines += 1;
+        importer.bar.inc(n as u64);
+        if line_no < args.resume_from {
+            importer.report.before_resume += 1;
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&buf) else {
+            importer.line_error(line_no, "not UTF-8 text");
+            continue;
+        };
+        if text.trim().is_empty() {
+            importer.report.blank += 1;
+            continue;
+        }
+        let parsed = match parse_line(text) {
+            Ok(parsed) => parsed,
+            Err(message) => {
+                importer.line_error(line_no, &message);
+                continue;
+            }
+        };
+        let mutation = parsed.mutation;
+        if mutation.expire_at_ms.is_some_and(|at| at <= now_ms()) {
+            importer.report.expired += 1;
+            continue;
+        }
+        if !batch.fits(&mutation, max_entries, &limits) {
+            importer.commit(std::mem::replace(&mut batch, Batch::new())).await?;
+        }
+        batch.push(line_no, mutation);
+    }
+    importer.commit(batch).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth(r#"{"a": [1, {"b": "[[[{"}]}"#), 3);
+        assert_eq!(json_depth(r#""\"[""#), 0);
+        assert_eq!(json_depth("1"), 0);
+    }
+
+    #[test]
+    fn a_line_needs_a_key_and_a_value() {
+        let err = |text: &str| parse_line(text).err().unwrap_or_else(|| panic!("{text} parsed"));
+        assert!(err("[1]").contains("not a JSON object"));
+        assert!(err("{\"key\": \"[\\\"a\\\"]\"").contains("not JSON"));
+        assert!(err(r#"{"value": 1}"#).contains("no key"));
+        assert!(err(r#"{"key": "[\"a\"]"}"#).contains("no \"value\""));
+        assert!(err(r#"{"key": "[a]", "value": 1}"#).contains("at column 2"));
+        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "extra": 2}"#).contains("unknown field"));
+        assert!(err(r#"{"key": "[\"a\"]", "keyBytes": "AmIA", "value": 1}"#)
+            .contains("name different keys"));
+        assert!(err(r#"{"key": "[\"a\"]", "value": {"$bigint": 1}}"#).contains("$bigint"));
+        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "encoding": "u64"}"#)
+            .contains("\"encoding\" says u64"));
+        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "expireAt": "soon"}"#).contains("expireAt"));
+        let deep = format!("{}{}", "[".repeat(MAX_LINE_DEPTH + 1), "]".repeat(MAX_LINE_DEPTH + 1));
+        assert!(err(&deep).contains("nested deeper"));
+    }
+
+    #[test]
+    fn key_bytes_win_and_a_key_string_alone_is_enough() {
+        let parsed = parse_line(r#"{"key": "[\"a\"]", "keyBytes": "AmEA", "value": 1}"#).unwrap();
+        assert_eq!(parsed.mutation.key, b"\x02a\x00");
+        let parsed = parse_line(r#"{"key": "[\"a\", 1n]", "value": {"$kvu64": "7"}}"#).unwrap();
+        assert_eq!(parsed.mutation.key, openkv::key!["a", 1].encode().unwrap());
+        assert_eq!(parsed.mutation.kind, MutationKind::Set(Value::U64(7)));
+    }
+}

@@ -1,0 +1,281 @@
+//! `openkv export` and `openkv import` with the real binary: export → import → export is the
+//! identity (but for versionstamps) on a database holding every value type the Deno CLI can
+//! store, on a file and through `openkv serve`; batches, expiry, resuming, bad lines, bad
+//! files, a wrong token; and the progress bar on a real terminal.
+
+mod common;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value as Json};
+use support::{on_file_and_server, openkv, output, Out, Target};
+
+/// A database file holding every JS value type (written by the Deno CLI, through
+/// `tests/deno/write_values.ts`), plus what only openkv's CLI writes here: KvU64 and raw
+/// bytes values, keys of every part type, and entries that expire in an hour.
+fn every_value_type(path: &Path) -> usize {
+    let out = Command::new(common::deno_bin())
+        .args(["run", "-A", "--unstable-kv", "tests/deno/write_values.ts"])
+        .arg(path)
+        .current_dir(common::workspace_root())
+        .env("NO_COLOR", "1")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .output()
+        .expect("run deno");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = Target::file(path);
+    t.run(&["set", r#"["u64"]"#, "--u64", "18446744073709551615"]).ok();
+    t.run(&["set", r#"["bytes"]"#, "--bytes-base64", "AAEC/w=="]).ok();
+    t.run(&["set", r#"["bytes", "empty"]"#, "--bytes-base64", ""]).ok();
+    let keys = [
+        r#"["k", "", "\u0000\n\"", "日本"]"#,
+        r#"["k", b"", b"AP8A"]"#,
+        r#"["k", 0n, -1n, 123456789012345678901234567890123456789n]"#,
+        r#"["k", 0, -0, 1.5, -1e300, 5e-324, NaN, Infinity, -Infinity]"#,
+        r#"["k", true, false]"#,
+    ];
+    for key in keys {
+        t.run(&["set", key, r#"{"$undefined": null}"#]).ok();
+    }
+    t.run(&["set", r#"["expiring", 1]"#, r#""an hour""#, "--expire-in", "1h"]).ok();
+    t.run(&["set", r#"["expiring", 2]"#, "--u64", "2", "--expire-in", "2h"]).ok();
+    t.run(&["count"]).ok().stdout.trim().parse().unwrap()
+}
+
+/// The export's lines without what an import changes: versionstamps always, and expiries
+/// when the database was read over KV Connect (which does not carry them).
+fn comparable(export: &str, keep_expiry: bool) -> Vec<Json> {
+    export
+        .lines()
+        .map(|line| {
+            let mut json: Json = serde_json::from_str(line).unwrap();
+            let object = json.as_object_mut().unwrap();
+            assert!(object.remove("versionstamp").unwrap().is_string());
+            if !keep_expiry {
+                object.insert("expireAt".into(), Json::Null);
+            }
+            json
+        })
+        .collect()
+}
+
+#[test]
+fn export_import_export_is_the_identity_on_every_value_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.sqlite3");
+    let entries = every_value_type(&source);
+    assert!(entries > 90, "{entries} entries");
+    let exported = dir.path().join("a.ndjson");
+    let src = Target::file(&source);
+    let out = src.run(&["export", "-o", exported.to_str().unwrap()]).ok();
+    assert!(out.stderr.contains(&format!("export: {entries} entries")), "{out:?}");
+    assert!(out.stderr.contains("(2 with an expiry)"), "{out:?}");
+    assert_eq!(out.stdout, "", "-o: nothing on stdout");
+    let a = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(a.lines().count(), entries);
+    // What the lines hold.
+    let lines: Vec<Json> = a.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by_key = |k: &str| lines.iter().find(|l| l["key"] == k).unwrap_or_else(|| panic!("{k}"));
+    let u64_line = by_key(r#"["u64"]"#);
+    assert_eq!(u64_line["encoding"], "u64");
+    assert_eq!(u64_line["value"], json!({"$kvu64": "18446744073709551615"}));
+    assert_eq!(u64_line["keyBytes"], "AnU2NAA=");
+    assert_eq!(by_key(r#"["bytes"]"#)["encoding"], "bytes");
+    assert_eq!(by_key(r#"["v", "bigint_neg_2_200"]"#)["encoding"], "v8");
+    let hour = by_key(r#"["expiring", 1]"#)["expireAt"].as_i64().expect("an expiry");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!((hour - now.as_millis() as i64 - 3_600_000).abs() < 120_000, "{hour}");
+    assert_eq!(by_key(r#"["u64"]"#)["expireAt"], Json::Null);
+    // A second export is the same file: stdout and -o agree.
+    assert_eq!(src.run(&["export"]).ok().stdout, a);
+
+    on_file_and_server(|t| {
+        let imported = t.run(&["import", "-i", exported.to_str().unwrap(), "--json"]).ok();
+        let report: Json = serde_json::from_str(imported.stdout.trim()).unwrap();
+        assert_eq!(report["lines"], entries);
+        assert_eq!(report["written"], entries);
+        assert_eq!(report["errors"], 0);
+        assert!(imported.stderr.contains(&format!("wrote {entries} entries")), "{imported:?}");
+        let b = t.run(&["export"]).ok().stdout;
+        assert_eq!(comparable(&b, !t.is_remote()), comparable(&a, !t.is_remote()));
+    });
+
+    // Through the server, the expiries were carried too: the file behind it has them.
+    let served_file = dir.path().join("served.sqlite3");
+    let mut served = Target::served(&served_file);
+    served.run(&["import", "-i", exported.to_str().unwrap()]).ok();
+    served.stop();
+    let c = Target::file(&served_file).run(&["export"]).ok().stdout;
+    assert_eq!(comparable(&c, true), comparable(&a, true));
+}
+
+#[test]
+fn import_counts_expired_and_bad_lines_and_resumes_from_a_line() {
+    let future = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let future = future.as_millis() as i64 + 3_600_000;
+    let big = format!(r#"{{"$bytes": "{}"}}"#, "A".repeat(90_000));
+    let lines = [
+        json!({"key": r#"["a"]"#, "value": 1}).to_string(),
+        json!({"key": r#"["gone"]"#, "value": 2, "expireAt": 1000}).to_string(),
+        json!({"key": r#"["later"]"#, "value": 3, "expireAt": future}).to_string(),
+        "{not json".to_owned(),
+        json!({"key": r#"["bad" 1]"#, "value": 4}).to_string(),
+        String::new(),
+        format!(r#"{{"key": "[\"big\"]", "value": {big}}}"#),
+        json!({"keyBytes": "AmIA", "value": {"$kvu64": "5"}, "encoding": "u64"}).to_string(),
+        json!({"key": r#"["c"]"#, "value": {"$date": "2024-01-02T03:04:05.678Z"}}).to_string(),
+    ];
+    let input = lines.join("\n") + "\n";
+    on_file_and_server(|t| {
+        let out = t.run_stdin(&["import", "--json"], input.as_bytes());
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("import: line 4: not JSON"), "{out:?}");
+        assert!(out.stderr.contains("import: line 5: \"key\" [\"bad\" 1]: at column 8"), "{out:?}");
+        assert!(out.stderr.contains("import: line 7: Value too large"), "{out:?}");
+        assert!(out.stderr.contains("3 lines could not be imported"), "{out:?}");
+        let report: Json = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(
+            report,
+            json!({"lines": 9, "written": 4, "skipped": {"expired": 1, "beforeResume": 0, "blank": 1}, "errors": 3})
+        );
+        let keys = t.run(&["list", "--keys-only"]).ok().stdout;
+        assert_eq!(keys, "[\"a\"]\n[\"b\"]\n[\"c\"]\n[\"later\"]\n");
+        assert_eq!(t.run(&["get", r#"["b"]"#]).ok().stdout, "{\"$kvu64\":\"5\"}\n");
+
+        // Resuming at line 8 writes only lines 8 and 9 (here over the same keys again).
+        t.run(&["delete", r#"["a"]"#, r#"["b"]"#, r#"["c"]"#]).ok();
+        let resumed =
+            t.run_stdin(&["import", "--resume-from", "8", "--json"], input.as_bytes()).ok();
+        let report: Json = serde_json::from_str(resumed.stdout.trim()).unwrap();
+        assert_eq!(report["written"], 2);
+        assert_eq!(report["skipped"]["beforeResume"], 7);
+        let keys = t.run(&["list", "--keys-only"]).ok().stdout;
+        assert_eq!(keys, "[\"b\"]\n[\"c\"]\n[\"later\"]\n");
+    });
+}
+
+/// The versionstamps of an export: entries of one atomic commit share one.
+fn commits(export: &Out) -> std::collections::BTreeMap<String, usize> {
+    let mut stamps = std::collections::BTreeMap::new();
+    for line in export.json_lines() {
+        *stamps.entry(line["versionstamp"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    stamps
+}
+
+#[test]
+fn import_commits_batches_within_the_write_limits() {
+    let small: String = (0..1200)
+        .map(|i| json!({"key": format!("[\"small\", {i}n]"), "value": i}).to_string() + "\n")
+        .collect();
+    // 60 000-byte values: 13 fit in the 800 KiB a commit may carry, 14 do not.
+    let large: String = (0..30)
+        .map(|i| {
+            let value = json!({"$bytes": base64_of_zeros(60_000)});
+            json!({"key": format!("[\"large\", {i}n]"), "value": value}).to_string() + "\n"
+        })
+        .collect();
+    on_file_and_server(|t| {
+        t.run_stdin(&["import"], small.as_bytes()).ok();
+        let counts: Vec<usize> =
+            commits(&t.run(&["export", "--prefix", r#"["small"]"#]).ok()).into_values().collect();
+        assert_eq!(counts, [500, 500, 200]);
+        t.run_stdin(&["import", "--batch-size", "7"], small.as_bytes()).ok();
+        let counts = commits(&t.run(&["export", "--prefix", r#"["small"]"#]).ok());
+        assert_eq!(counts.len(), 1200usize.div_ceil(7));
+
+        t.run_stdin(&["import"], large.as_bytes()).ok();
+        let counts: Vec<usize> =
+            commits(&t.run(&["export", "--prefix", r#"["large"]"#]).ok()).into_values().collect();
+        assert_eq!(counts, [13, 13, 4]);
+        assert_eq!(t.run(&["count"]).ok().stdout, "1230\n");
+    });
+}
+
+fn base64_of_zeros(n: usize) -> String {
+    assert_eq!(n % 3, 0);
+    "A".repeat(n / 3 * 4)
+}
+
+#[test]
+fn bad_files_and_a_wrong_token_leave_the_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::served(&dir.path().join("db.sqlite3"));
+    let file = dir.path().join("in.ndjson");
+    std::fs::write(&file, json!({"key": "[\"x\"]", "value": 1}).to_string() + "\n").unwrap();
+    let mut cmd = openkv();
+    cmd.args(["--db", &t.db, "--access-token", "wrong-token-wrong-token", "import", "-i"]);
+    cmd.arg(&file);
+    output(cmd, b"").fails(1, "the server refused the request (HTTP 401)");
+    let mut cmd = openkv();
+    cmd.args(["--db", &t.db, "--access-token", "wrong-token-wrong-token", "export"]);
+    output(cmd, b"").fails(1, "HTTP 401");
+    t.run(&["import", "-i", "/nonexistent/in.ndjson"])
+        .fails(1, "cannot read /nonexistent/in.ndjson");
+    t.run(&["import", "--resume-from", "0"]).fails(2, "--resume-from");
+    t.run(&["import", "--batch-size", "1001"]).fails(2, "--batch-size");
+    t.run_stdin(&["import"], b"\xff\xfe not utf-8\n").fails(1, "line 1: not UTF-8");
+    assert_eq!(t.run(&["count"]).ok().stdout, "0\n", "nothing was written");
+
+    // An export that cannot be written leaves no file behind, and keeps an older one intact.
+    t.run(&["set", r#"["x"]"#, "1"]).ok();
+    t.run(&["export", "-o", "/nonexistent/dir/out.ndjson"]).fails(1, "cannot create");
+    let target = dir.path().join("out.ndjson");
+    std::fs::write(&target, "old\n").unwrap();
+    t.run(&["export", "-o", target.to_str().unwrap()]).ok();
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("{\"key\":\"[\\\"x\\\"]\""));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("openkv-export"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // What is not a regular file is written, never replaced: here a symbolic link (the same
+    // path serves a device such as /dev/null).
+    let link = dir.path().join("link.ndjson");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::fs::write(&target, "old\n").unwrap();
+    t.run(&["export", "-o", link.to_str().unwrap()]).ok();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("{\"key\":"));
+}
+
+/// `script` gives the command a real terminal; the bar shows a rate and an ETA there, and
+/// nothing of it appears when stderr is not a terminal.
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite3");
+    let t = Target::file(&db);
+    let lines: String = (0..5000)
+        .map(|i| {
+            json!({"key": format!("[\"p\", {i}n]"), "value": "x".repeat(100)}).to_string() + "\n"
+        })
+        .collect();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, &lines).unwrap();
+    let plain = t.run(&["import", "-i", input.to_str().unwrap()]).ok();
+    assert!(!plain.stderr.contains("ETA") && !plain.stderr.contains('\x1b'), "{plain:?}");
+    assert_eq!(plain.stderr.trim().lines().count(), 1, "only the report: {plain:?}");
+    let plain = t.run(&["export", "-o", dir.path().join("plain.ndjson").to_str().unwrap()]).ok();
+    assert!(!plain.stderr.contains("ETA"), "{plain:?}");
+
+    for args in [
+        format!("import -i {}", input.display()),
+        format!("export -o {}", dir.path().join("out.ndjson").display()),
+    ] {
+        let command = format!("{} --db {} {args}", env!("CARGO_BIN_EXE_openkv"), db.display());
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("RUST_LOG", "warn")
+            .env("TERM", "xterm")
+            .output()
+            .expect("run script (util-linux)");
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args}: {transcript}");
+        assert!(transcript.contains("ETA"), "{args}: no progress bar in {transcript:?}");
+        assert!(transcript.contains("/s"), "{args}: no rate in {transcript:?}");
+    }
+}
