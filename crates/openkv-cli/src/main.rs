@@ -10,6 +10,7 @@
 //!
 //! Exit codes: see [`exit`].
 
+mod backup;
 mod data;
 mod db;
 mod exit;
@@ -101,6 +102,14 @@ enum Command {
     /// --resume-from. The report (lines read, entries written, skipped, errors) goes to
     /// stderr, and with --json also to stdout.
     Import(transfer::ImportArgs),
+    /// Write an online backup of the database (a file, or a server's, downloaded) to a new
+    /// FILE: one consistent snapshot taken while writers go on, verified (integrity check,
+    /// Deno's schema) before it gets its name. Deno CLI opens it as is.
+    Backup(backup::BackupArgs),
+    /// Replace the database file (--db or --app) with a backup, atomically, after checking the
+    /// backup. Refuses a target that is open elsewhere unless --force. Not into a server: stop
+    /// it and restore the file it serves.
+    Restore(backup::RestoreArgs),
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
     /// Without --db or --app: where default databases (--app NAME) live.
     ///
@@ -223,6 +232,8 @@ fn main() -> ExitCode {
             Command::Watch(args) => data::watch(&db, args).await,
             Command::Export(args) => transfer::export(&db, args).await,
             Command::Import(args) => transfer::import(&db, args).await,
+            Command::Backup(args) => backup::backup(&db, args).await,
+            Command::Restore(args) => backup::restore(&db, args).await,
         }
     });
     match result {

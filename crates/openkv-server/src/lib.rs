@@ -169,6 +169,7 @@ pub async fn serve(
         .route("/v2/openkv/queue/take", post(queues::take))
         .route("/v2/openkv/queue/renew", post(queues::renew))
         .route("/v2/openkv/queue/finish", post(queues::finish))
+        .route("/v2/openkv/backup", post(backup))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(log_request))
@@ -348,6 +349,52 @@ fn decode_request<M: Message + Default>(
 
 fn protobuf(message: &impl Message) -> Response {
     ([(header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
+}
+
+/// `POST /v2/openkv/backup`: an online backup of the served database, made with
+/// [`Kv::backup`] into a temporary directory and streamed as the body
+/// (`application/vnd.sqlite3`). Authenticated like the data path; allowed on a read-only
+/// server (it only reads).
+async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(rejected) = reject_data_path(&state, &headers) {
+        return rejected;
+    }
+    let dir = match tempfile::Builder::new().prefix("openkv-backup-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+    };
+    let path = dir.path().join("backup.sqlite3");
+    let summary = match state.kv.backup(&path).await {
+        Ok(summary) => summary,
+        Err(e) => return engine_error(e),
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(file) => file,
+        Err(e) => return engine_error(Error::Storage(format!("reopening the backup: {e}"))),
+    };
+    // The stream owns the temporary directory: it is deleted once the body has been sent (or
+    // the client went away).
+    let chunks = futures::stream::unfold((file, dir), |(mut file, dir)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, dir)))
+            }
+            Err(e) => Some((Err(e), (file, dir))),
+        }
+    });
+    tracing::info!("backup: {} entries, {} bytes", summary.entries, summary.size);
+    (
+        [
+            (header::CONTENT_TYPE, "application/vnd.sqlite3".to_owned()),
+            (header::CONTENT_LENGTH, summary.size.to_string()),
+        ],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// `POST /v2/snapshot_read`.

@@ -309,6 +309,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
         no_queue()
     }
 
+    /// Writes a consistent, verified copy of the whole database to the new file `dest` (see
+    /// [`Kv::backup`](crate::Kv::backup)) while writers go on.
+    async fn backup(&self, _dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
+        Err(crate::Error::Unsupported("this backend cannot make backups".into()))
+    }
+
     /// Woken (at least) when this process enqueues a message or closes the store, so that a
     /// listener need not poll for its own messages. `None`: poll only.
     fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {

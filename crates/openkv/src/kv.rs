@@ -503,6 +503,27 @@ impl Kv {
         self.inner.backend.queue_finish(outcomes).await
     }
 
+    /// Writes an online backup: a consistent copy of the database as of the moment the copy
+    /// starts (every write acknowledged before it, none after) to the new file `dest`, while
+    /// other tasks and processes keep writing. The copy is written under a temporary name,
+    /// fsynced, checked with [`verify_backup`](crate::verify_backup) and only then renamed to
+    /// `dest`; `dest` must not exist. On a remote database the server makes the copy (openkv's
+    /// backup endpoint, docs/protocol-extensions.md) and it is downloaded and verified here.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use openkv::{key, Kv, Value};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let kv = Kv::open(dir.path().join("live.sqlite3")).await?;
+    /// kv.set(&key!["a"], Value::Bytes(b"1".to_vec())).await?;
+    /// let summary = kv.backup(dir.path().join("backup.sqlite3")).await?;
+    /// assert_eq!(summary.entries, 1);
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::BackupSummary> {
+        self.inner.backend.backup(dest.as_ref().to_path_buf()).await
+    }
+
     /// Woken when this process enqueues a message or the store closes (`None`: the backend
     /// cannot tell; poll).
     pub fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {

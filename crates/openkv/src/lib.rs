@@ -124,7 +124,7 @@ pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
 pub use paths::default_database_path;
 pub use queue::{EnqueueOptions, QueueMessage, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
-pub use sqlite::SCHEMA_VERSION;
+pub use sqlite::{restore_backup, verify_backup, BackupSummary, SCHEMA_VERSION};
 pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
 pub use versionstamp::Versionstamp;
 pub use watch::WatchStream;

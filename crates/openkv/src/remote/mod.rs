@@ -464,7 +464,7 @@ fn unsent(what: String, e: &reqwest::Error) -> Attempt {
 
 /// The body type of a data-path operation: protobuf, but JSON for openkv's extensions.
 fn content_type(op: &str) -> &'static str {
-    if op.starts_with(QUEUE_OPS) {
+    if op.starts_with("openkv/") {
         "application/json"
     } else {
         "application/x-protobuf"
@@ -617,6 +617,62 @@ impl Backend for RemoteBackend {
             return Err(Error::Closed);
         }
         Ok(None)
+    }
+
+    async fn backup(&self, dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
+        use crate::sqlite::backup::{install, temporary_beside, verify};
+        use std::io::Write as _;
+        if dest.exists() {
+            return Err(Error::InvalidOption(format!(
+                "{} already exists: a backup never overwrites a file",
+                dest.display()
+            )));
+        }
+        let metadata = self.metadata().await?;
+        let request = self.data_request(&metadata, "openkv/backup", Vec::new(), false);
+        // No retries: a backup is one long download, started again by its caller if need be.
+        let mut response = request
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| Error::Unavailable(format!("backup request: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = truncate(response.text().await.unwrap_or_default());
+            return Err(match status.as_u16() {
+                404 => Error::Unsupported(
+                    "the server cannot make backups (openkv serve can; denokv cannot)".into(),
+                ),
+                code @ 400..=499 => Error::Remote { status: code, message: text },
+                code => Error::Unavailable(format!("backup: HTTP {code}: {text}")),
+            });
+        }
+        let temporary = temporary_beside(&dest);
+        let download = async {
+            let mut file = std::fs::File::create(&temporary)
+                .map_err(|e| Error::Storage(format!("creating {}: {e}", temporary.display())))?;
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Error::Unavailable(format!("the backup download broke off: {e}")))?
+            {
+                file.write_all(&chunk)
+                    .map_err(|e| Error::Storage(format!("writing {}: {e}", temporary.display())))?;
+            }
+            let (temporary, dest) = (temporary.clone(), dest.clone());
+            tokio::task::spawn_blocking(move || {
+                let summary = verify(&temporary)?;
+                install(&temporary, &dest)?;
+                Ok(summary)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))?
+        };
+        let result = download.await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        result
     }
 
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {

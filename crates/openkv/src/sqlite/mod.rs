@@ -13,6 +13,7 @@
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
 //!   write fails with [`Error::Poisoned`] until the database is reopened.
 
+pub(crate) mod backup;
 mod external;
 mod queue;
 mod schema;
@@ -38,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
+pub use backup::{restore as restore_backup, verify as verify_backup, BackupSummary};
 pub use schema::SCHEMA_VERSION;
 
 /// Most atomic writes that share one transaction (and one fsync).
@@ -192,9 +194,24 @@ impl SqliteBackend {
         })
     }
 
-    /// Runs a queue operation on the queue connection, off the async threads (it may wait
+    /// Runs a queue operation on the side connection, off the async threads (it may wait
     /// for the writer's or another process's lock).
     async fn queue_op<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let result = self.side_op(op).await;
+        if let Err(Error::Storage(why)) = &result {
+            // Same rule as the writer: after an I/O error on a write we cannot vouch for the
+            // file.
+            self.shared.poison(why.clone());
+        }
+        result
+    }
+
+    /// Runs `op` on the side connection (a connection of its own to the file, or the one
+    /// in-memory connection), off the async threads.
+    async fn side_op<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -206,7 +223,7 @@ impl SqliteBackend {
         }
         let holder = self.queue_conn.clone();
         let shared = self.shared.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let now = shared.clock.now_ms();
             match &*holder {
                 QueueConn::Shared(conn) => op(&lock(conn), now),
@@ -220,12 +237,7 @@ impl SqliteBackend {
             }
         })
         .await
-        .map_err(|e| Error::Internal(format!("a queue operation panicked: {e}")))?;
-        if let Err(Error::Storage(why)) = &result {
-            // Same rule as the writer: after an I/O error we cannot vouch for the file.
-            self.shared.poison(why.clone());
-        }
-        result
+        .map_err(|e| Error::Internal(format!("a side-connection operation panicked: {e}")))?
     }
 
     fn read(&self, ranges: &[ReadRange]) -> Result<Vec<Vec<RawEntry>>> {
@@ -392,6 +404,12 @@ impl Backend for SqliteBackend {
 
     async fn queue_next_due(&self) -> Result<Option<i64>> {
         self.queue_op(|conn, _| queue::next_due(conn)).await
+    }
+
+    async fn backup(&self, dest: PathBuf) -> Result<BackupSummary> {
+        // The copy is one long read transaction beside the writer. A failure (the destination's
+        // disk is full, say) concerns the copy, not this store: no poisoning.
+        self.side_op(move |conn, _| backup::backup(conn, &dest)).await
     }
 
     fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
