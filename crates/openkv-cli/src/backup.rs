@@ -4,8 +4,9 @@
 //! file, made here; of a server (`--db https://…`), made by the server and downloaded. Either
 //! way it is verified (`PRAGMA integrity_check`, Deno's schema) before it gets its name. A
 //! restore verifies the backup, then replaces the target file atomically; it refuses a target
-//! that is open elsewhere unless `--force`. Restoring *into a server* is not offered: stop the
-//! server, restore its file, start it again.
+//! that is open elsewhere unless `--force`. Into a server (`--db https://…`), the backup is
+//! uploaded and the server replaces its database's content in one transaction while it keeps
+//! serving ([`openkv::Kv::restore_from`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,15 +75,24 @@ pub async fn backup(db: &DbArgs, args: BackupArgs) -> CliResult {
 /// `openkv restore BACKUP`.
 pub async fn restore(db: &DbArgs, args: RestoreArgs) -> CliResult {
     let location = db.location()?;
-    if location.remote {
-        return Err(CliError::Usage(format!(
-            "{} is a server: restore into the file it serves while it is stopped",
-            location.target
-        )));
-    }
-    let target = PathBuf::from(&location.target);
     let started = Instant::now();
     let bar = spinner("restoring");
+    if location.remote {
+        let kv = db.open_at(&location, Access::Read).await?;
+        let restored = kv.restore_from(&args.backup).await;
+        bar.finish_and_clear();
+        let _ = kv.close().await;
+        let summary = restored.map_err(|e| {
+            CliError::kv(format!("restore of {} refused or failed", args.backup.display()), e)
+        })?;
+        report(
+            &format!("{} restored into {}", args.backup.display(), location.target),
+            &summary,
+            started,
+        );
+        return Ok(());
+    }
+    let target = PathBuf::from(&location.target);
     let backup = args.backup.clone();
     let restored =
         tokio::task::spawn_blocking(move || openkv::restore_backup(&backup, &target, args.force))

@@ -106,9 +106,9 @@ enum Command {
     /// FILE: one consistent snapshot taken while writers go on, verified (integrity check,
     /// Deno's schema) before it gets its name. Deno CLI opens it as is.
     Backup(backup::BackupArgs),
-    /// Replace the database file (--db or --app) with a backup, atomically, after checking the
-    /// backup. Refuses a target that is open elsewhere unless --force. Not into a server: stop
-    /// it and restore the file it serves.
+    /// Replace the database (--db or --app) with a backup, atomically, after checking the
+    /// backup. A file: replaced whole; refused while open elsewhere unless --force. A server:
+    /// the backup is uploaded and replaces the served content in one transaction.
     Restore(backup::RestoreArgs),
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
     /// Without --db or --app: where default databases (--app NAME) live.

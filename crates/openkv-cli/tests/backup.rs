@@ -115,10 +115,19 @@ fn a_backup_of_a_server_is_downloaded_and_verified() {
     served.stop();
     assert_eq!(openkv::verify_backup(&backup).unwrap().entries, 50);
     assert_eq!(deno_count(&backup), 50);
-    // A server is not a restore target.
-    let mut again = Target::served(&dir.path().join("other.sqlite3"));
-    again.run(&["restore", backup.to_str().unwrap()]).fails(2, "is a server");
-    again.stop();
+    // Restored into another running server: its content is replaced while it serves.
+    let mut other = Target::served(&dir.path().join("other.sqlite3"));
+    other.run(&["set", r#"["old"]"#, "1"]).ok();
+    other.run(&["restore", backup.to_str().unwrap()]).ok();
+    other.run(&["get", r#"["old"]"#]).fails(3, "");
+    assert_eq!(other.run(&["count", "--prefix", r#"["w"]"#]).ok().stdout.trim(), "50");
+    // A corrupt upload is refused by the server, content untouched.
+    let corrupt = dir.path().join("corrupt.sqlite3");
+    let bytes = std::fs::read(&backup).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    other.run(&["restore", corrupt.to_str().unwrap()]).fails(1, "not a valid");
+    assert_eq!(other.run(&["count", "--prefix", r#"["w"]"#]).ok().stdout.trim(), "50");
+    other.stop();
     let _ = TOKEN;
 }
 

@@ -170,6 +170,8 @@ pub async fn serve(
         .route("/v2/openkv/queue/renew", post(queues::renew))
         .route("/v2/openkv/queue/finish", post(queues::finish))
         .route("/v2/openkv/backup", post(backup))
+        // A backup may be far larger than any KV Connect request: streamed to disk, no limit.
+        .route("/v2/openkv/restore", post(restore).layer(DefaultBodyLimit::disable()))
         .fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(log_request))
@@ -395,6 +397,56 @@ async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         axum::body::Body::from_stream(chunks),
     )
         .into_response()
+}
+
+/// `POST /v2/openkv/restore`: the body is a backup file; it is written to a temporary
+/// directory, verified, and replaces the served database's content in one transaction
+/// ([`Kv::restore_from`]) while the server keeps serving. Refused (403) when read-only.
+async fn restore(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    use tokio::io::AsyncWriteExt;
+    if let Some(rejected) = reject_data_path(&state, &headers) {
+        return rejected;
+    }
+    if state.config.read_only {
+        return plain(StatusCode::FORBIDDEN, "the server is read-only: no restore");
+    }
+    let dir = match tempfile::Builder::new().prefix("openkv-restore-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+    };
+    let path = dir.path().join("upload.sqlite3");
+    let mut file = match tokio::fs::File::create(&path).await {
+        Ok(file) => file,
+        Err(e) => return engine_error(Error::Storage(format!("storing the upload: {e}"))),
+    };
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let written = match chunk {
+            Ok(bytes) => file.write_all(&bytes).await,
+            Err(e) => return bad_request(format!("the upload broke off: {e}")),
+        };
+        if let Err(e) = written {
+            return engine_error(Error::Storage(format!("storing the upload: {e}")));
+        }
+    }
+    if let Err(e) = file.flush().await {
+        return engine_error(Error::Storage(format!("storing the upload: {e}")));
+    }
+    drop(file);
+    match state.kv.restore_from(&path).await {
+        Ok(summary) => {
+            tracing::warn!("restore: the database was replaced ({} entries)", summary.entries);
+            let answer = serde_json::json!({"entries": summary.entries, "size": summary.size});
+            ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
+        }
+        // A backup that does not verify is the client's mistake.
+        Err(Error::Storage(why)) if why.contains("not a valid") => bad_request(why),
+        Err(e) => engine_error(e),
+    }
 }
 
 /// `POST /v2/snapshot_read`.

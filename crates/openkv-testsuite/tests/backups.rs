@@ -159,3 +159,75 @@ async fn restore_replaces_a_closed_database_and_refuses_one_in_use_or_a_bad_back
     assert_eq!(restored.get(&key!["old"]).await.unwrap(), None);
     restored.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_from_replaces_a_live_database_in_one_step_locally_and_through_a_server() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let source = Kv::open(dir.path().join("src.sqlite3")).await.unwrap();
+    source.set(&key!["restored"], Value::Bytes(vec![1])).await.unwrap();
+    let backup = dir.path().join("b.sqlite3");
+    source.backup(&backup).await.unwrap();
+    source.close().await.unwrap();
+
+    let server = Server::start(&dir.path().join("served.sqlite3"), ServerConfig::new(TOKEN)).await;
+    let local = server.kv.clone();
+    let remote = fixtures::remote(&server.url).await;
+    for (name, kv) in [("local", &local), ("remote", &remote)] {
+        kv.set(&key!["replaced"], Value::Bytes(vec![2])).await.unwrap();
+        let before = kv.set(&key!["probe"], Value::Bytes(vec![3])).await.unwrap();
+        let mut watch = kv.watch(&[key!["restored"]]).unwrap();
+        assert_eq!(watch.next().await.unwrap().unwrap(), vec![None], "{name}");
+        kv.restore_from(&backup).await.unwrap();
+        assert!(kv.get(&key!["restored"]).await.unwrap().is_some(), "{name}");
+        assert_eq!(kv.get(&key!["replaced"]).await.unwrap(), None, "{name}");
+        let seen = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap();
+        assert!(seen.unwrap().unwrap()[0].is_some(), "{name}: the watcher saw the restore");
+        let after = kv.set(&key!["probe"], Value::Bytes(vec![4])).await.unwrap();
+        assert!(after > before, "{name}: versionstamps keep increasing");
+        // Clean up for the next round.
+        kv.delete(&key!["restored"]).await.unwrap();
+    }
+    // A corrupt backup is refused before anything changes, locally and by the server.
+    let corrupt = dir.path().join("corrupt.sqlite3");
+    let bytes = std::fs::read(&backup).unwrap();
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(local.restore_from(&corrupt).await.is_err());
+    assert!(remote.restore_from(&corrupt).await.is_err());
+    assert!(local.get(&key!["probe"]).await.unwrap().is_some(), "untouched");
+    remote.close().await.unwrap();
+    server.stop().await;
+
+    // A read-only server refuses.
+    let ro =
+        Server::start(&dir.path().join("served.sqlite3"), ServerConfig::new(TOKEN).read_only(true))
+            .await;
+    let client = fixtures::remote(&ro.url).await;
+    let err = client.restore_from(&backup).await.unwrap_err();
+    assert!(matches!(err, Error::Remote { status: 403, .. }), "{err:?}");
+    client.close().await.unwrap();
+    ro.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restore_endpoint_answers_a_bad_upload_or_token_with_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+    server.kv.set(&key!["kept"], Value::Bytes(vec![1])).await.unwrap();
+    let id = server.kv.database_id().await.unwrap().to_string();
+    let post = |token: &str, body: &'static [u8]| {
+        reqwest::Client::new()
+            .post(format!("{}/v2/openkv/restore", server.url))
+            .bearer_auth(token)
+            .header("x-denokv-database-id", &id)
+            .header("x-denokv-version", "3")
+            .body(body)
+            .send()
+    };
+    let garbage = post(TOKEN, b"this is not a database").await.unwrap();
+    assert_eq!(garbage.status().as_u16(), 400);
+    assert!(garbage.text().await.unwrap().contains("not a valid"));
+    assert_eq!(post("wrong-token-0123456", b"x").await.unwrap().status().as_u16(), 401);
+    assert!(server.kv.get(&key!["kept"]).await.unwrap().is_some(), "untouched");
+    server.stop().await;
+}

@@ -315,6 +315,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
         Err(crate::Error::Unsupported("this backend cannot make backups".into()))
     }
 
+    /// Replaces the database's whole content with the backup at `backup` (already verified
+    /// by the caller), atomically, while it stays open (see
+    /// [`Kv::restore_from`](crate::Kv::restore_from)).
+    async fn restore_from(&self, _backup: std::path::PathBuf) -> Result<crate::BackupSummary> {
+        Err(crate::Error::Unsupported("this backend cannot restore backups".into()))
+    }
+
     /// Woken (at least) when this process enqueues a message or closes the store, so that a
     /// listener need not poll for its own messages. `None`: poll only.
     fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {

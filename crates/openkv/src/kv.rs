@@ -524,6 +524,21 @@ impl Kv {
         self.inner.backend.backup(dest.as_ref().to_path_buf()).await
     }
 
+    /// Replaces the whole content of this database — entries and queue — with the backup at
+    /// `backup` (first checked with [`verify_backup`](crate::verify_backup)), in one
+    /// transaction, while the database stays open: readers and watchers see the old content
+    /// or the new, never a mix, and versionstamps keep increasing. On a remote database the
+    /// file is uploaded and the server does the same (openkv's restore endpoint). To replace
+    /// a closed file instead, see [`restore_backup`](crate::restore_backup).
+    pub async fn restore_from(&self, backup: impl AsRef<Path>) -> Result<crate::BackupSummary> {
+        let backup = backup.as_ref().to_path_buf();
+        let checked = backup.clone();
+        tokio::task::spawn_blocking(move || crate::verify_backup(&checked))
+            .await
+            .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))??;
+        self.inner.backend.restore_from(backup).await
+    }
+
     /// Woken when this process enqueues a message or the store closes (`None`: the backend
     /// cannot tell; poll).
     pub fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {

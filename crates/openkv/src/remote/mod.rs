@@ -675,6 +675,51 @@ impl Backend for RemoteBackend {
         result
     }
 
+    async fn restore_from(&self, backup: std::path::PathBuf) -> Result<crate::BackupSummary> {
+        use tokio::io::AsyncReadExt;
+        let summary = {
+            let checked = backup.clone();
+            tokio::task::spawn_blocking(move || crate::verify_backup(&checked))
+                .await
+                .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))??
+        };
+        let file = tokio::fs::File::open(&backup)
+            .await
+            .map_err(|e| Error::Storage(format!("opening {}: {e}", backup.display())))?;
+        // Streamed from disk: a backup may be far larger than memory should hold.
+        let chunks = futures::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(buf), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let metadata = self.metadata().await?;
+        // No retries: replacing a database is not something to do twice behind the caller's
+        // back. A lost answer is OutcomeUnknown.
+        let response = self
+            .data_request(&metadata, "openkv/restore", Vec::new(), false)
+            .body(reqwest::Body::wrap_stream(chunks))
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| Error::OutcomeUnknown(format!("restore upload: {e}")))?;
+        let status = response.status();
+        let text = truncate(response.text().await.unwrap_or_default());
+        match status.as_u16() {
+            200..=299 => Ok(summary),
+            404 => Err(Error::Unsupported(
+                "the server cannot restore backups (openkv serve can; denokv cannot)".into(),
+            )),
+            code @ 400..=499 => Err(Error::Remote { status: code, message: text }),
+            code => Err(Error::Unavailable(format!("restore: HTTP {code}: {text}"))),
+        }
+    }
+
     fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
         Err(Error::Unsupported(
             "a remote database has no change feed (Kv::watch works: it speaks KV Connect's \

@@ -172,3 +172,37 @@ pub fn restore(backup: &Path, target: &Path, force: bool) -> Result<BackupSummar
     }
     result.map(|()| summary)
 }
+
+/// Replaces the whole content of the live database open on `conn` with the backup at
+/// `backup`, in one write transaction: readers see the old database or the new one, never a
+/// mix, and every handle and server keeps working. The commit counter moves past both the
+/// current and the backup's, so later versionstamps still increase. Returns the summary of
+/// the verified backup.
+pub(crate) fn restore_live(conn: &Connection, backup: &Path) -> Result<BackupSummary> {
+    let summary = verify(backup)?;
+    let source = backup.to_str().ok_or_else(|| {
+        Error::InvalidOption(format!("the path {} is not UTF-8", backup.display()))
+    })?;
+    conn.execute("attach database ?1 as restore_source", [source])?;
+    let replaced = super::writer::with_write_txn(conn, |conn| {
+        for table in ["kv", "queue", "queue_running"] {
+            conn.execute(&format!("delete from main.{table}"), [])?;
+            conn.execute(
+                &format!("insert into main.{table} select * from restore_source.{table}"),
+                [],
+            )?;
+        }
+        conn.execute(
+            "update main.data_version set version = 1 + max(version, \
+             (select version from restore_source.data_version where k = 0)) where k = 0",
+            [],
+        )?;
+        let version: i64 =
+            conn.query_row("select version from main.data_version where k = 0", [], |r| r.get(0))?;
+        Ok(version)
+    });
+    let detached = conn.execute("detach database restore_source", []);
+    let version = replaced?;
+    detached?;
+    Ok(BackupSummary { version: version as u64, ..summary })
+}

@@ -412,6 +412,16 @@ impl Backend for SqliteBackend {
         self.side_op(move |conn, _| backup::backup(conn, &dest)).await
     }
 
+    async fn restore_from(&self, backup: PathBuf) -> Result<BackupSummary> {
+        let summary = self.side_op(move |conn, _| backup::restore_live(conn, &backup)).await?;
+        // Any key may have changed: watchers re-read.
+        let _ = self
+            .shared
+            .changes
+            .send(ChangeEvent::unknown_keys(Versionstamp::from_version(summary.version)));
+        Ok(summary)
+    }
+
     fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.shared.queue_wakeup.clone())
     }
