@@ -181,7 +181,17 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     };
     match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await?,
+        None => {
+            // TCP_NODELAY: a response written in pieces must not wait ~40 ms for the client's
+            // delayed ACK (Nagle). Without it, watch frames and sequential requests stall.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("could not set TCP_NODELAY: {e}");
+                }
+            });
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+        }
         // The same server on a listener that hands over TLS-terminated connections.
         Some(tls) => {
             let listener = tls::TlsListener::new(listener, &tls);
