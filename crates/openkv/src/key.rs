@@ -43,7 +43,8 @@ pub enum KeyPart {
     String(String),
     /// A `bigint`; its magnitude must fit in 255 bytes to be encodable.
     Int(BigInt),
-    /// A `number`. `NaN`s are canonicalised on encoding; `-0.0` and `0.0` are different keys.
+    /// A `number`. `NaN`s are canonicalised on encoding to the quiet NaN of their sign, as
+    /// Deno does (so `NaN` and `-NaN` are two keys); `-0.0` and `0.0` are different keys.
     Float(f64),
     /// A `boolean`.
     Bool(bool),
@@ -85,7 +86,8 @@ impl KeyPart {
     }
 }
 
-/// Equality follows the encoding: `NaN == NaN` (all NaNs are one key) and `-0.0 != 0.0`.
+/// Equality follows the encoding: `NaN == NaN` (all NaNs of one sign are one key) and
+/// `-0.0 != 0.0`.
 impl PartialEq for KeyPart {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
