@@ -471,6 +471,12 @@ fn content_type(op: &str) -> &'static str {
     }
 }
 
+/// A lease in milliseconds, within the bounds `openkv serve` accepts (1 s to 5 min): asking
+/// within them beats being refused.
+fn lease_ms(lease: Duration) -> u64 {
+    lease.as_millis().clamp(1_000, 300_000) as u64
+}
+
 /// Where openkv's queue-delivery extension lives, below the data-path endpoint
 /// (docs/protocol-extensions.md).
 const QUEUE_OPS: &str = "openkv/queue/";
@@ -569,7 +575,7 @@ impl Backend for RemoteBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
         // The server caps both; ask within its bounds rather than be refused.
         let max = max.clamp(1, 100);
-        let lease_ms = lease.as_millis().clamp(1_000, 300_000) as u64;
+        let lease_ms = lease_ms(lease);
         let answer =
             self.queue_call("take", serde_json::json!({"max": max, "leaseMs": lease_ms})).await?;
         let taken: TakenJson = serde_json::from_slice(&answer)
@@ -597,7 +603,7 @@ impl Backend for RemoteBackend {
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = lease.as_millis().clamp(1_000, 300_000) as u64;
+        let lease_ms = lease_ms(lease);
         self.queue_call("renew", serde_json::json!({"ids": ids, "leaseMs": lease_ms})).await?;
         Ok(())
     }
