@@ -77,7 +77,9 @@ pub async fn restore(db: &DbArgs, args: RestoreArgs) -> CliResult {
     let location = db.location()?;
     let started = Instant::now();
     let bar = spinner("restoring");
-    if location.remote {
+    // A server (KV Connect or PostgreSQL) is restored live, through the store; a file is
+    // replaced.
+    if location.remote || location.postgres {
         let kv = db.open_at(&location, Access::Read).await?;
         let restored = kv.restore_from(&args.backup).await;
         bar.finish_and_clear();

@@ -47,6 +47,8 @@ pub struct Location {
     pub target: String,
     /// An http(s):// URL.
     pub remote: bool,
+    /// A postgres:// URL (a server the tool must not treat as a file).
+    pub postgres: bool,
     /// Chosen by `--app` (the default location).
     pub default_for_app: bool,
 }
@@ -56,7 +58,8 @@ impl DbArgs {
     pub fn location(&self) -> CliResult<Location> {
         if let Some(db) = &self.db {
             let remote = db.starts_with("http://") || db.starts_with("https://");
-            return Ok(Location { target: db.clone(), remote, default_for_app: false });
+            let postgres = db.starts_with("postgres://") || db.starts_with("postgresql://");
+            return Ok(Location { target: db.clone(), remote, postgres, default_for_app: false });
         }
         if let Some(app) = &self.app {
             let path = openkv::default_database_path(app)
@@ -67,7 +70,7 @@ impl DbArgs {
                     CliError::Runtime(format!("the path {} is not UTF-8", path.display()))
                 })?
                 .to_owned();
-            return Ok(Location { target, remote: false, default_for_app: true });
+            return Ok(Location { target, remote: false, postgres: false, default_for_app: true });
         }
         Err(CliError::Usage(
             "no database given: pass --db <path or http(s) URL> (or set OPENKV_DB), or --app \
@@ -103,7 +106,7 @@ impl DbArgs {
                     .map_err(|e| CliError::io(format!("cannot read {}", pem.display()), e))?;
                 options = options.remote_root_certificate(pem);
             }
-        } else if target != ":memory:" && !Path::new(target).exists() {
+        } else if target != ":memory:" && !location.postgres && !Path::new(target).exists() {
             match access {
                 Access::Read => return Err(CliError::Runtime(format!("no database at {target}"))),
                 Access::Write if location.default_for_app => {
@@ -116,6 +119,41 @@ impl DbArgs {
                 Access::Write => {}
             }
         }
-        options.open(target).await.map_err(|e| CliError::kv(format!("cannot open {target}"), e))
+        options
+            .open(target)
+            .await
+            .map_err(|e| CliError::kv(format!("cannot open {}", redact_password(target)), e))
+    }
+}
+
+/// `url` with the password of a `scheme://user:password@host` URL replaced by `***`, for
+/// messages and logs.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_password;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_password("postgres://kv:s3cret@db:5432/app?openkv_schema=a"),
+            "postgres://kv:***@db:5432/app?openkv_schema=a"
+        );
+        assert_eq!(redact_password("postgres://kv@db/app"), "postgres://kv@db/app");
+        assert_eq!(redact_password("data.sqlite3"), "data.sqlite3");
     }
 }

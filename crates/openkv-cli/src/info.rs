@@ -29,8 +29,8 @@ pub async fn info(db: &DbArgs) -> CliResult {
         latest = latest.max(e.versionstamp);
     }
     kv.close().await.map_err(|e| CliError::kv("cannot close the database", e))?;
-    println!("database:        {}", location.target);
-    if !location.remote {
+    println!("database:        {}", crate::db::redact_password(&location.target));
+    if !location.remote && !location.postgres {
         println!("schema version:  {}", openkv::SCHEMA_VERSION);
     }
     println!("live entries:    {entries}");

@@ -176,14 +176,15 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
         Some((cert, key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?),
         None => None,
     };
-    let kv = Kv::open(db).await.map_err(|e| format!("cannot open {db}: {e}"))?;
+    let shown = db::redact_password(db);
+    let kv = Kv::open(db).await.map_err(|e| format!("cannot open {shown}: {e}"))?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // One line on stdout, so scripts (and tests) learn the port when asked for port 0.
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("openkv: serving {db} at {scheme}://{local}");
+    println!("openkv: serving {shown} at {scheme}://{local}");
     let mut config = ServerConfig::new(token).read_only(read_only);
     if let Some(tls) = tls {
         config = config.tls(tls);

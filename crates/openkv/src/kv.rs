@@ -60,6 +60,7 @@ impl Entry {
 /// | [`rng_seed`](Self::rng_seed) | seeded from the operating system |
 /// | [`queue_max_concurrency`](Self::queue_max_concurrency) | 100 deliveries at once (Deno's) |
 /// | [`queue_poll_interval`](Self::queue_poll_interval) | 1 second |
+/// | [`postgres_pool_size`](Self::postgres_pool_size) (PostgreSQL) | 16 connections |
 /// | [`access_token`](Self::access_token) (remote) | `$DENO_KV_ACCESS_TOKEN` |
 /// | [`remote_retry_timeout`](Self::remote_retry_timeout) (remote) | 60 seconds |
 /// | [`remote_request_timeout`](Self::remote_request_timeout) (remote) | 30 seconds |
@@ -72,6 +73,7 @@ pub struct OpenOptions {
     rng_seed: Option<u64>,
     queue_max_concurrency: usize,
     queue_poll_interval: Duration,
+    postgres_pool_size: usize,
     #[cfg(feature = "remote")]
     remote: crate::remote::RemoteConfig,
 }
@@ -96,6 +98,7 @@ impl Default for OpenOptions {
             rng_seed: None,
             queue_max_concurrency: 100,
             queue_poll_interval: Duration::from_secs(1),
+            postgres_pool_size: 16,
             #[cfg(feature = "remote")]
             remote: crate::remote::RemoteConfig::default(),
         }
@@ -151,6 +154,13 @@ impl OpenOptions {
         self
     }
 
+    /// PostgreSQL databases: how many pooled connections serve reads and queue calls (the
+    /// writer and the change listener have one each besides).
+    pub fn postgres_pool_size(mut self, connections: usize) -> Self {
+        self.postgres_pool_size = connections.max(1);
+        self
+    }
+
     /// Remote databases: the access token for the metadata exchange.
     #[cfg(feature = "remote")]
     pub fn access_token(mut self, token: impl Into<String>) -> Self {
@@ -188,6 +198,10 @@ impl OpenOptions {
     ///   [`access_token`](Self::access_token) or else the `DENO_KV_ACCESS_TOKEN` environment
     ///   variable, as Deno does. The metadata exchange runs before this returns, so a wrong URL
     ///   or token fails here. Needs the `remote` feature (on by default).
+    /// - `postgres://…` or `postgresql://…`: a database in a PostgreSQL schema (libpq's URL
+    ///   syntax, plus `openkv_schema=NAME`, default `openkv`), created and migrated on first
+    ///   use; any number of processes may open it at once. Needs the `postgres` feature (on by
+    ///   default). See `docs/design.md` §13.
     /// - `":memory:"`: a fresh in-memory database.
     /// - anything else: the SQLite file at that path (created if missing). A file written by
     ///   Deno CLI opens as is; schema versions below Deno's current (3) are migrated as Deno
@@ -200,6 +214,9 @@ impl OpenOptions {
             .to_owned();
         if path.starts_with("http://") || path.starts_with("https://") {
             return self.open_remote(&path).await;
+        }
+        if path.starts_with("postgres://") || path.starts_with("postgresql://") {
+            return self.open_postgres(&path).await;
         }
         let clock = self.clock.clone();
         let config = SqliteConfig { sweep_interval: self.sweep_interval, rng_seed: self.rng_seed };
@@ -217,6 +234,26 @@ impl OpenOptions {
             crate::remote::RemoteBackend::open(url, self.remote.clone(), self.clock.clone())
                 .await?;
         Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn open_postgres(self, url: &str) -> Result<Kv> {
+        let config = crate::postgres::PostgresConfig {
+            sweep_interval: self.sweep_interval,
+            rng_seed: self.rng_seed,
+            pool_size: self.postgres_pool_size,
+        };
+        let backend =
+            crate::postgres::PostgresBackend::open(url, self.clock.clone(), config).await?;
+        Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn open_postgres(self, url: &str) -> Result<Kv> {
+        let _ = url;
+        Err(Error::Unsupported(
+            "this is a PostgreSQL URL, and this build of openkv has no `postgres` feature".into(),
+        ))
     }
 
     #[cfg(not(feature = "remote"))]

@@ -99,6 +99,8 @@ mod paths;
 mod queue;
 #[cfg(feature = "remote")]
 mod remote;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod sum;
 mod validate;

@@ -23,6 +23,9 @@ use crate::key::Key;
 use crate::kv::Kv;
 use crate::value::Value;
 
+/// Deno's default queue retry schedule, in milliseconds.
+pub(crate) const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];
+
 /// How long a taken message stays leased to its listener without a renewal (Deno: 5 s).
 pub const QUEUE_LEASE: Duration = Duration::from_secs(5);
 /// How often a listener renews the leases of the messages it is delivering (Deno: 2 s).

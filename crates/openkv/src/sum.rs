@@ -14,9 +14,10 @@
 
 use num_bigint::BigInt;
 
+use crate::backend::MutationKind;
 use crate::error::Error;
 use crate::js::{decode_v8, encode_v8, JsValue};
-use crate::value::Value;
+use crate::value::{Value, ENCODING_LE64};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Num {
@@ -137,6 +138,48 @@ pub(crate) fn apply(
         (old, op) => return Err(mismatch(format!("Cannot sum {} with {}", old.name(), op.name()))),
     };
     result.into_value()
+}
+
+/// The new value of a key after a numeric mutation (`sum`, `sum` with limits, `min`, `max`) on
+/// its live row `current` (`(bytes, encoding, _)`), the same on every backend. The result never
+/// expires (as in Deno). A rejection (wrong types, out of range) is the write's error.
+pub(crate) fn numeric_mutation(
+    kind: &MutationKind,
+    current: Option<(Vec<u8>, i64, i64)>,
+) -> Result<Value, Error> {
+    let (name, f, op): (&str, fn(u64, u64) -> u64, &Value) = match kind {
+        MutationKind::Sum(op) if !matches!(op, Value::U64(_)) => {
+            return apply(current, op, None, None, false)
+        }
+        MutationKind::SumWithLimits { operand, min, max, clamp } => {
+            return apply(current, operand, min.as_ref(), max.as_ref(), *clamp)
+        }
+        MutationKind::Sum(op) => ("sum", u64::wrapping_add, op),
+        MutationKind::Min(op) => ("min", std::cmp::min, op),
+        MutationKind::Max(op) => ("max", std::cmp::max, op),
+        other => return Err(Error::Internal(format!("{other:?} is not a numeric mutation"))),
+    };
+    let Value::U64(operand) = op else {
+        return Err(mismatch(format!("Failed to perform '{name}' mutation on a non-U64 operand")));
+    };
+    let new = match current {
+        None => *operand,
+        Some((data, ENCODING_LE64, _)) => match <[u8; 8]>::try_from(data.as_slice()) {
+            Ok(le) => f(u64::from_le_bytes(le), *operand),
+            Err(_) => {
+                return Err(Error::InvalidValue(format!(
+                    "the stored KvU64 is {} bytes long, not 8",
+                    data.len()
+                )))
+            }
+        },
+        Some(_) => {
+            return Err(mismatch(format!(
+                "Failed to perform '{name}' mutation on a non-U64 value in the database"
+            )))
+        }
+    };
+    Ok(Value::U64(new))
 }
 
 #[cfg(test)]

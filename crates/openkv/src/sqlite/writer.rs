@@ -12,12 +12,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::{lock, retry_busy, Request, Shared, SqliteConfig, MAX_BATCH};
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
 use crate::error::{Error, Result};
+use crate::queue::DEFAULT_BACKOFF_SCHEDULE;
 use crate::sum;
-use crate::value::{Value, ENCODING_LE64};
+use crate::value::Value;
 use crate::versionstamp::Versionstamp;
-
-/// Deno's default queue retry schedule, in milliseconds.
-pub(crate) const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];
 
 const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
      values (?1, ?2, ?3, ?4, ?5) on conflict(k) do update set \
@@ -435,52 +433,16 @@ fn apply_write(
                 conn.prepare_cached(POINT_DELETE)?.execute([&m.key])?;
                 keys.push(m.key.clone());
             }
-            MutationKind::Sum(op) if !matches!(op, Value::U64(_)) => {
+            MutationKind::Sum(_)
+            | MutationKind::SumWithLimits { .. }
+            | MutationKind::Min(_)
+            | MutationKind::Max(_) => {
                 let current = current(conn, &m.key, now)?;
-                match sum::apply(current, op, None, None, false) {
+                match sum::numeric_mutation(&m.kind, current) {
+                    // Like Deno: the result of sum/min/max never expires.
                     Ok(new) => set_row(conn, &m.key, &new, version, None)?,
                     Err(e) => return Ok(Err(Rejected::Invalid(e))),
                 }
-                keys.push(m.key.clone());
-            }
-            MutationKind::SumWithLimits { operand, min, max, clamp } => {
-                let current = current(conn, &m.key, now)?;
-                match sum::apply(current, operand, min.as_ref(), max.as_ref(), *clamp) {
-                    Ok(new) => set_row(conn, &m.key, &new, version, None)?,
-                    Err(e) => return Ok(Err(Rejected::Invalid(e))),
-                }
-                keys.push(m.key.clone());
-            }
-            MutationKind::Sum(op) | MutationKind::Min(op) | MutationKind::Max(op) => {
-                let (name, f): (&str, fn(u64, u64) -> u64) = match &m.kind {
-                    MutationKind::Sum(_) => ("sum", u64::wrapping_add),
-                    MutationKind::Min(_) => ("min", std::cmp::min),
-                    _ => ("max", std::cmp::max),
-                };
-                let Value::U64(operand) = op else {
-                    return Ok(Err(Rejected::Invalid(Error::TypeMismatch(format!(
-                        "Failed to perform '{name}' mutation on a non-U64 operand"
-                    )))));
-                };
-                let new = match current(conn, &m.key, now)? {
-                    None => *operand,
-                    Some((data, ENCODING_LE64, _)) => match <[u8; 8]>::try_from(data.as_slice()) {
-                        Ok(le) => f(u64::from_le_bytes(le), *operand),
-                        Err(_) => {
-                            return Ok(Err(Rejected::Invalid(Error::InvalidValue(format!(
-                                "the stored KvU64 is {} bytes long, not 8",
-                                data.len()
-                            )))))
-                        }
-                    },
-                    Some(_) => {
-                        return Ok(Err(Rejected::Invalid(Error::TypeMismatch(format!(
-                            "Failed to perform '{name}' mutation on a non-U64 value in the database"
-                        )))))
-                    }
-                };
-                // Like Deno: the result of sum/min/max never expires.
-                set_row(conn, &m.key, &Value::U64(new), version, None)?;
                 keys.push(m.key.clone());
             }
             MutationKind::SetSuffixVersionstampedKey(value) => {

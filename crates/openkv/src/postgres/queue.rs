@@ -1,0 +1,202 @@
+//! Queue delivery across processes.
+//!
+//! A message stays in one row of `queue` from enqueue to its end. Taking it sets a lease
+//! (`lease_until`, `lease_owner`) with `FOR UPDATE SKIP LOCKED`, so two processes taking at
+//! once never get the same message; a lease that ran out makes the message takeable again
+//! (its taker is presumed dead: at least once). Finishing needs the lease still ours: a
+//! listener that lost its lease to a slower handler does not finish the new taker's attempt.
+//! A failed attempt clears the lease and sets the message due after the next backoff interval;
+//! with none left, the payload is written to its `keys_if_undelivered` under a fresh version
+//! (the same global version lock as every write).
+
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+
+use super::{pg_error, Shared};
+use crate::backend::{ChangeEvent, QueuedMessage};
+use crate::error::{Error, Result};
+use crate::value::ENCODING_V8;
+use crate::versionstamp::Versionstamp;
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// A stored JSON column that does not parse is a corrupt row: reported, not guessed at.
+fn parse<T: serde::de::DeserializeOwned>(what: &str, id: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
+    })
+}
+
+pub(super) async fn take(
+    client: &Object,
+    shared: &Shared,
+    max: usize,
+    lease: Duration,
+) -> Result<Vec<QueuedMessage>> {
+    let now = shared.clock.now_ms();
+    let q = shared.sql.table("queue");
+    let stmt = client
+        .prepare_cached(&format!(
+            "with due as (select id from {q} \
+               where (lease_until is null and due_ms <= $1) or lease_until <= $1 \
+               order by due_ms, id limit $2 for update skip locked) \
+             update {q} set lease_until = $1 + $3, lease_owner = $4, attempts = attempts + 1 \
+             from due where {q}.id = due.id \
+             returning {q}.id, payload, due_ms, backoff, keys_if_undelivered, attempts"
+        ))
+        .await
+        .map_err(|e| pg_error("taking queue messages", e))?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = client
+        .query(&stmt, &[&now, &max, &lease_ms(lease), &shared.instance])
+        .await
+        .map_err(|e| pg_error("taking queue messages", e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let backoff: String = row.get(3);
+        let keys: String = row.get(4);
+        let attempts: i32 = row.get(5);
+        out.push(QueuedMessage {
+            payload: row.get(1),
+            due_ms: row.get(2),
+            backoff_schedule: parse("backoff schedule", &id, &backoff)?,
+            keys_if_undelivered: parse("keys_if_undelivered", &id, &keys)?,
+            attempt: u32::try_from(attempts).unwrap_or(1),
+            id,
+        });
+    }
+    out.sort_by_key(|m| (m.due_ms, m.id.clone()));
+    Ok(out)
+}
+
+pub(super) async fn renew(
+    client: &Object,
+    shared: &Shared,
+    ids: Vec<String>,
+    lease: Duration,
+) -> Result<()> {
+    let until = shared.clock.now_ms() + lease_ms(lease);
+    let stmt = client
+        .prepare_cached(&format!(
+            "update {} set lease_until = $1 where id = any($2) and lease_owner = $3 \
+             and lease_until is not null",
+            shared.sql.table("queue")
+        ))
+        .await
+        .map_err(|e| pg_error("renewing queue leases", e))?;
+    client
+        .execute(&stmt, &[&until, &ids, &shared.instance])
+        .await
+        .map_err(|e| pg_error("renewing queue leases", e))?;
+    Ok(())
+}
+
+pub(super) async fn finish(
+    client: &mut Object,
+    shared: &Shared,
+    mut outcomes: Vec<(String, bool)>,
+) -> Result<()> {
+    let err = |e| pg_error("finishing queue messages", e);
+    let now = shared.clock.now_ms();
+    let q = shared.sql.table("queue");
+    let kv = shared.sql.table("kv");
+    // Locks in one order, whoever finishes.
+    outcomes.sort();
+    outcomes.dedup_by(|a, b| a.0 == b.0);
+    let select = client
+        .prepare_cached(&format!(
+            "select backoff, keys_if_undelivered, payload from {q} \
+             where id = $1 and lease_owner = $2 and lease_until is not null for update"
+        ))
+        .await
+        .map_err(err)?;
+    let delete =
+        client.prepare_cached(&format!("delete from {q} where id = $1")).await.map_err(err)?;
+    let retry = client
+        .prepare_cached(&format!(
+            "update {q} set due_ms = $2, backoff = $3, lease_until = null, lease_owner = null \
+             where id = $1"
+        ))
+        .await
+        .map_err(err)?;
+    let tx = client.transaction().await.map_err(err)?;
+    let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (id, delivered) in &outcomes {
+        let Some(row) = tx.query_opt(&select, &[id, &shared.instance]).await.map_err(err)? else {
+            continue; // No longer ours: it will be delivered again.
+        };
+        let backoff: String = row.get(0);
+        let mut schedule: Vec<u32> = parse("backoff schedule", id, &backoff)?;
+        if !delivered && !schedule.is_empty() {
+            let wait = schedule.remove(0);
+            let rest = serde_json::to_string(&schedule).expect("u32 lists serialize");
+            tx.execute(&retry, &[id, &(now + i64::from(wait)), &rest]).await.map_err(err)?;
+            continue;
+        }
+        tx.execute(&delete, &[id]).await.map_err(err)?;
+        if !delivered {
+            let keys: Vec<Vec<u8>> = parse("keys_if_undelivered", id, &row.get::<_, String>(1))?;
+            tracing::warn!(
+                "openkv: queue message {id} failed its last attempt; writing it to {} key(s)",
+                keys.len()
+            );
+            let payload: Vec<u8> = row.get(2);
+            dead_letters.extend(keys.into_iter().map(|k| (k, payload.clone())));
+        }
+    }
+    let mut event = None;
+    if !dead_letters.is_empty() {
+        // A write like any other: under the version lock, with the next version.
+        let version: i64 = tx
+            .query_one(
+                &format!(
+                    "update {} set v = v + 1 where id = 0 returning v",
+                    shared.sql.table("version")
+                ),
+                &[],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        let vs = Versionstamp::from_version(version as u64);
+        for (key, payload) in &dead_letters {
+            tx.execute(
+                &format!(
+                    "insert into {kv} (k, v, encoding, vs, expire_ms) values ($1, $2, $3, $4, null) \
+                     on conflict (k) do update set v = excluded.v, encoding = excluded.encoding, \
+                     vs = excluded.vs, expire_ms = null"
+                ),
+                &[key, payload, &(ENCODING_V8 as i32), &vs.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(err)?;
+        }
+        let keys: Vec<Vec<u8>> = dead_letters.into_iter().map(|(k, _)| k).collect();
+        let payload = super::notify::encode(&shared.instance, vs, false, &keys);
+        tx.execute("select pg_notify($1, $2)", &[&shared.sql.channel, &payload])
+            .await
+            .map_err(err)?;
+        event = Some(ChangeEvent { versionstamp: vs, keys: keys.into() });
+    }
+    tx.commit().await.map_err(err)?;
+    if let Some(event) = event {
+        let _ = shared.changes.send(event);
+    }
+    Ok(())
+}
+
+pub(super) async fn next_due(client: &Object, shared: &Shared) -> Result<Option<i64>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select min(coalesce(lease_until, due_ms)) from {}",
+            shared.sql.table("queue")
+        ))
+        .await
+        .map_err(|e| pg_error("reading the queue", e))?;
+    let row = client.query_one(&stmt, &[]).await.map_err(|e| pg_error("reading the queue", e))?;
+    Ok(row.get(0))
+}
