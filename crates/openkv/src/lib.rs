@@ -58,7 +58,16 @@
 //!   through `openkv serve` (docs/protocol-extensions.md).
 //! - [`default_database_path`]: where a program that opens no path keeps its database
 //!   (`<data directory>/openkv/<app>/kv.sqlite3`, like Deno's per-script default).
-//! - [`Backend`]: the seam under `Kv`; SQLite is the built-in implementation.
+//! - [`Backend`]: the seam under `Kv`; SQLite, PostgreSQL and the KV Connect client are its
+//!   three implementations.
+//! - A **PostgreSQL backend** (feature `postgres`, on by default):
+//!   `Kv::open("postgres://user@host/db?openkv_schema=NAME")` keeps the database in one
+//!   PostgreSQL schema (created and migrated on first use; default `openkv`), which any number of
+//!   processes — many `openkv serve` behind a load balancer — use at once with the same
+//!   semantics: versionstamps increase in commit order across all of them, checks serialize,
+//!   watchers see every process's writes (`LISTEN`/`NOTIFY`), and each queue message goes to
+//!   one listener of the cluster at a time. Limits: no TLS to PostgreSQL, no
+//!   [`Kv::backup`] (use `pg_dump`, or `openkv export`/`import`). docs/design.md §13.
 //! - A **KV Connect client** (feature `remote`, on by default): `Kv::open("http://…")` or
 //!   `"https://…"` reaches `openkv serve`, `denokv` or any server Deno's
 //!   `Deno.openKv(url)` reaches, with the same API as a local file. The token comes from
@@ -69,10 +78,12 @@
 //!
 //! ## What it is not
 //! - Not a server: `openkv-server` serves a `Kv` over KV Connect.
-//! - Not distributed: one SQLite file, many processes on one machine (PostgreSQL is planned).
+//! - Not distributed on its own: one SQLite file serves the processes of one machine; to spread
+//!   over machines, put the database in PostgreSQL and run stateless servers in front of it.
 //!
 //! ## Guarantees
-//! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode).
+//! - A commit that returned `Ok` is on disk (SQLite `synchronous = FULL` in WAL mode;
+//!   PostgreSQL's `COMMIT` returned).
 //! - An atomic operation applies all its mutations or none; a failed check is a normal
 //!   [`CommitOutcome::CheckFailed`], not an error.
 //! - Expired keys are invisible to every read and every check from the moment they expire.
