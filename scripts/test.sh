@@ -4,7 +4,11 @@
 #      exports DENO_BIN for the interoperability tests;
 #   2. builds the reference server denokv (for the shared backend suite);
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
-#   4. cargo test --workspace --release (unit, integration, property, crash and
+#   4. starts a throwaway PostgreSQL cluster (scripts/postgres.sh: installs
+#      Debian's postgresql package if needed) for the PostgreSQL backend's tests,
+#      exports OPENKV_TEST_POSTGRES_URL and OPENKV_REQUIRE_POSTGRES=1, and stops
+#      and removes it when this script exits, failed or not;
+#   5. cargo test --workspace --release (unit, integration, property, crash and
 #      doc tests; release mode keeps property/crash tests fast).
 #
 # Usage: scripts/test.sh [extra args passed to `cargo test`]
@@ -13,6 +17,9 @@
 # Environment:
 #   OPENKV_SKIP_LINT=1   skip cargo fmt + clippy (quick local iterations only;
 #                        CI always lints).
+#   OPENKV_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB
+#                        use this PostgreSQL server instead of starting one
+#                        (each test works in a fresh schema of that database).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -59,6 +66,29 @@ else
   step "cargo doc (warnings are errors: broken links, bad HTML in docs)"
   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 fi
+
+# --- PostgreSQL, for the PostgreSQL backend ---------------------------------
+# A throwaway cluster in a temporary directory, stopped and removed on exit (on
+# failure and Ctrl-C too). OPENKV_REQUIRE_POSTGRES=1 makes the PostgreSQL tests
+# fail, not skip, if the URL were missing.
+if [[ -n "${OPENKV_TEST_POSTGRES_URL:-}" ]]; then
+  step "PostgreSQL: using OPENKV_TEST_POSTGRES_URL=$OPENKV_TEST_POSTGRES_URL"
+else
+  step "starting a throwaway PostgreSQL cluster (scripts/postgres.sh)"
+  pg_dir="$(mktemp -d -t openkv-postgres.XXXXXX)"
+  # The cluster runs as an unprivileged user when we are root: let it reach the
+  # directory (postgres.sh hands the directory itself over to that user).
+  chmod 755 "$pg_dir"
+  # (If the start failed before making the cluster, stop refuses the directory:
+  # then only an empty directory is left to remove.)
+  trap 'scripts/postgres.sh stop "$pg_dir" || rmdir "$pg_dir" 2>/dev/null || true' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  OPENKV_TEST_POSTGRES_URL="$(scripts/postgres.sh start "$pg_dir")"
+  export OPENKV_TEST_POSTGRES_URL
+  echo "PostgreSQL: $OPENKV_TEST_POSTGRES_URL"
+fi
+export OPENKV_REQUIRE_POSTGRES=1
 
 # --- tests ------------------------------------------------------------------
 step "cargo test --workspace --release $*"

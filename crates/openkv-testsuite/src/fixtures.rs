@@ -1,4 +1,9 @@
 //! Fresh databases on every backend, and the real servers behind the remote ones.
+//!
+//! PostgreSQL fixtures need a server: `OPENKV_TEST_POSTGRES_URL` (a base URL such as
+//! `postgres://openkv@127.0.0.1:54329/openkv`, without `openkv_schema`), which
+//! `scripts/test.sh` sets after starting a throwaway cluster (`scripts/postgres.sh`). Each
+//! fixture works in a fresh schema of that database, so tests never see each other's data.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +25,7 @@ pub struct Fixture {
     pub kv: Kv,
     server: Option<Server>,
     denokv: Option<tokio::process::Child>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Fixture {
@@ -41,7 +46,7 @@ impl Fixture {
 pub async fn sqlite() -> Option<Fixture> {
     let dir = tempfile::tempdir().expect("temp dir");
     let kv = Kv::open(dir.path().join("db.sqlite3")).await.expect("opening SQLite");
-    Some(Fixture { kv, server: None, denokv: None, _dir: dir })
+    Some(Fixture { kv, server: None, denokv: None, _dir: Some(dir) })
 }
 
 /// `openkv serve` (in this process, on a real socket) on a fresh file, and a `Kv` that reaches
@@ -50,7 +55,54 @@ pub async fn openkv_server() -> Option<Fixture> {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
     let kv = remote(&server.url).await;
-    Some(Fixture { kv, server: Some(server), denokv: None, _dir: dir })
+    Some(Fixture { kv, server: Some(server), denokv: None, _dir: Some(dir) })
+}
+
+/// The PostgreSQL server the tests use: `$OPENKV_TEST_POSTGRES_URL`. `None` (the test passes
+/// without running, after a note) when it is not set — unless `OPENKV_REQUIRE_POSTGRES=1`,
+/// which the project's test script sets after starting a cluster, so CI can never skip it.
+pub fn postgres_base_url() -> Option<String> {
+    match std::env::var("OPENKV_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("OPENKV_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "OPENKV_REQUIRE_POSTGRES=1 but OPENKV_TEST_POSTGRES_URL is not set \
+                 (scripts/test.sh starts a cluster with scripts/postgres.sh and sets it)"
+            );
+            eprintln!(
+                "OPENKV_TEST_POSTGRES_URL is not set: skipping \
+                 (scripts/postgres.sh start DIR prints a URL to set it to)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh, empty database on the PostgreSQL server: the URL of a schema no one has used
+/// (`t_` and 32 random hex digits; the backend creates it on first open). `None` as for
+/// [`postgres_base_url`]. Schemas are left behind: the test cluster is thrown away.
+pub fn postgres_url() -> Option<String> {
+    let base = postgres_base_url()?;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{separator}openkv_schema={schema}"))
+}
+
+/// A `Kv` on a fresh PostgreSQL schema ([`postgres_url`]). `None`: no PostgreSQL server here.
+pub async fn postgres() -> Option<Fixture> {
+    let url = postgres_url()?;
+    let kv = Kv::open(&url).await.unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    Some(Fixture { kv, server: None, denokv: None, _dir: None })
+}
+
+/// `openkv serve` (in this process, on a real socket) on a fresh PostgreSQL schema, and a `Kv`
+/// that reaches it over KV Connect. `None`: no PostgreSQL server here.
+pub async fn openkv_server_on_postgres() -> Option<Fixture> {
+    let url = postgres_url()?;
+    let server = Server::start(Path::new(&url), ServerConfig::new(TOKEN)).await;
+    let kv = remote(&server.url).await;
+    Some(Fixture { kv, server: Some(server), denokv: None, _dir: None })
 }
 
 /// The client options every remote fixture uses: retries short enough that a broken server
@@ -77,16 +129,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves the file at `path` on a free port.
+    /// Serves the store at `path` on a free port: a file, or a `postgres://` URL (as
+    /// [`Kv::open`] takes it).
     pub async fn start(path: &Path, config: ServerConfig) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding a port");
         Self::start_on(listener, path, config).await
     }
 
-    /// Serves the file at `path` on `listener`.
+    /// Serves the store at `path` (a file or a `postgres://` URL) on `listener`.
     pub async fn start_on(listener: TcpListener, path: &Path, config: ServerConfig) -> Server {
         let addr = listener.local_addr().expect("local address");
-        let kv = Kv::open(path).await.expect("opening the served file");
+        let kv = Kv::open(path)
+            .await
+            .unwrap_or_else(|e| panic!("opening the served store {}: {e}", path.display()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(openkv_server::serve(kv.clone(), listener, config, async {
             let _ = stopped.await;
@@ -149,5 +204,5 @@ pub async fn denokv() -> Option<Fixture> {
     let url = format!("http://127.0.0.1:{port}");
     // The client's own retries wait for the server to start listening.
     let kv = remote(&url).await;
-    Some(Fixture { kv, server: None, denokv: Some(child), _dir: dir })
+    Some(Fixture { kv, server: None, denokv: Some(child), _dir: Some(dir) })
 }

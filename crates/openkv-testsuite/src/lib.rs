@@ -1,15 +1,34 @@
 //! One behaviour suite, run over every backend openkv has.
 //!
 //! [`behaviours`] holds the tests as plain `async fn(&Kv)`; each sees a fresh, empty database.
-//! [`fixtures`] opens such a database on each backend: a SQLite file, `openkv serve` reached
+//! [`fixtures`] opens such a database on each backend: a SQLite file, a fresh schema on a
+//! PostgreSQL server, `openkv serve` (on a SQLite file, and on a PostgreSQL schema) reached
 //! through the KV Connect client (a real HTTP server on 127.0.0.1), and the reference server
 //! `denokv` reached the same way. [`backend_suite!`] turns the behaviours into one `#[test]` per
-//! backend and behaviour, so a failure names both. A new backend (PostgreSQL) adds a fixture
-//! and one macro call, and inherits every test.
+//! backend and behaviour, so a failure names both. A new backend adds a fixture and one macro
+//! call, and inherits every test.
 //!
 //! Behaviours come in two groups: `core` (what any Deno KV backend must do) and `strict`
 //! (what openkv does and `denokv` gets wrong — see shared/spec/KV-CONNECT.md §8). `denokv`
-//! runs only `core`.
+//! runs only `core`; every other backend, PostgreSQL included, runs both.
+//!
+//! The PostgreSQL fixtures ([`fixtures::postgres`], [`fixtures::openkv_server_on_postgres`],
+//! and [`fixtures::postgres_url`] for tests that open the store themselves) need a server:
+//! `OPENKV_TEST_POSTGRES_URL`, a base URL such as `postgres://openkv@127.0.0.1:54329/openkv`
+//! (no `openkv_schema`: each fixture adds a fresh `t_<random hex>` schema, so tests never share
+//! data, and leaves it behind). `scripts/test.sh` starts a throwaway cluster for it with
+//! `scripts/postgres.sh` (trust authentication on 127.0.0.1, fsync on) and removes it at exit;
+//! to run these tests by hand:
+//!
+//! ```text
+//! dir=$(mktemp -d) && chmod 755 $dir
+//! export OPENKV_TEST_POSTGRES_URL=$(scripts/postgres.sh start $dir)
+//! cargo test -p openkv-testsuite postgres
+//! scripts/postgres.sh stop $dir
+//! ```
+//!
+//! Without the variable the PostgreSQL tests pass without running (after a note on stderr),
+//! unless `OPENKV_REQUIRE_POSTGRES=1` — which the test script sets, so CI never skips them.
 #![deny(unsafe_code)]
 
 pub mod behaviours;

@@ -1,11 +1,22 @@
-//! The behaviour suite over every backend: SQLite, KV Connect to `openkv serve`, KV Connect to
-//! `denokv` (core behaviours only; it fails the strict ones, see the crate docs).
+//! The behaviour suite over every backend: SQLite, PostgreSQL (a fresh schema per test, on
+//! `$OPENKV_TEST_POSTGRES_URL`), KV Connect to `openkv serve` on SQLite and on PostgreSQL, KV
+//! Connect to `denokv` (core behaviours only; it fails the strict ones, see the crate docs).
 
 use openkv_testsuite::fixtures;
 use openkv_testsuite::{backend_suite, core_behaviours, strict_behaviours};
 
 core_behaviours!(backend_suite!(sqlite_core, fixtures::sqlite().await));
 strict_behaviours!(backend_suite!(sqlite_strict, fixtures::sqlite().await));
+core_behaviours!(backend_suite!(postgres_core, fixtures::postgres().await));
+strict_behaviours!(backend_suite!(postgres_strict, fixtures::postgres().await));
 core_behaviours!(backend_suite!(remote_openkv_core, fixtures::openkv_server().await));
 strict_behaviours!(backend_suite!(remote_openkv_strict, fixtures::openkv_server().await));
+core_behaviours!(backend_suite!(
+    remote_openkv_postgres_core,
+    fixtures::openkv_server_on_postgres().await
+));
+strict_behaviours!(backend_suite!(
+    remote_openkv_postgres_strict,
+    fixtures::openkv_server_on_postgres().await
+));
 core_behaviours!(backend_suite!(remote_denokv_core, fixtures::denokv().await));

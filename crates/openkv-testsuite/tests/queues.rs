@@ -1,7 +1,13 @@
 //! Queues over the network (docs/protocol-extensions.md), against a real `openkv serve` on
 //! 127.0.0.1: the webhook (delivery, headers, JSON body, retries, dead-letter keys), the pull
-//! endpoints' handling of bad requests, and remote listeners through the Rust client.
+//! endpoints' handling of bad requests, and remote listeners through the Rust client. Each of
+//! those runs twice: the server on a SQLite file, and on a fresh PostgreSQL schema. Then local
+//! listeners on two handles of one store (two processes, as far as the store can tell): delays,
+//! retries and dead letters across handles, and each message delivered once between two
+//! listeners.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +16,46 @@ use openkv::{key, EnqueueOptions, Error, Kv};
 use openkv_server::{ServerConfig, WebhookConfig};
 use openkv_testsuite::fixtures::{self, Server, TOKEN};
 use tokio::net::TcpListener;
+
+/// Where a test's data lives: a SQLite file in a temporary directory, or a fresh PostgreSQL
+/// schema. `location` is what `Kv::open` and `Server::start` take.
+struct Store {
+    location: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Store {
+    fn sqlite() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        Store { location: dir.path().join("db.sqlite3"), _dir: Some(dir) }
+    }
+
+    /// `None`: no PostgreSQL server here (see `fixtures::postgres_base_url`).
+    fn postgres() -> Option<Store> {
+        Some(Store { location: PathBuf::from(fixtures::postgres_url()?), _dir: None })
+    }
+
+    async fn serve(&self, config: ServerConfig) -> Server {
+        Server::start(&self.location, config).await
+    }
+}
+
+/// One test per store: `$sqlite` runs `$body` on a SQLite file, `$postgres` on a fresh
+/// PostgreSQL schema.
+macro_rules! on_each_store {
+    ($body:ident: $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $body(Store::sqlite()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let Some(store) = Store::postgres() else { return };
+            $body(store).await;
+        }
+    };
+}
 
 /// One request the webhook received: headers and JSON body.
 type Received = (HeaderMap, serde_json::Value);
@@ -51,17 +97,17 @@ fn header(headers: &HeaderMap, name: &str) -> String {
     headers.get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap().to_owned()
 }
 
-async fn server_with_webhook(url: &str) -> (tempfile::TempDir, Server) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig::new(TOKEN).queue_webhook(WebhookConfig::new(url));
-    let server = Server::start(&dir.path().join("db.sqlite3"), config).await;
-    (dir, server)
+async fn server_with_webhook(store: &Store, url: &str) -> Server {
+    store.serve(ServerConfig::new(TOKEN).queue_webhook(WebhookConfig::new(url))).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_receives_each_message_as_typed_json_with_its_id_and_attempt() {
+on_each_store!(webhook_delivery:
+    the_webhook_receives_each_message_as_typed_json_with_its_id_and_attempt,
+    the_webhook_receives_each_message_as_typed_json_with_its_id_and_attempt_on_postgres);
+
+async fn webhook_delivery(store: Store) {
     let (url, received) = webhook(|_| StatusCode::NO_CONTENT).await;
-    let (_dir, server) = server_with_webhook(&url).await;
+    let server = server_with_webhook(&store, &url).await;
     // Enqueued by a remote client, as @deno/kv would through this server.
     let kv = fixtures::remote(&server.url).await;
     let job = serde_json::json!({"to": "ada@example.com", "n": 1});
@@ -79,10 +125,13 @@ async fn the_webhook_receives_each_message_as_typed_json_with_its_id_and_attempt
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_webhook_sees_every_retry_then_the_dead_letter_key_is_written() {
+on_each_store!(webhook_retries:
+    a_failing_webhook_sees_every_retry_then_the_dead_letter_key_is_written,
+    a_failing_webhook_sees_every_retry_then_the_dead_letter_key_is_written_on_postgres);
+
+async fn webhook_retries(store: Store) {
     let (url, received) = webhook(|_| StatusCode::INTERNAL_SERVER_ERROR).await;
-    let (_dir, server) = server_with_webhook(&url).await;
+    let server = server_with_webhook(&store, &url).await;
     let options = EnqueueOptions::new()
         .backoff_schedule([Duration::from_millis(50), Duration::from_millis(100)])
         .keys_if_undelivered([key!["failed", "job"]]);
@@ -108,11 +157,14 @@ async fn wait_for_key(kv: &Kv, key: &openkv::Key) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_that_recovers_gets_the_message_on_a_retry() {
+on_each_store!(webhook_recovers:
+    a_webhook_that_recovers_gets_the_message_on_a_retry,
+    a_webhook_that_recovers_gets_the_message_on_a_retry_on_postgres);
+
+async fn webhook_recovers(store: Store) {
     let (url, received) =
         webhook(|n| if n == 1 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK }).await;
-    let (_dir, server) = server_with_webhook(&url).await;
+    let server = server_with_webhook(&store, &url).await;
     let options = EnqueueOptions::new().backoff_schedule([Duration::from_millis(50)]);
     server.kv.enqueue(&"eventually".to_string(), &options).await.unwrap();
     wait_for("two attempts", || received.lock().unwrap().len() == 2).await;
@@ -133,12 +185,14 @@ async fn a_read_only_server_refuses_a_webhook() {
     kv.close().await.unwrap();
 }
 
+on_each_store!(pull_endpoints:
+    the_pull_endpoints_refuse_bad_requests_with_4xx,
+    the_pull_endpoints_refuse_bad_requests_with_4xx_on_postgres);
+
 /// The pull endpoints at the HTTP level: authentication and every malformed request → 4xx
 /// with a message, and the server still answering.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pull_endpoints_refuse_bad_requests_with_4xx() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+async fn pull_endpoints(store: Store) {
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
     let database_id = server.kv.database_id().await.unwrap().to_string();
     let client = reqwest::Client::new();
     let post = |path: &str, token: &str, body: &str| {
@@ -186,10 +240,12 @@ async fn remote_listener_kv(url: &str) -> Kv {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_remote_listener_retries_by_the_servers_schedule_then_dead_letters() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+on_each_store!(remote_listener_retries:
+    a_remote_listener_retries_by_the_servers_schedule_then_dead_letters,
+    a_remote_listener_retries_by_the_servers_schedule_then_dead_letters_on_postgres);
+
+async fn remote_listener_retries(store: Store) {
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
     let options = EnqueueOptions::new()
         .backoff_schedule([Duration::from_millis(50)])
         .keys_if_undelivered([key!["dead"]]);
@@ -216,10 +272,12 @@ async fn a_remote_listener_retries_by_the_servers_schedule_then_dead_letters() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_whose_remote_listener_vanishes_is_delivered_to_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("db.sqlite3"), ServerConfig::new(TOKEN)).await;
+on_each_store!(remote_listener_vanishes:
+    a_message_whose_remote_listener_vanishes_is_delivered_to_the_next,
+    a_message_whose_remote_listener_vanishes_is_delivered_to_the_next_on_postgres);
+
+async fn remote_listener_vanishes(store: Store) {
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
     server.kv.enqueue(&"orphan".to_string(), &EnqueueOptions::new()).await.unwrap();
     // The first listener takes the message and never answers; then it is gone (dropped: no
     // finish, no more renewals), like a crashed process.
@@ -260,4 +318,115 @@ async fn denokv_has_no_remote_listeners_and_says_so() {
     let err = fixture.kv.clone().listen_queue(|_| async { Ok::<(), String>(()) }).await;
     assert!(matches!(&err, Err(Error::Unsupported(m)) if m.contains("denokv")), "{err:?}");
     fixture.finish().await;
+}
+
+/// Two handles on one store: what one enqueues, a listener on the other gets.
+async fn two_handles(store: &Store) -> (Kv, Kv) {
+    let open = || {
+        openkv::OpenOptions::new()
+            .queue_poll_interval(Duration::from_millis(30))
+            .open(&store.location)
+    };
+    (open().await.unwrap(), open().await.unwrap())
+}
+
+on_each_store!(listener_on_another_handle:
+    a_listener_gets_delays_retries_and_dead_letters_enqueued_through_another_handle,
+    a_listener_gets_delays_retries_and_dead_letters_enqueued_through_another_handle_on_postgres);
+
+async fn listener_on_another_handle(store: Store) {
+    let (producer, consumer) = two_handles(&store).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(consumer.clone().listen_queue(move |message| {
+        let tx = tx.clone();
+        async move {
+            let text: String = message.value.decode().map_err(|e| e.to_string())?;
+            let _ = tx.send((text.clone(), message.attempt, Instant::now()));
+            if text == "fails" {
+                Err("the handler refuses".to_string())
+            } else {
+                Ok(())
+            }
+        }
+    }));
+    let enqueued = Instant::now();
+    let delayed = EnqueueOptions::new().delay(Duration::from_millis(800));
+    producer.enqueue(&"later".to_string(), &delayed).await.unwrap();
+    producer.enqueue(&"now".to_string(), &EnqueueOptions::new()).await.unwrap();
+    let failing = EnqueueOptions::new()
+        .backoff_schedule([Duration::from_millis(100), Duration::from_millis(200)])
+        .keys_if_undelivered([key!["dead", "fails"]]);
+    producer.enqueue(&"fails".to_string(), &failing).await.unwrap();
+
+    let mut seen: Vec<(String, u32, Instant)> = Vec::new();
+    while seen.len() < 5 {
+        let next = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        seen.push(next.expect("timed out waiting for a delivery").unwrap());
+    }
+    let attempts = |text: &str| -> Vec<(u32, Instant)> {
+        seen.iter().filter(|(t, ..)| t == text).map(|&(_, n, at)| (n, at)).collect()
+    };
+    assert_eq!(attempts("now").len(), 1, "{seen:?}");
+    let later = attempts("later");
+    assert_eq!(later.len(), 1, "{seen:?}");
+    assert!(later[0].1 - enqueued >= Duration::from_millis(800), "not before its delay");
+    let fails = attempts("fails");
+    assert_eq!(fails.iter().map(|a| a.0).collect::<Vec<_>>(), [1, 2, 3], "{seen:?}");
+    assert!(fails[1].1 - fails[0].1 >= Duration::from_millis(100), "the first backoff");
+    assert!(fails[2].1 - fails[1].1 >= Duration::from_millis(200), "the second backoff");
+    // The dead-letter key, written once the last attempt failed, is seen by both handles.
+    wait_for_key(&producer, &key!["dead", "fails"]).await;
+    let dead = consumer.get(&key!["dead", "fails"]).await.unwrap().unwrap();
+    assert_eq!(dead.value.decode::<String>().unwrap(), "fails");
+    // Nothing more: no fourth attempt, no second delivery.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rx.try_recv().is_err(), "a delivery after the last one");
+    producer.close().await.unwrap();
+    consumer.close().await.unwrap();
+    listener.await.unwrap().unwrap();
+}
+
+on_each_store!(two_listeners_share_the_work:
+    two_listeners_on_two_handles_get_each_message_once,
+    two_listeners_on_two_handles_get_each_message_once_on_postgres);
+
+/// One delivery: the message's number, the listener that got it, the attempt.
+type Delivery = (u32, &'static str, u32);
+
+async fn two_listeners_share_the_work(store: Store) {
+    let (a, b) = two_handles(&store).await;
+    const MESSAGES: u32 = 60;
+    for i in 0..MESSAGES {
+        let handle = if i % 2 == 0 { &a } else { &b };
+        handle.enqueue(&i, &EnqueueOptions::new()).await.unwrap();
+    }
+    let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let listen = |kv: &Kv, name: &'static str| {
+        let log = deliveries.clone();
+        tokio::spawn(kv.clone().listen_queue(move |message| {
+            let log = log.clone();
+            async move {
+                let n: u32 = message.value.decode().map_err(|e| e.to_string())?;
+                log.lock().unwrap().push((n, name, message.attempt));
+                // Long enough for the other listener to want the same messages meanwhile.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<(), String>(())
+            }
+        }))
+    };
+    let (la, lb) = (listen(&a, "a"), listen(&b, "b"));
+    wait_for("every message", || deliveries.lock().unwrap().len() >= MESSAGES as usize).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = deliveries.lock().unwrap().clone();
+    let mut per_message: HashMap<u32, usize> = HashMap::new();
+    for &(n, _, attempt) in &log {
+        *per_message.entry(n).or_default() += 1;
+        assert_eq!(attempt, 1, "message {n} needed a retry: {log:?}");
+    }
+    assert_eq!(per_message.len(), MESSAGES as usize, "every message: {log:?}");
+    assert!(per_message.values().all(|&count| count == 1), "each exactly once: {log:?}");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    la.await.unwrap().unwrap();
+    lb.await.unwrap().unwrap();
 }
