@@ -1,4 +1,5 @@
 //! Property test: random sequences of every operation run against openkv on a real SQLite file
+//! (and on PostgreSQL when the test command started one)
 //! and against a `BTreeMap` model, with reopen, expiry (manual clock), reverse lists, limits
 //! and cursor pagination. Every read is compared entry for entry, versionstamps included.
 //!
@@ -329,6 +330,37 @@ async fn step(kv: &mut Kv, m: &mut Model, op: &Op, path: &std::path::Path, clock
 
 #[test]
 fn operations_match_a_btreemap_model() {
+    run_model(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.sqlite3");
+        (path, Some(dir))
+    });
+}
+
+/// The same model on PostgreSQL (a fresh schema per case), when the test command started a
+/// server (`OPENKV_TEST_POSTGRES_URL`); required in CI (`OPENKV_REQUIRE_POSTGRES=1`).
+#[test]
+fn operations_match_a_btreemap_model_on_postgres() {
+    let Ok(base) = std::env::var("OPENKV_TEST_POSTGRES_URL") else {
+        assert_ne!(
+            std::env::var("OPENKV_REQUIRE_POSTGRES").as_deref(),
+            Ok("1"),
+            "OPENKV_REQUIRE_POSTGRES=1 but OPENKV_TEST_POSTGRES_URL is not set"
+        );
+        eprintln!("skipped: OPENKV_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let run = std::process::id();
+    run_model(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let url = format!("{base}?openkv_schema=model_{run}_{n}");
+        (std::path::PathBuf::from(url), None)
+    });
+}
+
+/// Runs the model over databases made by `fresh` (a path or URL, and what keeps it alive).
+fn run_model(fresh: impl Fn() -> (std::path::PathBuf, Option<tempfile::TempDir>)) {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(96);
     let config = Config {
         cases,
@@ -342,8 +374,7 @@ fn operations_match_a_btreemap_model() {
     runner
         .run(&prop::collection::vec(op(), 1..60), |ops| {
             rt.block_on(async {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("model.sqlite3");
+                let (path, _dir) = fresh();
                 let clock = ManualClock::new(START_MS);
                 let mut kv = open(&path, &clock).await;
                 let mut model = Model { now: START_MS, ..Model::default() };

@@ -136,7 +136,9 @@ pub(super) async fn start(
         }
     });
     let sweeper = tokio::spawn(async move {
-        let mut every = tokio::time::interval(config.sweep_interval);
+        // The first sweep one interval after opening, as on SQLite (not at once).
+        let period = config.sweep_interval.max(std::time::Duration::from_millis(1));
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
