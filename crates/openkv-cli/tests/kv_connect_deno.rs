@@ -1,11 +1,13 @@
 //! The real Deno CLI against the real `openkv serve` binary: the TypeScript suite in
 //! `tests/deno/kv_connect/` (every behaviour of SEMANTICS.md reachable over KV Connect) runs
 //! with `deno test`, then the server is stopped with SIGTERM and must exit cleanly, leaving a
-//! database that opens with everything the suite wrote.
+//! database that opens with everything the suite wrote. Twice: `openkv serve` on a SQLite file,
+//! and on a fresh schema of a PostgreSQL database (`$OPENKV_TEST_POSTGRES_URL`; skipped when
+//! unset, unless `OPENKV_REQUIRE_POSTGRES=1`).
 
 mod common;
 
-use common::{deno_bin, start_server, workspace_root};
+use common::{deno_bin, fresh_postgres_url, start_server, workspace_root};
 use std::path::Path;
 use std::process::Command;
 
@@ -15,7 +17,37 @@ const TOKEN: &str = "kv-connect-suite-token-0123";
 fn deno_kv_connect_suite_passes_against_openkv_serve() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("served.sqlite3");
-    let (mut server, url) = start_server(&db, TOKEN);
+    run_suite_then_sigterm(&db);
+    // The served file opens afterwards and holds the marker (the suite removes its own keys).
+    assert_eq!(live_entries(&db), 1);
+}
+
+#[test]
+fn deno_kv_connect_suite_passes_against_openkv_serve_on_postgres() {
+    let Some(db) = fresh_postgres_url() else { return };
+    eprintln!("database: {db}");
+    run_suite_then_sigterm(Path::new(&db));
+    // The schema opens afterwards, directly (no server), and holds only the marker.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let kv = openkv::Kv::open(&db).await.unwrap_or_else(|e| panic!("opening {db}: {e}"));
+        let selector = openkv::Selector::prefix(openkv::Key::default());
+        let mut entries = kv.list(selector, openkv::ListOptions::new()).unwrap();
+        let mut all = Vec::new();
+        while let Some(entry) = futures::StreamExt::next(&mut entries).await {
+            all.push(entry.unwrap());
+        }
+        assert_eq!(all.len(), 1, "only the marker should be left: {all:?}");
+        assert_eq!(all[0].key, openkv::key!["marker"]);
+        assert_eq!(all[0].clone().decode::<String>().unwrap().value, "written before SIGTERM");
+        kv.close().await.unwrap();
+    });
+}
+
+/// Serves `db`, runs the suite against it, writes `["marker"]` through Deno, then stops the
+/// server with SIGTERM; asserts that all of it went well.
+fn run_suite_then_sigterm(db: &Path) {
+    let (mut server, url) = start_server(db, TOKEN);
 
     let out = Command::new(deno_bin())
         .args(["test", "-A", "--unstable-kv", "tests/deno/kv_connect/"])
@@ -53,9 +85,6 @@ fn deno_kv_connect_suite_passes_against_openkv_serve() {
     assert!(summary.contains(" 0 failed"), "{summary}");
     assert!(marker.success(), "writing the marker through Deno failed");
     assert!(status.success(), "openkv serve exited with {status} after SIGTERM");
-
-    // The served file opens afterwards and holds the marker (the suite removes its own keys).
-    assert_eq!(live_entries(&db), 1);
 }
 
 /// `openkv info`'s count of live entries.

@@ -61,3 +61,45 @@ pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     child.wait().unwrap()
 }
+
+/// `$OPENKV_TEST_POSTGRES_URL` (a base URL such as `postgres://openkv@127.0.0.1:5432/openkv`)
+/// with a fresh schema of its own: `…?openkv_schema=t_<random hex>`. `None` when the variable
+/// is unset — the caller then skips — unless `OPENKV_REQUIRE_POSTGRES=1`, which the test script
+/// sets after starting a cluster, so that CI can never skip these tests.
+pub fn fresh_postgres_url() -> Option<String> {
+    let Some(base) = std::env::var("OPENKV_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("OPENKV_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "OPENKV_REQUIRE_POSTGRES=1 but OPENKV_TEST_POSTGRES_URL is not set \
+             (start a cluster with scripts/postgres.sh, or run scripts/test.sh)"
+        );
+        eprintln!("OPENKV_TEST_POSTGRES_URL is not set: skipping this PostgreSQL test");
+        return None;
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{separator}openkv_schema=t_{}", random_hex()))
+}
+
+/// 32 random hex digits (the standard library's per-process random hash keys, the clock and
+/// a counter: unique across concurrent tests and test processes).
+pub fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut words = [0u64; 2];
+    for (i, word) in words.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        h.write_usize(i);
+        *word = h.finish();
+    }
+    format!("{:016x}{:016x}", words[0], words[1])
+}
