@@ -1,5 +1,5 @@
 //! Online backups: taken while writers run, on a file and through `openkv serve`; verified;
-//! refused where they must be.
+//! refused where they must be (denokv, PostgreSQL).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,5 +229,50 @@ async fn the_restore_endpoint_answers_a_bad_upload_or_token_with_4xx() {
     assert!(garbage.text().await.unwrap().contains("not a valid"));
     assert_eq!(post("wrong-token-0123456", b"x").await.unwrap().status().as_u16(), 401);
     assert!(server.kv.get(&key!["kept"]).await.unwrap().is_some(), "untouched");
+    server.stop().await;
+}
+
+/// A PostgreSQL database is backed up by PostgreSQL: `Kv::backup` and `Kv::restore_from` say
+/// so (locally, and through `openkv serve` as a 4xx carrying the same text), and the database
+/// is untouched and still usable after both refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cannot_make_or_restore_backups_and_says_so() {
+    let Some(url) = fixtures::postgres_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A good SQLite backup to offer for a restore.
+    let sqlite = Kv::open(dir.path().join("src.sqlite3")).await.unwrap();
+    sqlite.set(&key!["from", "backup"], Value::Bytes(vec![1])).await.unwrap();
+    let backup = dir.path().join("b.sqlite3");
+    sqlite.backup(&backup).await.unwrap();
+    sqlite.close().await.unwrap();
+
+    let server = Server::start(std::path::Path::new(&url), ServerConfig::new(TOKEN)).await;
+    let local = server.kv.clone();
+    local.set(&key!["kept"], Value::Bytes(vec![2])).await.unwrap();
+    let dest = dir.path().join("pg-backup.sqlite3");
+    let err = local.backup(&dest).await.unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("PostgreSQL")), "{err:?}");
+    assert!(!dest.exists(), "no file left behind");
+    let err = local.restore_from(&backup).await.unwrap_err();
+    assert!(matches!(&err, Error::Unsupported(m) if m.contains("PostgreSQL")), "{err:?}");
+
+    let remote = fixtures::remote(&server.url).await;
+    for (what, result) in
+        [("backup", remote.backup(&dest).await), ("restore", remote.restore_from(&backup).await)]
+    {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, Error::Remote { status: 400..=499, message } if message.contains("PostgreSQL")),
+            "{what}: {err:?}"
+        );
+    }
+    assert!(!dest.exists(), "no file left behind");
+
+    // Nothing changed, and writes still work.
+    assert!(remote.get(&key!["kept"]).await.unwrap().is_some());
+    assert_eq!(remote.get(&key!["from", "backup"]).await.unwrap(), None);
+    remote.set(&key!["after"], Value::Bytes(vec![3])).await.unwrap();
+    assert!(local.get(&key!["after"]).await.unwrap().is_some());
+    remote.close().await.unwrap();
     server.stop().await;
 }
