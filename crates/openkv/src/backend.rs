@@ -117,6 +117,33 @@ impl MutationKind {
     }
 }
 
+/// The key a [`MutationKind::SetSuffixVersionstampedKey`] writes: `prefix` (an encoded key)
+/// with one string part appended, the commit's versionstamp as 20 hex digits.
+pub(crate) fn versionstamped_key(prefix: &[u8], versionstamp: Versionstamp) -> Vec<u8> {
+    let mut key = Vec::with_capacity(prefix.len() + 22);
+    key.extend_from_slice(prefix);
+    key.push(0x02);
+    key.extend_from_slice(versionstamp.to_hex().as_bytes());
+    key.push(0x00);
+    key
+}
+
+impl Enqueue {
+    /// The stored columns of this new message, as Deno's tables hold them: a random UUID
+    /// (from `rng`, the backend's seeded source), the backoff schedule as JSON (Deno's default
+    /// when none was given) and the dead-letter keys as JSON.
+    pub(crate) fn stored_columns(&self, rng: &mut impl rand::RngCore) -> (String, String, String) {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let id = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
+        let schedule =
+            self.backoff_schedule.as_deref().unwrap_or(&crate::queue::DEFAULT_BACKOFF_SCHEDULE);
+        let schedule = serde_json::to_string(schedule).expect("a u32 list serializes");
+        let keys = serde_json::to_string(&self.keys_if_undelivered).expect("byte lists serialize");
+        (id, schedule, keys)
+    }
+}
+
 /// One mutation of an atomic write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mutation {

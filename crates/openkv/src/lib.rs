@@ -107,11 +107,11 @@ mod kv;
 pub mod limits;
 mod list;
 mod paths;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod queue;
 #[cfg(feature = "remote")]
 mod remote;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod sqlite;
 mod sum;
 mod validate;

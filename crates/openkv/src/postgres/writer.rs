@@ -19,9 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use super::{connect, notify, pg_error, PostgresConfig, Shared};
-use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
+use crate::backend::{versionstamped_key, AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
 use crate::error::{Error, Result};
-use crate::queue::DEFAULT_BACKOFF_SCHEDULE;
 use crate::sum;
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
@@ -486,11 +485,7 @@ fn apply_write(
             )),
             MutationKind::Delete => changes.push((m.key.clone(), None)),
             MutationKind::SetSuffixVersionstampedKey(value) => {
-                let mut key = Vec::with_capacity(m.key.len() + 22);
-                key.extend_from_slice(&m.key);
-                key.push(0x02);
-                key.extend_from_slice(vs.to_hex().as_bytes());
-                key.push(0x00);
+                let key = versionstamped_key(&m.key, vs);
                 changes
                     .push((key, Some(Row { value: value.clone(), vs, expire_ms: m.expire_at_ms })));
             }
@@ -510,12 +505,7 @@ fn apply_write(
 
     let mut enqueues = Vec::with_capacity(write.enqueues.len());
     for e in &write.enqueues {
-        let mut id = [0u8; 16];
-        rng.fill_bytes(&mut id);
-        let id = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
-        let schedule = e.backoff_schedule.as_deref().unwrap_or(&DEFAULT_BACKOFF_SCHEDULE);
-        let schedule = serde_json::to_string(schedule).expect("a u32 list serializes");
-        let keys = serde_json::to_string(&e.keys_if_undelivered).expect("byte lists serialize");
+        let (id, schedule, keys) = e.stored_columns(rng);
         enqueues.push((id, e.deadline_ms, e.payload.clone(), schedule, keys));
     }
     Ok((last, enqueues))

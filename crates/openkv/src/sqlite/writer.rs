@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{lock, retry_busy, Request, Shared, SqliteConfig, MAX_BATCH};
-use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
+use crate::backend::{versionstamped_key, AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
 use crate::error::{Error, Result};
-use crate::queue::DEFAULT_BACKOFF_SCHEDULE;
 use crate::sum;
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
@@ -446,11 +445,7 @@ fn apply_write(
                 keys.push(m.key.clone());
             }
             MutationKind::SetSuffixVersionstampedKey(value) => {
-                let mut key = Vec::with_capacity(m.key.len() + 22);
-                key.extend_from_slice(&m.key);
-                key.push(0x02);
-                key.extend_from_slice(versionstamp.to_hex().as_bytes());
-                key.push(0x00);
+                let key = versionstamped_key(&m.key, versionstamp);
                 set_row(conn, &key, value, version, m.expire_at_ms)?;
                 keys.push(key);
             }
@@ -458,13 +453,7 @@ fn apply_write(
     }
 
     for e in &write.enqueues {
-        let mut id = [0u8; 16];
-        rng.fill_bytes(&mut id);
-        let id = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
-        let schedule = e.backoff_schedule.as_deref().unwrap_or(&DEFAULT_BACKOFF_SCHEDULE);
-        let schedule = serde_json::to_string(schedule).expect("a u32 list serializes");
-        let keys_if_undelivered =
-            serde_json::to_string(&e.keys_if_undelivered).expect("byte lists serialize");
+        let (id, schedule, keys_if_undelivered) = e.stored_columns(rng);
         conn.prepare_cached(QUEUE_ADD)?.execute(params![
             e.deadline_ms,
             id,
