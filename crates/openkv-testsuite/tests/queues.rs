@@ -430,3 +430,46 @@ async fn two_listeners_share_the_work(store: Store) {
     la.await.unwrap().unwrap();
     lb.await.unwrap().unwrap();
 }
+
+on_each_store!(take_and_finish_through_different_handles:
+    a_message_taken_through_one_handle_is_renewed_and_finished_through_another,
+    a_message_taken_through_one_handle_is_renewed_and_finished_through_another_on_postgres);
+
+/// Behind a load balancer, a remote listener's take, lease renewals and finish may each reach a
+/// different server (a different handle on the store): each must act on the message.
+async fn take_and_finish_through_different_handles(store: Store) {
+    let (a, b) = two_handles(&store).await;
+    a.enqueue(&"delivered".to_string(), &EnqueueOptions::new()).await.unwrap();
+    let retry_after = EnqueueOptions::new().backoff_schedule([Duration::from_millis(300)]);
+    a.enqueue(&"failed".to_string(), &retry_after).await.unwrap();
+    let lease = Duration::from_secs(5);
+    let taken = a.queue_take(10, lease).await.unwrap();
+    assert_eq!(taken.len(), 2, "both messages are due");
+    // [id of "delivered", id of "failed"] (taken in due order, then by random id).
+    let contains = |m: &openkv::QueuedMessage, text: &[u8]| m.payload.ends_with(text);
+    let delivered = taken.iter().find(|m| contains(m, b"delivered")).expect("taken").id.clone();
+    let failed = taken.iter().find(|m| contains(m, b"failed")).expect("taken").id.clone();
+    let ids = vec![delivered, failed];
+    // Renewed through the other handle: still leased, so nobody can take them.
+    b.queue_renew(ids.clone(), lease).await.unwrap();
+    assert!(b.queue_take(10, lease).await.unwrap().is_empty(), "leased messages are not taken");
+    // Finished through the other handle: the first is gone, the second comes back after its
+    // backoff, as attempt 2 (long before the 5 s lease could have run out).
+    let finished = Instant::now();
+    b.queue_finish(vec![(ids[0].clone(), true), (ids[1].clone(), false)]).await.unwrap();
+    let again = loop {
+        let taken = a.queue_take(10, lease).await.unwrap();
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert!(finished.elapsed() < Duration::from_secs(4), "the failed message never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(again.len(), 1, "only the failed message comes back: {again:?}");
+    assert_eq!((again[0].id.as_str(), again[0].attempt), (ids[1].as_str(), 2));
+    let waited = finished.elapsed();
+    assert!(waited >= Duration::from_millis(250), "not before its backoff: {waited:?} {again:?}");
+    a.queue_finish(vec![(ids[1].clone(), true)]).await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

@@ -3,8 +3,11 @@
 //! A message stays in one row of `queue` from enqueue to its end. Taking it sets a lease
 //! (`lease_until`, `lease_owner`) with `FOR UPDATE SKIP LOCKED`, so two processes taking at
 //! once never get the same message; a lease that ran out makes the message takeable again
-//! (its taker is presumed dead: at least once). Finishing needs the lease still ours: a
-//! listener that lost its lease to a slower handler does not finish the new taker's attempt.
+//! (its taker is presumed dead: at least once). Renewing and finishing need the message still
+//! leased, not leased by this process: behind a load balancer a remote listener's take, renewals
+//! and finish may each reach a different server. (`lease_owner` records which process took it,
+//! for operators.) As on SQLite, a handler that overran its lease — its process stalled for
+//! longer than the lease while another took the message — can still finish it.
 //! A failed attempt clears the lease and sets the message due after the next backoff interval;
 //! with none left, the payload is written to its `keys_if_undelivered` under a fresh version
 //! (the same global version lock as every write).
@@ -82,14 +85,13 @@ pub(super) async fn renew(
     let until = shared.clock.now_ms() + lease_ms(lease);
     let stmt = client
         .prepare_cached(&format!(
-            "update {} set lease_until = $1 where id = any($2) and lease_owner = $3 \
-             and lease_until is not null",
+            "update {} set lease_until = $1 where id = any($2) and lease_until is not null",
             shared.sql.table("queue")
         ))
         .await
         .map_err(|e| pg_error("renewing queue leases", e))?;
     client
-        .execute(&stmt, &[&until, &ids, &shared.instance])
+        .execute(&stmt, &[&until, &ids])
         .await
         .map_err(|e| pg_error("renewing queue leases", e))?;
     Ok(())
@@ -110,7 +112,7 @@ pub(super) async fn finish(
     let select = client
         .prepare_cached(&format!(
             "select backoff, keys_if_undelivered, payload from {q} \
-             where id = $1 and lease_owner = $2 and lease_until is not null for update"
+             where id = $1 and lease_until is not null for update"
         ))
         .await
         .map_err(err)?;
@@ -126,8 +128,8 @@ pub(super) async fn finish(
     let tx = client.transaction().await.map_err(err)?;
     let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for (id, delivered) in &outcomes {
-        let Some(row) = tx.query_opt(&select, &[id, &shared.instance]).await.map_err(err)? else {
-            continue; // No longer ours: it will be delivered again.
+        let Some(row) = tx.query_opt(&select, &[id]).await.map_err(err)? else {
+            continue; // No longer running (finished already, or its lease ran out): ignored.
         };
         let backoff: String = row.get(0);
         let mut schedule: Vec<u32> = parse("backoff schedule", id, &backoff)?;
