@@ -676,19 +676,5 @@ fn to_json(all: &[Figures]) -> serde_json::Value {
 
 /// 32 random hex digits, for schema names.
 fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut words = [0u64; 2];
-    for (i, word) in words.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_usize(i);
-        *word = h.finish();
-    }
-    format!("{:016x}{:016x}", words[0], words[1])
+    uuid::Uuid::new_v4().simple().to_string()
 }

@@ -81,25 +81,7 @@ pub fn fresh_postgres_url() -> Option<String> {
     Some(format!("{base}{separator}openkv_schema=t_{}", random_hex()))
 }
 
-/// 32 random hex digits (the standard library's per-process random hash keys, the clock and
-/// a counter: unique across concurrent tests and test processes).
+/// 32 random hex digits (a v4 UUID): unique across concurrent tests and test processes.
 pub fn random_hex() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut words = [0u64; 2];
-    for (i, word) in words.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.write_usize(i);
-        *word = h.finish();
-    }
-    format!("{:016x}{:016x}", words[0], words[1])
+    uuid::Uuid::new_v4().simple().to_string()
 }
