@@ -103,6 +103,21 @@ pub enum MutationKind {
 }
 
 impl MutationKind {
+    /// True for `sum`, `min` and `max`: their result depends on the stored value, so a backend
+    /// must read the key first, and they can reject their write after earlier mutations of it
+    /// were applied (a stored value of the wrong type, a bound exceeded).
+    pub(crate) fn combines_stored_value(&self) -> bool {
+        match self {
+            MutationKind::Sum(_)
+            | MutationKind::SumWithLimits { .. }
+            | MutationKind::Min(_)
+            | MutationKind::Max(_) => true,
+            MutationKind::Set(_)
+            | MutationKind::Delete
+            | MutationKind::SetSuffixVersionstampedKey(_) => false,
+        }
+    }
+
     /// The value or operand carried by this mutation, if any.
     pub fn value(&self) -> Option<&Value> {
         match self {

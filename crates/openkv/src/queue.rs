@@ -26,6 +26,24 @@ use crate::value::Value;
 /// Deno's default queue retry schedule, in milliseconds.
 pub(crate) const DEFAULT_BACKOFF_SCHEDULE: [u32; 5] = [100, 1000, 5000, 30000, 60000];
 
+/// A lease as milliseconds for a backend's deadline arithmetic (`now + lease`): saturating far
+/// below `i64::MAX`, so that the sum cannot overflow.
+pub(crate) fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2).min(i64::MAX / 2)
+}
+
+/// Parses a stored JSON column of a queue message (backoff schedule, dead-letter keys). One
+/// that is not the JSON Deno writes is a corrupt row: reported, not guessed at.
+pub(crate) fn parse_stored_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    id: &str,
+    json: &str,
+) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
+    })
+}
+
 /// How long a taken message stays leased to its listener without a renewal (Deno: 5 s).
 pub const QUEUE_LEASE: Duration = Duration::from_secs(5);
 /// How often a listener renews the leases of the messages it is delivering (Deno: 2 s).

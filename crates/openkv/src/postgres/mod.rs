@@ -110,35 +110,94 @@ fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     }
 }
 
-/// The SQL of one schema, with the schema name filled in once.
+/// Every statement of one schema, with the schema name filled in once: the only place that
+/// knows the tables' columns besides the migrations (`schema.rs`).
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub schema: String,
+    /// The `NOTIFY` channel of the schema's changes.
+    pub channel: String,
     pub read_fwd: String,
     pub read_rev: String,
-    pub channel: String,
+    /// Rows of the keys `$1` (live or not).
+    pub read_keys: String,
+    /// Takes the commit lock and the next version.
+    pub bump: String,
+    /// Stores rows from parallel arrays (key, value, encoding, versionstamp, expiry).
+    pub upsert: String,
+    pub delete: String,
+    pub enqueue: String,
+    pub notify: &'static str,
+    pub any_expired: String,
+    pub sweep: String,
+    pub queue_take: String,
+    pub queue_renew: String,
+    pub queue_running: String,
+    pub queue_delete: String,
+    pub queue_retry: String,
+    pub queue_next_due: String,
 }
 
 impl Sql {
     fn new(schema: &str) -> Sql {
+        let kv = format!("\"{schema}\".kv");
+        let q = format!("\"{schema}\".queue");
         let read = |order: &str| {
             format!(
-                "select k, v, encoding, vs, expire_ms from \"{schema}\".kv \
+                "select k, v, encoding, vs, expire_ms from {kv} \
                  where k >= $1 and k < $2 and (expire_ms is null or expire_ms > $3) \
                  order by k {order} limit $4"
             )
         };
         Sql {
             schema: schema.to_owned(),
+            channel: format!("openkv_changes_{schema}"),
             read_fwd: read("asc"),
             read_rev: read("desc"),
-            channel: format!("openkv_changes_{schema}"),
+            read_keys: format!(
+                "select k, v, encoding, vs, expire_ms from {kv} where k = any($1::bytea[])"
+            ),
+            bump: format!("update \"{schema}\".version set v = v + 1 where id = 0 returning v"),
+            upsert: format!(
+                "insert into {kv} (k, v, encoding, vs, expire_ms) \
+                 select * from unnest($1::bytea[], $2::bytea[], $3::int4[], $4::bytea[], \
+                 $5::int8[]) on conflict (k) do update set v = excluded.v, \
+                 encoding = excluded.encoding, vs = excluded.vs, expire_ms = excluded.expire_ms"
+            ),
+            delete: format!("delete from {kv} where k = any($1::bytea[])"),
+            enqueue: format!(
+                "insert into {q} (id, due_ms, payload, backoff, keys_if_undelivered) \
+                 select * from unnest($1::text[], $2::int8[], $3::bytea[], $4::text[], $5::text[])"
+            ),
+            notify: "select pg_notify($1, $2)",
+            any_expired: format!(
+                "select exists (select 1 from {kv} where expire_ms is not null and expire_ms <= $1)"
+            ),
+            sweep: format!(
+                "delete from {kv} where expire_ms is not null and expire_ms <= $1 returning k"
+            ),
+            queue_take: format!(
+                "with due as (select id from {q} \
+                   where (lease_until is null and due_ms <= $1) or lease_until <= $1 \
+                   order by due_ms, id limit $2 for update skip locked) \
+                 update {q} set lease_until = $1 + $3, lease_owner = $4, attempts = attempts + 1 \
+                 from due where {q}.id = due.id \
+                 returning {q}.id, payload, due_ms, backoff, keys_if_undelivered, attempts"
+            ),
+            queue_renew: format!(
+                "update {q} set lease_until = $1 where id = any($2) and lease_until is not null"
+            ),
+            queue_running: format!(
+                "select backoff, keys_if_undelivered, payload from {q} \
+                 where id = $1 and lease_until is not null for update"
+            ),
+            queue_delete: format!("delete from {q} where id = $1"),
+            queue_retry: format!(
+                "update {q} set due_ms = $2, backoff = $3, lease_until = null, lease_owner = null \
+                 where id = $1"
+            ),
+            queue_next_due: format!("select min(coalesce(lease_until, due_ms)) from {q}"),
         }
-    }
-
-    /// `"schema".table`.
-    pub fn table(&self, table: &str) -> String {
-        format!("\"{}\".{table}", self.schema)
     }
 }
 
@@ -274,15 +333,27 @@ impl Backend for PostgresBackend {
         let now = self.shared.clock.now_ms();
         let mut client = self.client().await?;
         let sql = &self.shared.sql;
-        let fwd = client.prepare_cached(&sql.read_fwd).await.map_err(|e| pg_error("reading", e))?;
-        let rev = client.prepare_cached(&sql.read_rev).await.map_err(|e| pg_error("reading", e))?;
+        // Only the directions this read uses (each a statement-cache lookup).
+        let prepare = |reverse: bool| {
+            let client = &client;
+            async move {
+                let text = if reverse { &sql.read_rev } else { &sql.read_fwd };
+                let stmt = client.prepare_cached(text).await.map_err(|e| pg_error("reading", e))?;
+                Ok::<_, Error>(Some(stmt))
+            }
+        };
+        let fwd = if ranges.iter().any(|r| !r.reverse) { prepare(false).await? } else { None };
+        let rev = if ranges.iter().any(|r| r.reverse) { prepare(true).await? } else { None };
+        let statement = |reverse: bool| {
+            if reverse { rev.as_ref() } else { fwd.as_ref() }.expect("prepared above")
+        };
         let run = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<RawEntry>> {
             rows.iter().map(entry_from_row).collect()
         };
         if ranges.len() == 1 {
             // One statement is one snapshot already.
             let r = &ranges[0];
-            let stmt = if r.reverse { &rev } else { &fwd };
+            let stmt = statement(r.reverse);
             let rows = client
                 .query(stmt, &[&r.start, &r.end, &now, &i64::from(r.limit)])
                 .await
@@ -298,7 +369,7 @@ impl Backend for PostgresBackend {
             .map_err(|e| pg_error("starting a read", e))?;
         // Sent together (the driver pipelines them), answered in order, one snapshot.
         let queries = ranges.iter().map(|r| {
-            let stmt = if r.reverse { &rev } else { &fwd };
+            let stmt = statement(r.reverse);
             let limit = i64::from(r.limit);
             let (start, end) = (&r.start, &r.end);
             let tx = &tx;

@@ -18,20 +18,10 @@ use deadpool_postgres::Object;
 
 use super::{pg_error, Shared};
 use crate::backend::{ChangeEvent, QueuedMessage};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::queue::{lease_millis, parse_stored_json as parse};
 use crate::value::ENCODING_V8;
 use crate::versionstamp::Versionstamp;
-
-fn lease_ms(lease: Duration) -> i64 {
-    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-/// A stored JSON column that does not parse is a corrupt row: reported, not guessed at.
-fn parse<T: serde::de::DeserializeOwned>(what: &str, id: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
-    })
-}
 
 pub(super) async fn take(
     client: &Object,
@@ -40,21 +30,13 @@ pub(super) async fn take(
     lease: Duration,
 ) -> Result<Vec<QueuedMessage>> {
     let now = shared.clock.now_ms();
-    let q = shared.sql.table("queue");
     let stmt = client
-        .prepare_cached(&format!(
-            "with due as (select id from {q} \
-               where (lease_until is null and due_ms <= $1) or lease_until <= $1 \
-               order by due_ms, id limit $2 for update skip locked) \
-             update {q} set lease_until = $1 + $3, lease_owner = $4, attempts = attempts + 1 \
-             from due where {q}.id = due.id \
-             returning {q}.id, payload, due_ms, backoff, keys_if_undelivered, attempts"
-        ))
+        .prepare_cached(&shared.sql.queue_take)
         .await
         .map_err(|e| pg_error("taking queue messages", e))?;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let rows = client
-        .query(&stmt, &[&now, &max, &lease_ms(lease), &shared.instance])
+        .query(&stmt, &[&now, &max, &lease_millis(lease), &shared.instance])
         .await
         .map_err(|e| pg_error("taking queue messages", e))?;
     let mut out = Vec::with_capacity(rows.len());
@@ -82,12 +64,9 @@ pub(super) async fn renew(
     ids: Vec<String>,
     lease: Duration,
 ) -> Result<()> {
-    let until = shared.clock.now_ms() + lease_ms(lease);
+    let until = shared.clock.now_ms() + lease_millis(lease);
     let stmt = client
-        .prepare_cached(&format!(
-            "update {} set lease_until = $1 where id = any($2) and lease_until is not null",
-            shared.sql.table("queue")
-        ))
+        .prepare_cached(&shared.sql.queue_renew)
         .await
         .map_err(|e| pg_error("renewing queue leases", e))?;
     client
@@ -104,27 +83,13 @@ pub(super) async fn finish(
 ) -> Result<()> {
     let err = |e| pg_error("finishing queue messages", e);
     let now = shared.clock.now_ms();
-    let q = shared.sql.table("queue");
-    let kv = shared.sql.table("kv");
+    let sql = &shared.sql;
     // Locks in one order, whoever finishes.
     outcomes.sort();
     outcomes.dedup_by(|a, b| a.0 == b.0);
-    let select = client
-        .prepare_cached(&format!(
-            "select backoff, keys_if_undelivered, payload from {q} \
-             where id = $1 and lease_until is not null for update"
-        ))
-        .await
-        .map_err(err)?;
-    let delete =
-        client.prepare_cached(&format!("delete from {q} where id = $1")).await.map_err(err)?;
-    let retry = client
-        .prepare_cached(&format!(
-            "update {q} set due_ms = $2, backoff = $3, lease_until = null, lease_owner = null \
-             where id = $1"
-        ))
-        .await
-        .map_err(err)?;
+    let select = client.prepare_cached(&sql.queue_running).await.map_err(err)?;
+    let delete = client.prepare_cached(&sql.queue_delete).await.map_err(err)?;
+    let retry = client.prepare_cached(&sql.queue_retry).await.map_err(err)?;
     let tx = client.transaction().await.map_err(err)?;
     let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for (id, delivered) in &outcomes {
@@ -153,35 +118,18 @@ pub(super) async fn finish(
     let mut event = None;
     if !dead_letters.is_empty() {
         // A write like any other: under the version lock, with the next version.
-        let version: i64 = tx
-            .query_one(
-                &format!(
-                    "update {} set v = v + 1 where id = 0 returning v",
-                    shared.sql.table("version")
-                ),
-                &[],
-            )
-            .await
-            .map_err(err)?
-            .get(0);
+        let version: i64 = tx.query_one(&sql.bump, &[]).await.map_err(err)?.get(0);
         let vs = Versionstamp::from_version(version as u64);
-        for (key, payload) in &dead_letters {
-            tx.execute(
-                &format!(
-                    "insert into {kv} (k, v, encoding, vs, expire_ms) values ($1, $2, $3, $4, null) \
-                     on conflict (k) do update set v = excluded.v, encoding = excluded.encoding, \
-                     vs = excluded.vs, expire_ms = null"
-                ),
-                &[key, payload, &(ENCODING_V8 as i32), &vs.as_bytes().as_slice()],
-            )
+        let (keys, payloads): (Vec<Vec<u8>>, Vec<Vec<u8>>) = dead_letters.into_iter().unzip();
+        let n = keys.len();
+        let encodings = vec![ENCODING_V8 as i32; n];
+        let stamps = vec![vs.as_bytes().to_vec(); n];
+        let never: Vec<Option<i64>> = vec![None; n];
+        tx.execute(&sql.upsert, &[&keys, &payloads, &encodings, &stamps, &never])
             .await
             .map_err(err)?;
-        }
-        let keys: Vec<Vec<u8>> = dead_letters.into_iter().map(|(k, _)| k).collect();
         let payload = super::notify::encode(&shared.instance, vs, false, &keys);
-        tx.execute("select pg_notify($1, $2)", &[&shared.sql.channel, &payload])
-            .await
-            .map_err(err)?;
+        tx.execute(sql.notify, &[&sql.channel, &payload]).await.map_err(err)?;
         event = Some(ChangeEvent { versionstamp: vs, keys: keys.into() });
     }
     tx.commit().await.map_err(err)?;
@@ -193,10 +141,7 @@ pub(super) async fn finish(
 
 pub(super) async fn next_due(client: &Object, shared: &Shared) -> Result<Option<i64>> {
     let stmt = client
-        .prepare_cached(&format!(
-            "select min(coalesce(lease_until, due_ms)) from {}",
-            shared.sql.table("queue")
-        ))
+        .prepare_cached(&shared.sql.queue_next_due)
         .await
         .map_err(|e| pg_error("reading the queue", e))?;
     let row = client.query_one(&stmt, &[]).await.map_err(|e| pg_error("reading the queue", e))?;

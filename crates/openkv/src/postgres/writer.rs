@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
@@ -68,44 +68,19 @@ impl Drop for Connection {
 
 async fn open_connection(shared: &Shared) -> Result<Connection> {
     let (client, task) = connect(&shared.driver_config).await?;
-    let kv = shared.sql.table("kv");
-    let prepare = |sql: String| {
-        let client = &client;
-        async move { client.prepare(&sql).await.map_err(|e| pg_error("preparing a write", e)) }
-    };
+    async fn prepare(client: &Client, sql: &str) -> Result<Statement> {
+        client.prepare(sql).await.map_err(|e| pg_error("preparing a write", e))
+    }
+    let sql = &shared.sql;
     let st = Statements {
-        bump: prepare(format!(
-            "update {} set v = v + 1 where id = 0 returning v",
-            shared.sql.table("version")
-        ))
-        .await?,
-        read: prepare(format!(
-            "select k, v, encoding, vs, expire_ms from {kv} where k = any($1::bytea[])"
-        ))
-        .await?,
-        upsert: prepare(format!(
-            "insert into {kv} (k, v, encoding, vs, expire_ms) \
-             select * from unnest($1::bytea[], $2::bytea[], $3::int4[], $4::bytea[], $5::int8[]) \
-             on conflict (k) do update set v = excluded.v, encoding = excluded.encoding, \
-             vs = excluded.vs, expire_ms = excluded.expire_ms"
-        ))
-        .await?,
-        delete: prepare(format!("delete from {kv} where k = any($1::bytea[])")).await?,
-        enqueue: prepare(format!(
-            "insert into {} (id, due_ms, payload, backoff, keys_if_undelivered) \
-             select * from unnest($1::text[], $2::int8[], $3::bytea[], $4::text[], $5::text[])",
-            shared.sql.table("queue")
-        ))
-        .await?,
-        notify: prepare("select pg_notify($1, $2)".to_owned()).await?,
-        any_expired: prepare(format!(
-            "select exists (select 1 from {kv} where expire_ms is not null and expire_ms <= $1)"
-        ))
-        .await?,
-        sweep: prepare(format!(
-            "delete from {kv} where expire_ms is not null and expire_ms <= $1 returning k"
-        ))
-        .await?,
+        bump: prepare(&client, &sql.bump).await?,
+        read: prepare(&client, &sql.read_keys).await?,
+        upsert: prepare(&client, &sql.upsert).await?,
+        delete: prepare(&client, &sql.delete).await?,
+        enqueue: prepare(&client, &sql.enqueue).await?,
+        notify: prepare(&client, sql.notify).await?,
+        any_expired: prepare(&client, &sql.any_expired).await?,
+        sweep: prepare(&client, &sql.sweep).await?,
     };
     Ok(Connection { client, task, st })
 }
@@ -150,6 +125,12 @@ pub(super) async fn start(
     Ok((writer, sweeper))
 }
 
+/// A key and its new row (`None`: deleted).
+type Change = (Vec<u8>, Option<Row>);
+
+/// A new queue message's columns: id, due time, payload, backoff JSON, dead-letter keys JSON.
+type NewMessage = (String, i64, Vec<u8>, String, String);
+
 /// Why one write of a batch did not commit, without failing the batch.
 enum Rejected {
     CheckFailed(Vec<u32>),
@@ -167,8 +148,7 @@ struct Writer {
 struct BatchEffects {
     /// Key → new row (`None`: deleted). Only keys some committed write touched.
     dirty: HashMap<Vec<u8>, Option<Row>>,
-    /// (id, due, payload, backoff JSON, keys JSON).
-    enqueues: Vec<(String, i64, Vec<u8>, String, String)>,
+    enqueues: Vec<NewMessage>,
     /// Keys changed by each committed write, with its versionstamp.
     events: Vec<ChangeEvent>,
 }
@@ -209,23 +189,12 @@ impl Writer {
         }
     }
 
-    /// The connection, reopened if the last one broke.
-    async fn connection(&mut self) -> Result<&mut Connection> {
-        let broken = self.conn.as_ref().is_none_or(|c| c.client.is_closed());
-        if broken {
-            self.conn = None;
-            self.conn = Some(open_connection(&self.shared).await?);
-        }
-        Ok(self.conn.as_mut().expect("just opened"))
-    }
-
     /// Commits a batch; one outcome per write.
     async fn commit(&mut self, writes: &[AtomicWrite]) -> Vec<Result<CommitOutcome>> {
-        let shared = self.shared.clone();
+        let Writer { shared, conn, rng } = self;
         let now = shared.clock.now_ms();
-        let mut rng = StdRng::seed_from_u64(self.rng.next_u64());
-        let result = match self.connection().await {
-            Ok(conn) => commit_batch(conn, &shared, writes, now, &mut rng).await,
+        let result = match connection(conn, shared).await {
+            Ok(conn) => commit_batch(conn, shared, writes, now, rng).await,
             Err(e) => Err(e),
         };
         match result {
@@ -236,7 +205,6 @@ impl Writer {
                     let _ = shared.changes.send(event);
                 }
                 if enqueued {
-                    shared.queue_wakeup.notify_waiters();
                     shared.queue_wakeup.notify_one();
                 }
                 outcomes
@@ -253,9 +221,9 @@ impl Writer {
 
     /// Deletes expired keys under a fresh version, if there are any.
     async fn sweep(&mut self) -> Result<()> {
-        let shared = self.shared.clone();
+        let Writer { shared, conn, .. } = self;
         let now = shared.clock.now_ms();
-        let conn = self.connection().await?;
+        let conn = connection(conn, shared).await?;
         let err = |e| pg_error("sweeping expired keys", e);
         let any: bool =
             conn.client.query_one(&conn.st.any_expired, &[&now]).await.map_err(err)?.get(0);
@@ -285,6 +253,18 @@ impl Writer {
     }
 }
 
+/// The writer's connection, reopened if the last one broke.
+async fn connection<'a>(
+    conn: &'a mut Option<Connection>,
+    shared: &Shared,
+) -> Result<&'a mut Connection> {
+    if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+        *conn = None;
+        *conn = Some(open_connection(shared).await?);
+    }
+    Ok(conn.as_mut().expect("just opened"))
+}
+
 /// Versionstamp `v ‖ index`.
 fn versionstamp(version: i64, index: usize) -> Result<Versionstamp> {
     let version = u64::try_from(version)
@@ -307,15 +287,7 @@ fn keys_to_read(writes: &[AtomicWrite]) -> Vec<Vec<u8>> {
             let numeric = w
                 .mutations
                 .iter()
-                .filter(|m| {
-                    matches!(
-                        m.kind,
-                        MutationKind::Sum(_)
-                            | MutationKind::SumWithLimits { .. }
-                            | MutationKind::Min(_)
-                            | MutationKind::Max(_)
-                    )
-                })
+                .filter(|m| m.kind.combines_stored_value())
                 .map(|m| m.key.clone());
             checks.chain(numeric).collect::<Vec<_>>()
         })
@@ -447,18 +419,15 @@ async fn commit_batch(
     Ok((outcomes, effects))
 }
 
-/// The changes of one write at `vs` (key → new row or `None`), and its enqueues; or why it
-/// does not commit. Reads `view` (the batch's state so far), never writes it.
-#[allow(clippy::type_complexity)]
+/// The changes of one write at `vs`, in mutation order (a key changed twice is listed twice;
+/// the later change wins), and its enqueues; or why it does not commit. Reads `view` (the
+/// batch's state so far), never writes it.
 fn apply_write(
     view: &HashMap<Vec<u8>, Option<Row>>,
     write: &AtomicWrite,
     vs: Versionstamp,
     rng: &mut StdRng,
-) -> std::result::Result<
-    (Vec<(Vec<u8>, Option<Row>)>, Vec<(String, i64, Vec<u8>, String, String)>),
-    Rejected,
-> {
+) -> std::result::Result<(Vec<Change>, Vec<NewMessage>), Rejected> {
     let failed: Vec<u32> = write
         .checks
         .iter()
@@ -470,8 +439,8 @@ fn apply_write(
         return Err(Rejected::CheckFailed(failed));
     }
     // This write's own changes, in order; later mutations of a key see earlier ones.
-    let mut changes: Vec<(Vec<u8>, Option<Row>)> = Vec::new();
-    let lookup = |changes: &[(Vec<u8>, Option<Row>)], key: &[u8]| -> Option<Row> {
+    let mut changes: Vec<Change> = Vec::new();
+    let lookup = |changes: &[Change], key: &[u8]| -> Option<Row> {
         match changes.iter().rev().find(|(k, _)| k.as_slice() == key) {
             Some((_, row)) => row.clone(),
             None => view.get(key).cloned().flatten(),
@@ -497,16 +466,11 @@ fn apply_write(
             }
         }
     }
-    // Only the last change of each key counts.
-    let mut seen = std::collections::HashSet::new();
-    let mut last: Vec<(Vec<u8>, Option<Row>)> =
-        changes.into_iter().rev().filter(|(k, _)| seen.insert(k.clone())).collect();
-    last.reverse();
 
     let mut enqueues = Vec::with_capacity(write.enqueues.len());
     for e in &write.enqueues {
         let (id, schedule, keys) = e.stored_columns(rng);
         enqueues.push((id, e.deadline_ms, e.payload.clone(), schedule, keys));
     }
-    Ok((last, enqueues))
+    Ok((changes, enqueues))
 }

@@ -278,10 +278,6 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 /// A duration in whole milliseconds, saturating (queue times are i64 Unix milliseconds).
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// Retries an operation that failed because another process held a lock.
 fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let start = Instant::now();
@@ -390,12 +386,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
-        let lease_ms = millis(lease);
+        let lease_ms = crate::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = millis(lease);
+        let lease_ms = crate::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
     }
 

@@ -20,7 +20,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::writer::with_write_txn;
 use crate::backend::{ChangeEvent, QueuedMessage};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::queue::parse_stored_json as parse;
 use crate::value::ENCODING_V8;
 use crate::versionstamp::Versionstamp;
 
@@ -55,14 +56,6 @@ fn insert(conn: &Connection, table: &str, time: i64, row: &Row) -> rusqlite::Res
         row.keys_if_undelivered
     ])?;
     Ok(())
-}
-
-/// A stored schedule or key list that is not the JSON Deno writes is a corrupt row: reported,
-/// not guessed at.
-fn parse<T: serde::de::DeserializeOwned>(what: &str, id: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| {
-        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
-    })
 }
 
 /// Moves every message whose lease ran out back to `queue`, due now.

@@ -84,24 +84,6 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// True for mutations that can reject their write after earlier mutations of it were applied
-/// (they depend on the stored value's type); writes holding one need a savepoint.
-fn can_fail_late(kind: &MutationKind) -> bool {
-    match kind {
-        MutationKind::Set(_)
-        | MutationKind::Delete
-        | MutationKind::SetSuffixVersionstampedKey(_) => false,
-        // Listed explicitly, and the default is "yes": a new kind gets a savepoint until
-        // someone shows it cannot fail late.
-        MutationKind::Sum(_)
-        | MutationKind::SumWithLimits { .. }
-        | MutationKind::Min(_)
-        | MutationKind::Max(_) => true,
-        #[allow(unreachable_patterns)]
-        _ => true,
-    }
-}
-
 /// Why one write of a batch did not commit, without failing the batch.
 enum Rejected {
     CheckFailed(Vec<u32>),
@@ -235,7 +217,7 @@ impl Writer {
             for write in writes {
                 // Only sum/min/max can reject a write after it has started mutating (checks run
                 // before any mutation), so only such writes need a savepoint to roll back to.
-                let savepoint = write.mutations.iter().any(|m| can_fail_late(&m.kind));
+                let savepoint = write.mutations.iter().any(|m| m.kind.combines_stored_value());
                 if savepoint {
                     conn.prepare_cached("savepoint w")?.execute([])?;
                 }
