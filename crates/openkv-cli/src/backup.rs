@@ -79,33 +79,31 @@ pub async fn restore(db: &DbArgs, args: RestoreArgs) -> CliResult {
     let bar = spinner("restoring");
     // A server (KV Connect or PostgreSQL) is restored live, through the store; a file is
     // replaced.
-    if location.remote || location.postgres {
+    let (restored, into) = if location.remote || location.postgres {
         let kv = db.open_at(&location, Access::Read).await?;
         let restored = kv.restore_from(&args.backup).await;
-        bar.finish_and_clear();
         let _ = kv.close().await;
-        let summary = restored.map_err(|e| {
-            CliError::kv(format!("restore of {} refused or failed", args.backup.display()), e)
-        })?;
-        report(
-            &format!("{} restored into {}", args.backup.display(), location.target),
-            &summary,
-            started,
-        );
-        return Ok(());
-    }
-    let target = PathBuf::from(&location.target);
-    let backup = args.backup.clone();
-    let restored =
-        tokio::task::spawn_blocking(move || openkv::restore_backup(&backup, &target, args.force))
-            .await
-            .map_err(|e| CliError::Runtime(format!("the restore panicked: {e}")))?;
+        (restored, "into")
+    } else {
+        let target = PathBuf::from(&location.target);
+        let backup = args.backup.clone();
+        let restored = tokio::task::spawn_blocking(move || {
+            openkv::restore_backup(&backup, &target, args.force)
+        })
+        .await
+        .map_err(|e| CliError::Runtime(format!("the restore panicked: {e}")))?;
+        (restored, "to")
+    };
     bar.finish_and_clear();
     let summary = restored.map_err(|e| {
         CliError::kv(format!("restore of {} refused or failed", args.backup.display()), e)
     })?;
     report(
-        &format!("{} restored to {}", args.backup.display(), location.target),
+        &format!(
+            "{} restored {into} {}",
+            args.backup.display(),
+            crate::db::redact_password(&location.target)
+        ),
         &summary,
         started,
     );

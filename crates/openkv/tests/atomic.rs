@@ -1,20 +1,13 @@
 //! Atomic operations: checks, ordering, all-or-nothing, sum/min/max, versionstamps, and
 //! concurrent commits through the group-committing writer.
 
+mod fresh;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
+use fresh::{bytes, file_kv};
 use openkv::{key, CommitOutcome, Error, Kv, KvU64, ManualClock, OpenOptions, Value, Versionstamp};
-
-fn bytes(s: &str) -> Value {
-    Value::Bytes(s.as_bytes().to_vec())
-}
-
-async fn file_kv() -> (tempfile::TempDir, Kv) {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Kv::open(dir.path().join("db.sqlite3")).await.unwrap();
-    (dir, kv)
-}
 
 #[tokio::test]
 async fn failed_checks_report_every_failing_index_and_write_nothing() {

@@ -6,26 +6,18 @@
 //! of hanging it; nothing here measures speed.
 
 mod common;
+mod fresh;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fresh::{bytes, file_kv};
 use futures::{Stream, StreamExt};
 use openkv::{
     key, Entry, Error, Key, Kv, Limits, ManualClock, OpenOptions, Value, Versionstamp, WatchStream,
 };
 
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn bytes(s: &str) -> Value {
-    Value::Bytes(s.as_bytes().to_vec())
-}
-
-async fn file_kv() -> (tempfile::TempDir, Kv) {
-    let dir = tempfile::tempdir().unwrap();
-    let kv = Kv::open(dir.path().join("db.sqlite3")).await.unwrap();
-    (dir, kv)
-}
 
 /// The next snapshot; fails on an error, the end of the stream, or a hang.
 async fn next(
