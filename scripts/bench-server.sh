@@ -4,9 +4,12 @@
 #
 # The workloads (tests/deno/bench_server.ts has the details): sequential and 64-way concurrent
 # sets and gets, check+set from 8 tasks, 64 tasks summing one hot key (the final counter is
-# checked), a 10k-entry list, watch fan-out to 100 watchers. In every round each workload runs
-# on a fresh server with a fresh SQLite file in a temporary directory, on both servers back to
-# back (who goes first alternates), one server at a time; the server is stopped after each
+# checked), a 10k-entry list, watch fan-out to 100 watchers; then the read workloads from
+# several Deno processes at once (3 × 64 concurrent gets, 8 sequential readers, 3 listers), as
+# one Deno process keeps only one core busy and costs more per read than either server. In
+# every round each workload runs on a fresh server with a fresh SQLite file in a temporary
+# directory, on both servers back to back (who goes first alternates), one server at a time;
+# the server is stopped after each
 # workload. At the end the median round of each workload is printed as Markdown tables (ops/s
 # and p99 latency per server, the ratio openkv/denokv and the target; then p50, CPU use and the
 # rate of every round), and all figures are written as JSON.
@@ -338,7 +341,7 @@ session() {
 }
 
 workloads=(seq_set concurrent64_set seq_get concurrent64_get atomic_check_set sum_hot list_10k
-  watch_fanout_100)
+  watch_fanout_100 multi3_c64_get multi8_seq_get multi3_list_10k)
 ((raw)) && workloads+=(raw)
 openkv_results=() denokv_results=()
 for ((round = 1; round <= rounds; round++)); do

@@ -8,6 +8,8 @@
 //   deno run -A bench_server.ts database-id <url>         (prints the server's database id)
 //   deno run -A --unstable-kv bench_server.ts counter <url> <key as JSON> <expected>
 //                                 (fails unless the KvU64 at key equals expected)
+//   deno run -A --unstable-kv bench_server.ts part <url> get|list <tasks> <count> <keys>
+//                                 (one client process of a several-clients workload, below)
 //
 // `run` opens `Deno.openKv(url)` (the token comes from DENO_KV_ACCESS_TOKEN, as for any Deno
 // program) on a FRESH database, writes what the workload needs (untimed), runs a warm-up and
@@ -50,6 +52,15 @@
 //                     rate = sets per second of set + full fan-out (pauses excluded). A set
 //                     that some watcher has not seen after 10 s counts as missed and is
 //                     reported: the run goes on.
+// Several clients (one Deno process can keep only one core busy, and it costs more CPU per
+// request than the server: with one process, the client is what the read rows measure). These
+// run the same reads from K Deno processes at once, children of this one (`part` mode): each
+// opens its own connection, warms up, reports ready, and all start together when told; the
+// rate is all their operations over the time from the start to the last one's end, the
+// latencies are theirs merged, and the client CPU is theirs summed.
+//   multi3_c64_get    3 processes, each 2 × BENCH_READS gets of ["s", i mod N], 64 in flight
+//   multi8_seq_get    8 processes, each BENCH_READS / 2 gets, one at a time
+//   multi3_list_10k   3 processes, each BENCH_LISTS full lists of the same 10,000 entries
 // CPU: for every workload, the CPU time the server process (/proc/<pid>/stat) and this Deno
 // process used, and what the rest of the machine used (/proc/stat), as percentages of one
 // core over the workload's wall time (2 cores = 200%). Progress goes to stderr.
@@ -164,7 +175,17 @@ const WORKLOADS = [
   "sum_hot",
   "list_10k",
   "watch_fanout_100",
+  "multi3_c64_get",
+  "multi8_seq_get",
+  "multi3_list_10k",
 ];
+
+/** The several-clients workloads: processes, tasks in each, what they do. */
+const MULTI: Record<string, { clients: number; tasks: number; kind: "get" | "list" }> = {
+  multi3_c64_get: { clients: 3, tasks: TASKS, kind: "get" },
+  multi8_seq_get: { clients: 8, tasks: 1, kind: "get" },
+  multi3_list_10k: { clients: 3, tasks: 1, kind: "list" },
+};
 
 async function run(args: string[]) {
   const [url, label, roundArg, serverPid, workload, outPath] = args;
@@ -199,9 +220,12 @@ async function run(args: string[]) {
     const stats = await body();
     const wall = (performance.now() - w0) / 1000;
     const pct = (ticks: number) => r1((ticks / CLK_TCK / wall) * 100);
-    const server = cpuTicks(serverPid) - s0, client = cpuTicks("self") - c0;
+    const server = cpuTicks(serverPid) - s0;
+    // Child processes (several-clients workloads) report their own CPU time.
+    const { child_cpu_ticks: children = 0, ...figures } = stats;
+    const client = cpuTicks("self") - c0 + (children as number);
     const full: Stats = {
-      ...stats,
+      ...figures,
       server_cpu_pct: pct(server),
       client_cpu_pct: pct(client),
       // Everything else on the machine: other processes (and this VM's noise).
@@ -428,8 +452,166 @@ async function run(args: string[]) {
     };
   });
 
+  // multi3_c64_get / multi8_seq_get / multi3_list_10k: child processes (`part`)
+  const multi = MULTI[workload];
+  if (multi) {
+    if (multi.kind === "get") await populate("s", N);
+    else await populate("l", LIST_ENTRIES);
+    const count = workload === "multi3_c64_get"
+      ? 2 * READS
+      : multi.kind === "get"
+      ? Math.max(64, Math.floor(READS / 2))
+      : LISTS;
+    // Started and warmed up before measuring: the window is from "go" to the last one's end.
+    const clients = await startClients(url, multi, count, N, log);
+    await measure(workload, clients.go);
+  }
+
   kv.close();
   await Deno.writeTextFile(outPath, JSON.stringify(result, null, 2) + "\n");
+}
+
+/** One line from a child's stdout (without the newline), or null at its end. */
+async function readLine(
+  reader: ReadableStreamDefaultReader<string>,
+  buffered: { text: string },
+): Promise<string | null> {
+  while (!buffered.text.includes("\n")) {
+    const r = await reader.read();
+    if (r.done) return null;
+    buffered.text += r.value;
+  }
+  const at = buffered.text.indexOf("\n");
+  const line = buffered.text.slice(0, at);
+  buffered.text = buffered.text.slice(at + 1);
+  return line;
+}
+
+type PartResult = { ops: number; cpu_ticks: number; lat: number[] };
+
+/** Starts the children of a several-clients workload and waits until every one is warm;
+ * `go` starts them together and merges what they measured. */
+async function startClients(
+  url: string,
+  multi: { clients: number; tasks: number; kind: "get" | "list" },
+  count: number,
+  n: number,
+  log: (m: string) => void,
+): Promise<{ go: () => Promise<Figures & { child_cpu_ticks: number }> }> {
+  const script = new URL(import.meta.url).pathname;
+  const children = Array.from({ length: multi.clients }, () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-kv",
+        script,
+        "part",
+        url,
+        multi.kind,
+        String(multi.tasks),
+        String(count),
+        String(n),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    return { child, reader, buffered: { text: "" }, stdin: child.stdin.getWriter() };
+  });
+  for (const [i, c] of children.entries()) {
+    const line = await readLine(c.reader, c.buffered);
+    check(line === "ready", `client process ${i} did not get ready (it said ${line})`);
+  }
+  log(`${multi.clients} client processes warm; starting them together`);
+  return { go: () => goClients(multi, children) };
+}
+
+type Child = {
+  child: Deno.ChildProcess;
+  reader: ReadableStreamDefaultReader<string>;
+  buffered: { text: string };
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
+};
+
+async function goClients(
+  multi: { clients: number; kind: "get" | "list" },
+  children: Child[],
+): Promise<Figures & { child_cpu_ticks: number }> {
+  const t0 = performance.now();
+  const go = new TextEncoder().encode("go\n");
+  // "go", then end of input: a child's pending stdin read would keep it alive.
+  await Promise.all(children.map(async (c) => {
+    await c.stdin.write(go);
+    await c.stdin.close();
+  }));
+  const parts = await Promise.all(children.map(async (c, i) => {
+    const line = await readLine(c.reader, c.buffered);
+    const secs = (performance.now() - t0) / 1000;
+    const status = await c.child.status;
+    check(status.success && line !== null, `client process ${i} failed (status ${status.code})`);
+    return { secs, ...(JSON.parse(line!) as PartResult) };
+  }));
+  const secs = Math.max(...parts.map((p) => p.secs));
+  const lat = new Float64Array(parts.flatMap((p) => p.lat)).sort();
+  const perOp = multi.kind === "list" ? LIST_ENTRIES : 1;
+  const ops = parts.reduce((sum, p) => sum + p.ops, 0) * perOp;
+  return {
+    unit: multi.kind === "list" ? "entries/s" : "ops/s",
+    ops,
+    secs: r3(secs),
+    rate: r1(ops / secs),
+    p50_ms: r3(quantile(lat, 0.5)),
+    p99_ms: r3(quantile(lat, 0.99)),
+    max_ms: r3(lat[lat.length - 1]),
+    clients: multi.clients,
+    child_cpu_ticks: parts.reduce((sum, p) => sum + p.cpu_ticks, 0),
+  };
+}
+
+/** One client process of a several-clients workload: opens the database, warms up, says
+ * "ready", waits for "go" on stdin, runs `count` operations from `tasks` tasks, and prints
+ * what it measured as one JSON line. The data was written by the parent. */
+async function part(args: string[]) {
+  const [url, kind, tasksArg, countArg, nArg] = args;
+  const [tasks, count, n] = [tasksArg, countArg, nArg].map(Number);
+  check(
+    args.length === 5 && (kind === "get" || kind === "list") &&
+      [tasks, count, n].every((x) => Number.isInteger(x) && x > 0),
+    "usage: bench_server.ts part <url> get|list <tasks> <count> <keys>",
+  );
+  const kv = await Deno.openKv(url);
+  const op = kind === "get"
+    ? async (i: number) => {
+      const e = await kv.get<number>(["s", i % n]);
+      check(e.value === i % n, `part: get ["s", ${i % n}] returned ${e.value}`);
+    }
+    : async () => {
+      let seen = 0;
+      for await (const e of kv.list<number>({ prefix: ["l"] })) {
+        check(e.value === seen, `part: list entry ${seen} is ${e.value}`);
+        seen++;
+      }
+      check(seen === LIST_ENTRIES, `part: list returned ${seen} entries`);
+    };
+  await runOps(Math.max(kind === "get" ? 10 : 1, Math.floor(count / 10)), tasks, (i) => op(i + 7));
+  const out = Deno.stdout.writable.getWriter();
+  await out.write(new TextEncoder().encode("ready\n"));
+  const input = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  const line = await readLine(input, { text: "" });
+  check(line === "go", `part: expected "go" on stdin, got ${line}`);
+  await input.cancel();
+  const c0 = cpuTicks("self");
+  const r = await runOps(count, tasks, op);
+  const result: PartResult = {
+    ops: count,
+    cpu_ticks: cpuTicks("self") - c0,
+    lat: Array.from(r.lat, r3),
+  };
+  kv.close();
+  await out.write(new TextEncoder().encode(JSON.stringify(result) + "\n"));
+  await out.close();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,6 +627,9 @@ const ORDER: [string, string][] = [
   ["sum_hot", ">= 2x"],
   ["list_10k", ">= 1.5x"],
   ["watch_fanout_100", ""],
+  ["multi3_c64_get", ">= 1.5x"],
+  ["multi8_seq_get", ">= 1.5x"],
+  ["multi3_list_10k", ">= 1.5x"],
 ];
 /** The rows of the servers-alone table (h2load, written by scripts/bench-server.sh). */
 const RAW_ORDER: [string, string][] = [
@@ -515,7 +700,7 @@ async function report(args: string[]) {
       const want = target ? Number(target.replace(/[^0-9.]/g, "")) : NaN;
       const met = !target ? "" : !Number.isFinite(ratio) ? "n/a" : ratio >= want ? "yes" : "NO";
       const unit = (ma ?? mb)!.s.unit;
-      const latency = w === "list_10k"
+      const latency = w.endsWith("list_10k")
         ? " (p99: per list)"
         : w === "watch_fanout_100"
         ? " (p99: set sent → all 100 saw it)"
@@ -641,4 +826,5 @@ if (mode === "run") await run(rest);
 else if (mode === "report") await report(rest);
 else if (mode === "database-id") await databaseId(rest);
 else if (mode === "counter") await counter(rest);
+else if (mode === "part") await part(rest);
 else die("usage: bench_server.ts run … | report … (see the header of this file)");

@@ -29,6 +29,12 @@ use openkv_server::{serve, ServerConfig, TlsConfig};
 use crate::db::DbArgs;
 use crate::exit::CliError;
 
+// mimalloc rather than glibc's allocator: a KV Connect request allocates and frees many small
+// buffers (HTTP/2 frames, protobuf, rows). Measured with h2load on point reads (2 cores,
+// 3 alternating pairs): 8–12% fewer server CPU µs per request, sequential and 64 in flight.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shown at the end of `openkv --help`.
 const AFTER_HELP: &str = r#"Keys are written as a JSON-like array of typed parts:
   ["users", 12n, 3.5, true, b"AAE="]
