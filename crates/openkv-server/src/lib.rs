@@ -167,6 +167,7 @@ pub async fn serve(
         .route("/v2/atomic_write", post(atomic_write))
         .route("/v2/watch", post(watch))
         .route("/v2/openkv/queue/take", post(queues::take))
+        .route("/v2/openkv/queue/wait", post(queues::wait))
         .route("/v2/openkv/queue/renew", post(queues::renew))
         .route("/v2/openkv/queue/finish", post(queues::finish))
         .route("/v2/openkv/backup", post(backup))

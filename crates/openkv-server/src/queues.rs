@@ -3,7 +3,8 @@
 //! - **Pull** (`POST <endpoint>/openkv/queue/{take,renew,finish}`, JSON, the data path's
 //!   authentication): remote listeners — the Rust library's remote backend — lease messages,
 //!   renew the leases while their handler runs, and report the outcome. A lease that runs out
-//!   (a listener that vanished) makes the message due again.
+//!   (a listener that vanished) makes the message due again. `wait` is a long poll: it
+//!   answers once a message is due, so that listeners need not poll to hear of one.
 //! - **Push** (`--queue-webhook <url>`): the server runs a listener of its own that POSTs each
 //!   message to the webhook as JSON (the typed JSON rendering of the value). 2xx = delivered;
 //!   anything else, a network error or a timeout = a failed attempt, retried per the message's
@@ -26,6 +27,8 @@ use crate::{bad_request, engine_error, plain, reject_data_path, AppState};
 
 /// Most messages one `take` hands out.
 pub const MAX_TAKE: usize = 100;
+/// Longest a `wait` may be asked to wait, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 60_000;
 /// Shortest and longest lease a remote listener may ask for.
 pub const LEASE_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
 
@@ -50,6 +53,12 @@ impl WebhookConfig {
 struct TakeRequest {
     max: usize,
     lease_ms: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WaitRequest {
+    timeout_ms: u64,
 }
 
 #[derive(serde::Deserialize)]
@@ -138,6 +147,32 @@ pub(crate) async fn take(
             json(serde_json::json!({ "messages": messages }))
         }
         Err(e) => engine_error(e),
+    }
+}
+
+/// `POST <endpoint>/openkv/queue/wait`: `{"due": true}` as soon as some message is due (one
+/// enqueued through this server at once; by another process within about a second),
+/// `{"due": false}` after `timeoutMs` without one, or at once when the server shuts down (a
+/// long poll must not hold up the graceful shutdown).
+pub(crate) async fn wait(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request: WaitRequest = match json_request(&state, &headers, &body) {
+        Ok(r) => r,
+        Err(rejected) => return *rejected,
+    };
+    if request.timeout_ms > MAX_WAIT_MS {
+        return bad_request(format!("timeoutMs must be at most {MAX_WAIT_MS}"));
+    }
+    let mut stopping = state.stopping.clone();
+    tokio::select! {
+        due = state.kv.queue_wait_due(Duration::from_millis(request.timeout_ms)) => match due {
+            Ok(due) => json(serde_json::json!({ "due": due })),
+            Err(e) => engine_error(e),
+        },
+        _ = stopping.wait_for(|&stopping| stopping) => json(serde_json::json!({ "due": false })),
     }
 }
 

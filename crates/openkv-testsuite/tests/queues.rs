@@ -1,10 +1,10 @@
 //! Queues over the network (docs/protocol-extensions.md), against a real `openkv serve` on
 //! 127.0.0.1: the webhook (delivery, headers, JSON body, retries, dead-letter keys), the pull
-//! endpoints' handling of bad requests, and remote listeners through the Rust client. Each of
-//! those runs twice: the server on a SQLite file, and on a fresh PostgreSQL schema. Then local
-//! listeners on two handles of one store (two processes, as far as the store can tell): delays,
-//! retries and dead letters across handles, and each message delivered once between two
-//! listeners.
+//! endpoints' handling of bad requests, the long poll that wakes remote listeners, and remote
+//! listeners through the Rust client. Each of those runs twice: the server on a SQLite file,
+//! and on a fresh PostgreSQL schema. Then local listeners on two handles of one store (two
+//! processes, as far as the store can tell): delays, retries and dead letters across handles,
+//! and each message delivered once between two listeners.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -217,6 +217,11 @@ async fn pull_endpoints(store: Store) {
         ("finish", TOKEN, r#"{"results": [{"id": "no-such", "delivered": true}]}"#, 200),
         ("finish", TOKEN, r#"{"results": [{"id": 7, "delivered": true}]}"#, 400),
         ("finish", TOKEN, r#"{"id": "x", "delivered": true}"#, 400),
+        ("wait", TOKEN, r#"{"timeoutMs": 0}"#, 200),
+        ("wait", "wrong-token-123456", r#"{"timeoutMs": 0}"#, 401),
+        ("wait", TOKEN, r#"{"timeoutMs": 60001}"#, 400),
+        ("wait", TOKEN, r#"{"timeoutMs": -1}"#, 400),
+        ("wait", TOKEN, "{}", 400),
         ("nope", TOKEN, "{}", 404),
     ];
     for (path, token, body, want) in cases {
@@ -228,6 +233,80 @@ async fn pull_endpoints(store: Store) {
             assert!(!text.is_empty(), "{path} {body}: a message");
         }
     }
+    server.stop().await;
+}
+
+on_each_store!(wait_endpoint:
+    the_wait_endpoint_answers_once_a_message_is_due,
+    the_wait_endpoint_answers_once_a_message_is_due_on_postgres);
+
+/// `queue/wait` at the HTTP level: `due: false` after its timeout on an empty queue; for a
+/// delayed message, `due: true` once it fell due — not before, and long before the timeout.
+async fn wait_endpoint(store: Store) {
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
+    let database_id = server.kv.database_id().await.unwrap().to_string();
+    let client = reqwest::Client::new();
+    let wait = |timeout_ms: u64| {
+        client
+            .post(format!("{}/v2/openkv/queue/wait", server.url))
+            .bearer_auth(TOKEN)
+            .header("x-denokv-database-id", &database_id)
+            .header("x-denokv-version", "3")
+            .body(format!(r#"{{"timeoutMs": {timeout_ms}}}"#))
+            .send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), StatusCode::OK);
+        serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap()
+    };
+    let started = Instant::now();
+    assert_eq!(answer(wait(300).await.unwrap()).await, serde_json::json!({"due": false}));
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited its timeout");
+
+    let delay = Duration::from_millis(800);
+    let enqueued = Instant::now();
+    server.kv.enqueue(&"later".to_string(), &EnqueueOptions::new().delay(delay)).await.unwrap();
+    let due = answer(wait(30_000).await.unwrap()).await;
+    assert_eq!(due, serde_json::json!({"due": true}));
+    assert!(enqueued.elapsed() >= delay, "not before the message was due");
+    server.stop().await;
+}
+
+on_each_store!(remote_listener_woken:
+    a_remote_listener_hears_of_messages_without_polling,
+    a_remote_listener_hears_of_messages_without_polling_on_postgres);
+
+/// A remote listener whose poll interval is an hour still gets, within seconds, a message
+/// enqueued through the server after it started waiting, and a delayed one when it falls
+/// due: the server's long poll (`queue/wait`) wakes it.
+async fn remote_listener_woken(store: Store) {
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
+    let consumer = fixtures::client_options()
+        .queue_poll_interval(Duration::from_secs(3600))
+        .open(&server.url)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(consumer.clone().listen_queue(move |message| {
+        let tx = tx.clone();
+        async move {
+            let text: String = message.value.decode().map_err(|e| e.to_string())?;
+            tx.send(text).map_err(|e| e.to_string())
+        }
+    }));
+    // Let the listener make its first (empty) take and settle into waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let producer = fixtures::remote(&server.url).await;
+    let within = Duration::from_secs(20);
+    producer.enqueue(&"now".to_string(), &EnqueueOptions::new()).await.unwrap();
+    let got = tokio::time::timeout(within, rx.recv()).await.expect("delivered without polling");
+    assert_eq!(got.unwrap(), "now");
+    let delayed = EnqueueOptions::new().delay(Duration::from_millis(700));
+    producer.enqueue(&"later".to_string(), &delayed).await.unwrap();
+    let got = tokio::time::timeout(within, rx.recv()).await.expect("delivered without polling");
+    assert_eq!(got.unwrap(), "later");
+    consumer.close().await.unwrap();
+    listener.await.unwrap().unwrap();
     server.stop().await;
 }
 

@@ -364,9 +364,10 @@ pub trait Backend: Send + Sync + Debug + 'static {
         Err(crate::Error::Unsupported("this backend cannot restore backups".into()))
     }
 
-    /// Woken (at least) when this process enqueues a message or closes the store, so that a
-    /// listener need not poll for its own messages. `None`: poll only.
-    fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
+    /// Changes (at least) when this process enqueues a message or closes the store, so that
+    /// a listener need not poll for its own messages; a remote backend's changes when its
+    /// server says a message is due. `None`: poll only.
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
 }

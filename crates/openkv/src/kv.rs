@@ -540,6 +540,14 @@ impl Kv {
         self.inner.backend.queue_finish(outcomes).await
     }
 
+    /// Waits until a queue message is due — one that falls due, is enqueued ready, or whose
+    /// lease ran out — and returns `true`, or returns `false` once `timeout` passed with none.
+    /// For a server that long-polls for remote listeners (`openkv serve`'s queue `wait`):
+    /// this process's enqueues wake it at once, other processes' within about a second.
+    pub async fn queue_wait_due(&self, timeout: Duration) -> Result<bool> {
+        crate::queue::wait_due(self, timeout).await
+    }
+
     /// Writes an online backup: a consistent copy of the database as of the moment the copy
     /// starts (every write acknowledged before it, none after) to the new file `dest`, while
     /// other tasks and processes keep writing. The copy is written under a temporary name,
@@ -576,10 +584,11 @@ impl Kv {
         self.inner.backend.restore_from(backup).await
     }
 
-    /// Woken when this process enqueues a message or the store closes (`None`: the backend
-    /// cannot tell; poll).
-    pub fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.backend.queue_wakeup()
+    /// A value that changes when this process enqueues a message or the store closes, and,
+    /// on a KV Connect database, when `openkv serve` says a message is due (`None`: the
+    /// backend cannot tell; poll). Each receiver sees every change, whenever it looks.
+    pub fn queue_wakeup(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.backend.clone().queue_wakeup()
     }
 
     /// Enqueues a message (any value [`set`](Self::set) takes but a `KvU64`, which Deno cannot

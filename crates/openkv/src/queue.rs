@@ -104,6 +104,72 @@ pub struct QueueMessage {
     pub attempt: u32,
 }
 
+/// Queue activity a listener can wait for instead of polling: a counter that changes (at
+/// least) when this process enqueues a message or closes the store. A `watch` channel rather
+/// than a `Notify`: any number of waiters (a listener, a server's long-polling remote
+/// listeners) each see every change, and a change made while nobody waited is not lost.
+#[derive(Debug)]
+pub(crate) struct QueueSignal(tokio::sync::watch::Sender<u64>);
+
+impl QueueSignal {
+    pub(crate) fn new() -> Self {
+        QueueSignal(tokio::sync::watch::Sender::new(0))
+    }
+
+    /// Tells every waiter that the queue may have something for them.
+    pub(crate) fn wake(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Waits for the next change of a queue signal; forever without one (or once its store is
+/// gone, as the sender's end means the store closed: the caller's next call says so).
+pub(crate) async fn queue_changed(signal: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    let ended = match signal.as_mut() {
+        Some(rx) => rx.changed().await.is_err(),
+        None => std::future::pending().await,
+    };
+    if ended {
+        *signal = None;
+    }
+}
+
+/// How often [`wait_due`] looks at the queue between signals: messages that other processes
+/// enqueue (Deno CLI on the same file, another server on PostgreSQL) do not change this
+/// process's signal.
+pub(crate) const DUE_WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// Waits until some message is due — now, when it falls due, or when its lease runs out —
+/// (`true`) or `timeout` passed (`false`). Behind `Kv::queue_wait_due`.
+pub(crate) async fn wait_due(kv: &Kv, timeout: Duration) -> Result<bool> {
+    let backend = kv.backend();
+    let mut signal = backend.clone().queue_wakeup();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let now = kv.now_ms();
+        let next = backend.queue_next_due().await?;
+        if next.is_some_and(|due| due <= now) {
+            return Ok(true);
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut pause = left.min(DUE_WAIT_POLL);
+        if let Some(due) = next {
+            pause = pause.min(Duration::from_millis(due.saturating_sub(now) as u64));
+        }
+        tokio::select! {
+            _ = queue_changed(&mut signal) => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
 /// The listener loop behind `Kv::listen_queue`. Returns when the store closes.
 pub(crate) async fn listen<F, Fut, E>(
     kv: Kv,
@@ -130,7 +196,7 @@ where
     let _release = Release(listening);
 
     let backend = kv.backend();
-    let wakeup = backend.queue_wakeup().unwrap_or_default();
+    let mut wakeup = backend.clone().queue_wakeup();
     let handler = Arc::new(handler);
     // Deliveries in flight: task id → message id.
     let mut running: JoinSet<(String, bool)> = JoinSet::new();
@@ -162,7 +228,11 @@ where
             Err(e) => return Err(e),
         };
         let sleep = until_due.min(poll_interval);
-        let sleep_until = (tokio::time::Instant::now() + sleep).min(next_renewal);
+        let mut sleep_until = tokio::time::Instant::now() + sleep;
+        if !in_flight.is_empty() {
+            // Leases to renew; an idle listener sleeps until there is work (or its poll).
+            sleep_until = sleep_until.min(next_renewal);
+        }
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 // Report every delivery that has ended by now in one call (one transaction):
@@ -177,7 +247,7 @@ where
                     Err(e) => return Err(e),
                 }
             }
-            _ = wakeup.notified() => {}
+            _ = queue_changed(&mut wakeup) => {}
             _ = tokio::time::sleep_until(sleep_until) => {}
         }
         if tokio::time::Instant::now() >= next_renewal {

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
@@ -207,7 +207,7 @@ pub(crate) struct Shared {
     pub sql: Sql,
     pub clock: Arc<dyn Clock>,
     pub changes: broadcast::Sender<ChangeEvent>,
-    pub queue_wakeup: Arc<Notify>,
+    pub queue_wakeup: crate::queue::QueueSignal,
     /// Identifies this process's notifications (the writer already published them locally).
     pub instance: String,
     pub driver_config: tokio_postgres::Config,
@@ -259,7 +259,7 @@ impl PostgresBackend {
             sql,
             clock,
             changes: broadcast::channel(4096).0,
-            queue_wakeup: Arc::new(Notify::new()),
+            queue_wakeup: crate::queue::QueueSignal::new(),
             instance: hex::encode(instance),
             driver_config,
         });
@@ -418,7 +418,7 @@ impl Backend for PostgresBackend {
         }
         self.pool.close();
         // Wakes queue listeners so that they notice the close.
-        self.shared.queue_wakeup.notify_waiters();
+        self.shared.queue_wakeup.wake();
         Ok(())
     }
 
@@ -458,8 +458,8 @@ impl Backend for PostgresBackend {
         ))
     }
 
-    fn queue_wakeup(&self) -> Option<Arc<Notify>> {
-        Some(self.shared.queue_wakeup.clone())
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.queue_wakeup.subscribe())
     }
 }
 

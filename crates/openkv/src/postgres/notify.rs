@@ -73,7 +73,7 @@ pub(super) async fn start(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
                         session = Some(s);
                         // Notifications sent while we were away are lost: re-read everything.
                         let _ = shared.changes.send(ChangeEvent::unknown_keys(Versionstamp::ZERO));
-                        shared.queue_wakeup.notify_one();
+                        shared.queue_wakeup.wake();
                     }
                     Err(e) => {
                         tracing::warn!("openkv: cannot listen for PostgreSQL changes: {e}");
@@ -92,7 +92,7 @@ pub(super) async fn start(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
                     continue;
                 }
                 if notice.enqueued {
-                    shared.queue_wakeup.notify_one();
+                    shared.queue_wakeup.wake();
                 }
                 let _ = shared.changes.send(notice.event);
             }

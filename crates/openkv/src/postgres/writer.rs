@@ -205,7 +205,7 @@ impl Writer {
                     let _ = shared.changes.send(event);
                 }
                 if enqueued {
-                    shared.queue_wakeup.notify_one();
+                    shared.queue_wakeup.wake();
                 }
                 outcomes
             }

@@ -113,6 +113,9 @@ struct EndpointJson {
     consistency: String,
 }
 
+/// A running long-poll task (`wait_for_due`) and the signal it bumps.
+type QueueWaiter = (Arc<tokio::sync::watch::Sender<u64>>, tokio::task::JoinHandle<()>);
+
 /// A KV Connect server as a [`Backend`].
 pub(crate) struct RemoteBackend {
     url: Url,
@@ -125,6 +128,13 @@ pub(crate) struct RemoteBackend {
     refreshing: tokio::sync::Mutex<()>,
     rng: Mutex<StdRng>,
     closed: AtomicBool,
+    /// The long-poll task behind [`Backend::queue_wakeup`] and its signal, once a listener
+    /// asked for it.
+    queue_waiter: Mutex<Option<QueueWaiter>>,
+    /// Signalled by every `queue_take`: after the server said a message is due, the long-poll
+    /// waits for the listener to take before asking again (else, with the listener busy and
+    /// the message left due, it would ask in a tight loop).
+    queue_taken: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for RemoteBackend {
@@ -223,6 +233,8 @@ impl RemoteBackend {
             refreshing: tokio::sync::Mutex::new(()),
             rng: Mutex::new(rng),
             closed: AtomicBool::new(false),
+            queue_waiter: Mutex::new(None),
+            queue_taken: Arc::new(tokio::sync::Notify::new()),
         };
         backend.metadata().await?;
         Ok(backend)
@@ -514,6 +526,66 @@ impl RemoteBackend {
     }
 }
 
+/// The longest a long-poll for due queue messages waits at the server (it is also kept under
+/// half the request timeout).
+const QUEUE_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(serde::Deserialize)]
+struct WaitJson {
+    due: bool,
+}
+
+/// The task behind a remote [`Backend::queue_wakeup`]: asks the server (openkv's queue `wait`,
+/// docs/protocol-extensions.md) to answer once a message is due, and bumps the signal when it
+/// does. It ends when no listener holds the signal any more, when the backend is gone or
+/// closed, and when the server cannot wait (denokv, a read-only server): the listener then
+/// relies on its poll interval, as it always can.
+async fn wait_for_due(
+    backend: std::sync::Weak<RemoteBackend>,
+    signal: Arc<tokio::sync::watch::Sender<u64>>,
+    taken: Arc<tokio::sync::Notify>,
+) {
+    let mut pause = FIRST_BACKOFF;
+    loop {
+        let Some(remote) = backend.upgrade() else { return };
+        let wait = QUEUE_WAIT.min(remote.config.request_timeout / 2);
+        let body = serde_json::json!({ "timeoutMs": wait.as_millis() as u64 });
+        let answer = tokio::select! {
+            _ = signal.closed() => return,
+            answer = remote.queue_call("wait", body) => answer,
+        };
+        drop(remote);
+        match answer.and_then(|a| {
+            serde_json::from_slice::<WaitJson>(&a)
+                .map_err(|e| Error::Protocol(format!("queue wait answer: {e}")))
+        }) {
+            Ok(WaitJson { due: true }) => {
+                pause = FIRST_BACKOFF;
+                signal.send_modify(|n| *n = n.wrapping_add(1));
+                tokio::select! {
+                    _ = signal.closed() => return,
+                    _ = taken.notified() => {}
+                }
+            }
+            Ok(WaitJson { due: false }) => pause = FIRST_BACKOFF,
+            Err(Error::Closed) => return,
+            Err(e @ (Error::Unsupported(_) | Error::Remote { .. })) => {
+                tracing::debug!("queue long-poll unavailable, the listener polls: {e}");
+                return;
+            }
+            Err(e) => {
+                // The server may be restarting: the listener still polls meanwhile.
+                tracing::debug!("queue long-poll failed, trying again in {pause:?}: {e}");
+                tokio::select! {
+                    _ = signal.closed() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
 /// The body of a 2xx answer; otherwise what to do about the status.
 async fn check_status(
     response: reqwest::Response,
@@ -573,6 +645,7 @@ impl Backend for RemoteBackend {
     }
 
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        self.queue_taken.notify_one();
         // The server caps both; ask within its bounds rather than be refused.
         let max = max.clamp(1, 100);
         let lease_ms = lease_ms(lease);
@@ -617,8 +690,28 @@ impl Backend for RemoteBackend {
         Ok(())
     }
 
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
+        let mut slot = lock(&self.queue_waiter);
+        if let Some((signal, task)) = slot.as_ref() {
+            // A task still running for a listener that still holds its signal: share it.
+            if !task.is_finished() && !signal.is_closed() {
+                return Some(signal.subscribe());
+            }
+        }
+        let signal = Arc::new(tokio::sync::watch::Sender::new(0));
+        let receiver = signal.subscribe();
+        let task = tokio::spawn(wait_for_due(
+            Arc::downgrade(&self),
+            signal.clone(),
+            self.queue_taken.clone(),
+        ));
+        *slot = Some((signal, task));
+        Some(receiver)
+    }
+
     async fn queue_next_due(&self) -> Result<Option<i64>> {
-        // Unknown from here: the listener polls (OpenOptions::queue_poll_interval).
+        // Unknown from here: the listener polls (OpenOptions::queue_poll_interval), and the
+        // server's long-poll (queue_wakeup) wakes it sooner.
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }

@@ -84,7 +84,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<Arc<str>>>,
     changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
-    queue_wakeup: Arc<tokio::sync::Notify>,
+    queue_wakeup: crate::queue::QueueSignal,
 }
 
 impl Shared {
@@ -167,7 +167,7 @@ impl SqliteBackend {
             clock,
             poison: Mutex::new(None),
             changes,
-            queue_wakeup: Arc::new(tokio::sync::Notify::new()),
+            queue_wakeup: crate::queue::QueueSignal::new(),
         });
         let queue_conn = Arc::new(if in_memory {
             QueueConn::Shared(conn.clone())
@@ -423,8 +423,8 @@ impl Backend for SqliteBackend {
         Ok(summary)
     }
 
-    fn queue_wakeup(&self) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.shared.queue_wakeup.clone())
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.queue_wakeup.subscribe())
     }
 
     async fn close(&self) -> Result<()> {
@@ -449,7 +449,7 @@ impl Backend for SqliteBackend {
             lock(conn).take();
         }
         // A listener waiting for its next message learns of the close at once.
-        self.shared.queue_wakeup.notify_one();
+        self.shared.queue_wakeup.wake();
         match self.shared.poisoned() {
             Some(why) => Err(Error::Poisoned(why)),
             None => Ok(()),

@@ -270,7 +270,7 @@ impl Writer {
                     !w.enqueues.is_empty() && matches!(o, Ok(CommitOutcome::Committed { .. }))
                 });
                 if enqueued {
-                    self.shared.queue_wakeup.notify_one();
+                    self.shared.queue_wakeup.wake();
                 }
                 outcomes
             }
