@@ -310,6 +310,24 @@ async fn remote_listener_woken(store: Store) {
     server.stop().await;
 }
 
+/// `Kv::queue_wakeup` on a remote database needs a runtime for its long poll: asked from a
+/// thread without one it answers `None` (poll only) rather than panicking; closing the handle
+/// changes the signal, so a waiter learns of the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_queue_signal_without_a_runtime_is_none_and_close_changes_it() {
+    let store = Store::sqlite();
+    let server = store.serve(ServerConfig::new(TOKEN)).await;
+    let kv = fixtures::remote(&server.url).await;
+    let elsewhere = kv.clone();
+    let outside = std::thread::spawn(move || elsewhere.queue_wakeup().is_none()).join();
+    assert!(outside.expect("no panic"), "no runtime: no signal");
+    let mut signal = kv.queue_wakeup().expect("a signal inside the runtime");
+    kv.close().await.unwrap();
+    let changed = tokio::time::timeout(Duration::from_secs(10), signal.changed()).await;
+    assert!(changed.is_ok(), "close changes the signal");
+    server.stop().await;
+}
+
 /// A remote client with a fast poll, for the pull-based listener.
 async fn remote_listener_kv(url: &str) -> Kv {
     fixtures::client_options()

@@ -698,9 +698,11 @@ impl Backend for RemoteBackend {
                 return Some(signal.subscribe());
             }
         }
+        // Outside a runtime there is nothing to run the long poll on: poll only.
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let signal = Arc::new(tokio::sync::watch::Sender::new(0));
         let receiver = signal.subscribe();
-        let task = tokio::spawn(wait_for_due(
+        let task = runtime.spawn(wait_for_due(
             Arc::downgrade(&self),
             signal.clone(),
             self.queue_taken.clone(),
@@ -841,6 +843,11 @@ impl Backend for RemoteBackend {
     async fn close(&self) -> Result<()> {
         // Nothing is buffered on the client: every write was answered before it returned.
         self.closed.store(true, Ordering::Release);
+        if let Some((signal, task)) = lock(&self.queue_waiter).take() {
+            // No long poll outlives the handle; its listener sees the change, then `Closed`.
+            task.abort();
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(())
     }
 }
