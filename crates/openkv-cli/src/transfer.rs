@@ -18,7 +18,9 @@
 //!   database does not tell expiries, so its exports say `null`.
 //!
 //! Export reads in batches of up to 1000 entries, each batch one snapshot (not the whole
-//! export, which would need a transaction as long as the export). Import commits batches
+//! export, which would need a transaction as long as the export), unless `--snapshot` asks for
+//! one consistent snapshot: then it first makes an online backup (as `openkv backup`) into a
+//! temporary directory beside the output and exports that copy. Import commits batches
 //! atomically (500 entries by default, fewer when the batch would exceed the write limits), in
 //! file order; see [`ImportArgs::resume_from`] for resuming.
 
@@ -53,6 +55,12 @@ pub struct ExportArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Export one consistent snapshot, even while others write: first copy the database with
+    /// an online backup (as `openkv backup`; into a temporary directory beside --output, or the
+    /// system's), then export the copy. Needs the copy's space and time; a SQLite file or
+    /// `openkv serve`, not PostgreSQL or denokv. Without it each batch of 1000 is a snapshot.
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 /// `openkv import`'s options.
@@ -233,6 +241,13 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     };
     let (start, end) = prefix_range(&prefix)?;
     let kv = db.open(Access::Read).await?;
+    // With --snapshot: the copy, and the directory that holds it until the export is done.
+    let (kv, copy_dir) = if args.snapshot {
+        let (copy, dir) = snapshot_copy(&kv, args.output.as_deref()).await?;
+        (copy, Some(dir))
+    } else {
+        (kv, None)
+    };
     let show = !args.no_progress && std::io::stderr().is_terminal();
     let total = if show {
         // One pass to count, so the bar can tell the rate against a total and an ETA.
@@ -264,6 +279,11 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     }
     .await;
     bar.finish_and_clear();
+    if let Some(dir) = copy_dir {
+        // The copy is closed before its directory goes; nothing of it is kept.
+        let _ = kv.close().await;
+        drop(dir);
+    }
     if let Err(e) = written {
         sink.abandon();
         return Err(e);
@@ -279,6 +299,29 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     }
     eprintln!("{report}");
     Ok(())
+}
+
+/// An online backup of `kv` in a new temporary directory (beside `output` if given), opened:
+/// one consistent snapshot to export from. The directory is removed when dropped.
+async fn snapshot_copy(kv: &Kv, output: Option<&Path>) -> CliResult<(Kv, tempfile::TempDir)> {
+    let parent = output
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let dir = tempfile::Builder::new()
+        .prefix(".openkv-export-")
+        .tempdir_in(&parent)
+        .map_err(|e| CliError::io(format!("creating a directory in {}", parent.display()), e))?;
+    let path = dir.path().join("snapshot.sqlite3");
+    let summary = kv
+        .backup(&path)
+        .await
+        .map_err(|e| CliError::kv("export --snapshot: copying the database", e))?;
+    eprintln!("export: snapshot of {} entries taken ({} bytes)", summary.entries, summary.size);
+    let copy = Kv::open(&path)
+        .await
+        .map_err(|e| CliError::kv("export --snapshot: opening the copy", e))?;
+    Ok((copy, dir))
 }
 
 /// What an import did.

@@ -111,6 +111,89 @@ fn export_import_export_is_the_identity_on_every_value_type() {
     assert_eq!(comparable(&c, true), comparable(&a, true));
 }
 
+/// `export --snapshot` while a writer keeps moving units between `["a"]` and `["z"]` in
+/// atomic writes: the export holds one consistent state (the sum is intact), although the
+/// 2,502 entries span three read batches and the writer committed during the export; the
+/// temporary copy is gone afterwards.
+#[test]
+fn export_snapshot_is_consistent_under_a_concurrent_writer() {
+    use openkv::{key, Value};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const TOTAL: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.sqlite3");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let kv = rt.block_on(async {
+        let kv = openkv::Kv::open(&db).await.unwrap();
+        let mut op = kv.atomic();
+        op = op.set(&key!["a"], Value::U64(TOTAL)).set(&key!["z"], Value::U64(0));
+        op.commit().await.unwrap();
+        for chunk in (0..2_500).collect::<Vec<i64>>().chunks(500) {
+            let mut op = kv.atomic();
+            for i in chunk {
+                op = op.set(&key!["m", *i], Value::Bytes(vec![7; 64]));
+            }
+            op.commit().await.unwrap();
+        }
+        kv
+    });
+    let (stop, commits) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let writer = {
+        let (stop, commits, kv) = (stop.clone(), commits.clone(), kv.clone());
+        rt.spawn(async move {
+            let units = |e: Option<openkv::Entry>| match e.map(|e| e.value) {
+                Some(Value::U64(n)) => n,
+                other => panic!("not a KvU64: {other:?}"),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let a = kv.get(&key!["a"]).await.unwrap();
+                let z = kv.get(&key!["z"]).await.unwrap();
+                let (va, vz) =
+                    (a.as_ref().map(|e| e.versionstamp), z.as_ref().map(|e| e.versionstamp));
+                let (na, nz) = (units(a), units(z));
+                let outcome = kv
+                    .atomic()
+                    .check(&key!["a"], va)
+                    .check(&key!["z"], vz)
+                    .set(&key!["a"], Value::U64(na - 1))
+                    .set(&key!["z"], Value::U64(nz + 1))
+                    .commit()
+                    .await
+                    .unwrap();
+                assert!(outcome.is_committed(), "the only writer");
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    while commits.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let before = commits.load(Ordering::Relaxed);
+    let exported = dir.path().join("out").join("snapshot.ndjson");
+    std::fs::create_dir(exported.parent().unwrap()).unwrap();
+    let live = Target::file(&db);
+    let out = live.run(&["export", "--snapshot", "-o", exported.to_str().unwrap()]).ok();
+    let during = commits.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(writer).unwrap();
+    assert!(out.stderr.contains("export: snapshot of 2502 entries taken"), "{out:?}");
+    assert!(during > 0, "the writer committed while the export ran");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(text.lines().count(), 2_502);
+    let units = |k: &str| -> u64 {
+        let line = text.lines().map(|l| serde_json::from_str::<Json>(l).unwrap());
+        let line = line.into_iter().find(|l| l["key"] == k).unwrap_or_else(|| panic!("{k}"));
+        line["value"]["$kvu64"].as_str().unwrap().parse().unwrap()
+    };
+    let (a, z) = (units(r#"["a"]"#), units(r#"["z"]"#));
+    assert_eq!(a + z, TOTAL, "one consistent state: a = {a}, z = {z}");
+    assert!(z >= 20, "a state after the writer had started: z = {z}");
+    let left: Vec<_> = std::fs::read_dir(exported.parent().unwrap()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the export is left beside it: {left:?}");
+    rt.block_on(kv.close()).unwrap();
+}
+
 #[test]
 fn import_counts_expired_and_bad_lines_and_resumes_from_a_line() {
     let future = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
