@@ -166,6 +166,22 @@ async function runOps(
   return { secs, lat: lat.sort() };
 }
 
+/** Reads ["s", i mod n] (written as i mod n) and checks the value. */
+async function checkedGet(kv: Deno.Kv, i: number, n: number, what: string) {
+  const e = await kv.get<number>(["s", i % n]);
+  check(e.value === i % n, `${what}: get ["s", ${i % n}] returned ${e.value}`);
+}
+
+/** Lists the LIST_ENTRIES entries under ["l"] (["l", i] = i) and checks every one. */
+async function checkedList(kv: Deno.Kv, what: string) {
+  let count = 0;
+  for await (const e of kv.list<number>({ prefix: ["l"] })) {
+    check(e.value === count, `${what}: list entry ${count} is ${e.value}`);
+    count++;
+  }
+  check(count === LIST_ENTRIES, `${what}: list returned ${count} entries`);
+}
+
 const WORKLOADS = [
   "seq_set",
   "concurrent64_set",
@@ -276,10 +292,7 @@ async function run(args: string[]) {
 
   // seq_get / concurrent64_get of existing keys
   if (enabled("seq_get") || enabled("concurrent64_get")) await populate("s", N);
-  const get = async (i: number, what: string) => {
-    const e = await kv.get<number>(["s", i % N]);
-    check(e.value === i % N, `${what}: get ["s", ${i % N}] returned ${e.value}`);
-  };
+  const get = (i: number, what: string) => checkedGet(kv, i, N, what);
   for (const [name, tasks] of [["seq_get", 1], ["concurrent64_get", TASKS]] as const) {
     await measure(name, async () => {
       await runOps(warm(READS), tasks, (i) => get(i + 7, name));
@@ -341,14 +354,7 @@ async function run(args: string[]) {
   // list_10k
   if (enabled("list_10k")) await populate("l", LIST_ENTRIES);
   await measure("list_10k", async () => {
-    const listOnce = async () => {
-      let count = 0;
-      for await (const e of kv.list<number>({ prefix: ["l"] })) {
-        check(e.value === count, `list_10k: entry ${count} is ${e.value}`);
-        count++;
-      }
-      check(count === LIST_ENTRIES, `list_10k: list returned ${count} entries`);
-    };
+    const listOnce = () => checkedList(kv, "list_10k");
     await runOps(1, 1, listOnce);
     const r = await runOps(LISTS, 1, listOnce);
     return opStats("entries/s", LISTS * LIST_ENTRIES, r);
@@ -583,18 +589,8 @@ async function part(args: string[]) {
   );
   const kv = await Deno.openKv(url);
   const op = kind === "get"
-    ? async (i: number) => {
-      const e = await kv.get<number>(["s", i % n]);
-      check(e.value === i % n, `part: get ["s", ${i % n}] returned ${e.value}`);
-    }
-    : async () => {
-      let seen = 0;
-      for await (const e of kv.list<number>({ prefix: ["l"] })) {
-        check(e.value === seen, `part: list entry ${seen} is ${e.value}`);
-        seen++;
-      }
-      check(seen === LIST_ENTRIES, `part: list returned ${seen} entries`);
-    };
+    ? (i: number) => checkedGet(kv, i, n, "part")
+    : () => checkedList(kv, "part");
   await runOps(Math.max(kind === "get" ? 10 : 1, Math.floor(count / 10)), tasks, (i) => op(i + 7));
   const out = Deno.stdout.writable.getWriter();
   await out.write(new TextEncoder().encode("ready\n"));

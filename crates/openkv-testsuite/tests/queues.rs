@@ -185,6 +185,33 @@ async fn a_read_only_server_refuses_a_webhook() {
     kv.close().await.unwrap();
 }
 
+/// The queue endpoints of a server, as a raw HTTP client sees them.
+struct QueueEndpoints {
+    client: reqwest::Client,
+    url: String,
+    database_id: String,
+}
+
+impl QueueEndpoints {
+    async fn new(server: &Server) -> QueueEndpoints {
+        let database_id = server.kv.database_id().await.unwrap().to_string();
+        QueueEndpoints { client: reqwest::Client::new(), url: server.url.clone(), database_id }
+    }
+
+    /// `POST <url>/v2/openkv/queue/<path>` with the data path's headers.
+    async fn post(&self, path: &str, token: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v2/openkv/queue/{path}", self.url))
+            .bearer_auth(token)
+            .header("x-denokv-database-id", &self.database_id)
+            .header("x-denokv-version", "3")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 on_each_store!(pull_endpoints:
     the_pull_endpoints_refuse_bad_requests_with_4xx,
     the_pull_endpoints_refuse_bad_requests_with_4xx_on_postgres);
@@ -193,17 +220,7 @@ on_each_store!(pull_endpoints:
 /// with a message, and the server still answering.
 async fn pull_endpoints(store: Store) {
     let server = store.serve(ServerConfig::new(TOKEN)).await;
-    let database_id = server.kv.database_id().await.unwrap().to_string();
-    let client = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: &str| {
-        client
-            .post(format!("{}/v2/openkv/queue/{path}", server.url))
-            .bearer_auth(token)
-            .header("x-denokv-database-id", &database_id)
-            .header("x-denokv-version", "3")
-            .body(body.to_owned())
-            .send()
-    };
+    let endpoints = QueueEndpoints::new(&server).await;
     let cases = [
         ("take", TOKEN, r#"{"max": 1, "leaseMs": 5000}"#, 200),
         ("take", "wrong-token-123456", r#"{"max": 1, "leaseMs": 5000}"#, 401),
@@ -225,7 +242,7 @@ async fn pull_endpoints(store: Store) {
         ("nope", TOKEN, "{}", 404),
     ];
     for (path, token, body, want) in cases {
-        let response = post(path, token, body).await.unwrap();
+        let response = endpoints.post(path, token, body).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert_eq!(status, want, "{path} {body}: {text}");
@@ -244,30 +261,21 @@ on_each_store!(wait_endpoint:
 /// delayed message, `due: true` once it fell due — not before, and long before the timeout.
 async fn wait_endpoint(store: Store) {
     let server = store.serve(ServerConfig::new(TOKEN)).await;
-    let database_id = server.kv.database_id().await.unwrap().to_string();
-    let client = reqwest::Client::new();
-    let wait = |timeout_ms: u64| {
-        client
-            .post(format!("{}/v2/openkv/queue/wait", server.url))
-            .bearer_auth(TOKEN)
-            .header("x-denokv-database-id", &database_id)
-            .header("x-denokv-version", "3")
-            .body(format!(r#"{{"timeoutMs": {timeout_ms}}}"#))
-            .send()
-    };
-    let answer = |response: reqwest::Response| async move {
+    let endpoints = &QueueEndpoints::new(&server).await;
+    let wait = |timeout_ms: u64| async move {
+        let body = format!(r#"{{"timeoutMs": {timeout_ms}}}"#);
+        let response = endpoints.post("wait", TOKEN, &body).await;
         assert_eq!(response.status(), StatusCode::OK);
         serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap()
     };
     let started = Instant::now();
-    assert_eq!(answer(wait(300).await.unwrap()).await, serde_json::json!({"due": false}));
+    assert_eq!(wait(300).await, serde_json::json!({"due": false}));
     assert!(started.elapsed() >= Duration::from_millis(300), "it waited its timeout");
 
     let delay = Duration::from_millis(800);
     let enqueued = Instant::now();
     server.kv.enqueue(&"later".to_string(), &EnqueueOptions::new().delay(delay)).await.unwrap();
-    let due = answer(wait(30_000).await.unwrap()).await;
-    assert_eq!(due, serde_json::json!({"due": true}));
+    assert_eq!(wait(30_000).await, serde_json::json!({"due": true}));
     assert!(enqueued.elapsed() >= delay, "not before the message was due");
     server.stop().await;
 }

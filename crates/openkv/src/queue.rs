@@ -124,6 +124,16 @@ impl QueueSignal {
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
     }
+
+    /// Nobody holds a receiver any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Resolves once nobody holds a receiver any more.
+    pub(crate) async fn closed(&self) {
+        self.0.closed().await
+    }
 }
 
 /// Waits for the next change of a queue signal; forever without one (or once its store is

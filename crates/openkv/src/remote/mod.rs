@@ -46,6 +46,7 @@ use crate::backend::{
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::queue::QueueSignal;
 
 /// The protocol versions this client speaks, offered in the metadata exchange.
 const SUPPORTED_VERSIONS: [u32; 3] = [1, 2, 3];
@@ -114,7 +115,7 @@ struct EndpointJson {
 }
 
 /// A running long-poll task (`wait_for_due`) and the signal it bumps.
-type QueueWaiter = (Arc<tokio::sync::watch::Sender<u64>>, tokio::task::JoinHandle<()>);
+type QueueWaiter = (Arc<QueueSignal>, tokio::task::JoinHandle<()>);
 
 /// A KV Connect server as a [`Backend`].
 pub(crate) struct RemoteBackend {
@@ -542,7 +543,7 @@ struct WaitJson {
 /// relies on its poll interval, as it always can.
 async fn wait_for_due(
     backend: std::sync::Weak<RemoteBackend>,
-    signal: Arc<tokio::sync::watch::Sender<u64>>,
+    signal: Arc<QueueSignal>,
     taken: Arc<tokio::sync::Notify>,
 ) {
     let mut pause = FIRST_BACKOFF;
@@ -561,7 +562,7 @@ async fn wait_for_due(
         }) {
             Ok(WaitJson { due: true }) => {
                 pause = FIRST_BACKOFF;
-                signal.send_modify(|n| *n = n.wrapping_add(1));
+                signal.wake();
                 tokio::select! {
                     _ = signal.closed() => return,
                     _ = taken.notified() => {}
@@ -700,7 +701,7 @@ impl Backend for RemoteBackend {
         }
         // Outside a runtime there is nothing to run the long poll on: poll only.
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let signal = Arc::new(tokio::sync::watch::Sender::new(0));
+        let signal = Arc::new(QueueSignal::new());
         let receiver = signal.subscribe();
         let task = runtime.spawn(wait_for_due(
             Arc::downgrade(&self),
@@ -846,7 +847,7 @@ impl Backend for RemoteBackend {
         if let Some((signal, task)) = lock(&self.queue_waiter).take() {
             // No long poll outlives the handle; its listener sees the change, then `Closed`.
             task.abort();
-            signal.send_modify(|n| *n = n.wrapping_add(1));
+            signal.wake();
         }
         Ok(())
     }
