@@ -118,6 +118,19 @@ impl MutationKind {
         }
     }
 
+    /// True for the kinds that store a value of the caller's and so may carry an expiry: `set`
+    /// and `set` at a versionstamped key. (Numeric results never expire, as in Deno.)
+    pub(crate) fn may_expire(&self) -> bool {
+        match self {
+            MutationKind::Set(_) | MutationKind::SetSuffixVersionstampedKey(_) => true,
+            MutationKind::Delete
+            | MutationKind::Sum(_)
+            | MutationKind::SumWithLimits { .. }
+            | MutationKind::Min(_)
+            | MutationKind::Max(_) => false,
+        }
+    }
+
     /// The value or operand carried by this mutation, if any.
     pub fn value(&self) -> Option<&Value> {
         match self {
@@ -141,22 +154,6 @@ pub(crate) fn versionstamped_key(prefix: &[u8], versionstamp: Versionstamp) -> V
     key.extend_from_slice(versionstamp.to_hex().as_bytes());
     key.push(0x00);
     key
-}
-
-impl Enqueue {
-    /// The stored columns of this new message, as Deno's tables hold them: a random UUID
-    /// (from `rng`, the backend's seeded source), the backoff schedule as JSON (Deno's default
-    /// when none was given) and the dead-letter keys as JSON.
-    pub(crate) fn stored_columns(&self, rng: &mut impl rand::RngCore) -> (String, String, String) {
-        let mut id = [0u8; 16];
-        rng.fill_bytes(&mut id);
-        let id = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
-        let schedule =
-            self.backoff_schedule.as_deref().unwrap_or(&crate::queue::DEFAULT_BACKOFF_SCHEDULE);
-        let schedule = serde_json::to_string(schedule).expect("a u32 list serializes");
-        let keys = serde_json::to_string(&self.keys_if_undelivered).expect("byte lists serialize");
-        (id, schedule, keys)
-    }
 }
 
 /// One mutation of an atomic write.

@@ -100,6 +100,7 @@
 
 mod backend;
 mod clock;
+mod engine;
 mod error;
 pub mod js;
 mod key;

@@ -36,6 +36,9 @@ pub const MAX_BACKOFF_INTERVALS: usize = 10;
 pub const MAX_BACKOFF_INTERVAL_MS: u32 = 3_600_000;
 /// Most `keys_if_undelivered` of one enqueue.
 pub const MAX_KEYS_IF_UNDELIVERED: usize = 10;
+/// Most atomic writes a backend's writer commits in one transaction (one fsync). Also keeps
+/// PostgreSQL's 2-byte in-batch versionstamp index far from overflowing.
+pub const MAX_WRITE_BATCH: usize = 512;
 /// Default list batch size when neither `limit` nor `batch_size` is given.
 pub const DEFAULT_LIST_BATCH_SIZE: usize = 100;
 /// When only `limit` is given, the batch size is `limit` clamped to this.

@@ -14,7 +14,6 @@
 
 use num_bigint::BigInt;
 
-use crate::backend::MutationKind;
 use crate::error::Error;
 use crate::js::{decode_v8, encode_v8, JsValue};
 use crate::value::{Value, ENCODING_LE64};
@@ -140,25 +139,25 @@ pub(crate) fn apply(
     result.into_value()
 }
 
-/// The new value of a key after a numeric mutation (`sum`, `sum` with limits, `min`, `max`) on
-/// its live row `current` (`(bytes, encoding, _)`), the same on every backend. The result never
-/// expires (as in Deno). A rejection (wrong types, out of range) is the write's error.
-pub(crate) fn numeric_mutation(
-    kind: &MutationKind,
+/// The new value of a key after `sum` on its live row `current` (`(bytes, encoding, _)`): a
+/// `KvU64` operand wraps modulo 2^64 ([`u64_op`]), a V8 `number`/`bigint` operand adds as
+/// [`apply`] says. A rejection (wrong types) is the write's error.
+pub(crate) fn sum(current: Option<(Vec<u8>, i64, i64)>, operand: &Value) -> Result<Value, Error> {
+    match operand {
+        Value::U64(_) => u64_op("sum", u64::wrapping_add, current, operand),
+        Value::V8(_) | Value::Bytes(_) => apply(current, operand, None, None, false),
+    }
+}
+
+/// The new value of a key after `sum`/`min`/`max` (named `name` in errors) of two `KvU64`s:
+/// `f(stored, operand)`, or the operand if the key is absent. Any other type is the write's
+/// error, with Deno's message.
+pub(crate) fn u64_op(
+    name: &str,
+    f: fn(u64, u64) -> u64,
     current: Option<(Vec<u8>, i64, i64)>,
+    op: &Value,
 ) -> Result<Value, Error> {
-    let (name, f, op): (&str, fn(u64, u64) -> u64, &Value) = match kind {
-        MutationKind::Sum(op) if !matches!(op, Value::U64(_)) => {
-            return apply(current, op, None, None, false)
-        }
-        MutationKind::SumWithLimits { operand, min, max, clamp } => {
-            return apply(current, operand, min.as_ref(), max.as_ref(), *clamp)
-        }
-        MutationKind::Sum(op) => ("sum", u64::wrapping_add, op),
-        MutationKind::Min(op) => ("min", std::cmp::min, op),
-        MutationKind::Max(op) => ("max", std::cmp::max, op),
-        other => return Err(Error::Internal(format!("{other:?} is not a numeric mutation"))),
-    };
     let Value::U64(operand) = op else {
         return Err(mismatch(format!("Failed to perform '{name}' mutation on a non-U64 operand")));
     };

@@ -97,8 +97,7 @@ pub(crate) fn atomic_write(limits: &Limits, write: &AtomicWrite, now_ms: i64) ->
             if at < 0 {
                 return Err(Error::InvalidOption(format!("invalid expiry time {at} ms")));
             }
-            if !matches!(m.kind, MutationKind::Set(_) | MutationKind::SetSuffixVersionstampedKey(_))
-            {
+            if !m.kind.may_expire() {
                 return Err(Error::InvalidOption("only set mutations can expire".into()));
             }
         }

@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use deadpool_postgres::Object;
 
+use super::writer::encoding_column;
 use super::{pg_error, Shared};
-use crate::backend::{ChangeEvent, QueuedMessage};
+use crate::backend::QueuedMessage;
+use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
+use crate::engine::plan::Row;
 use crate::error::Result;
 use crate::queue::{lease_millis, parse_stored_json as parse};
-use crate::value::ENCODING_V8;
 use crate::versionstamp::Versionstamp;
 
 pub(super) async fn take(
@@ -96,23 +98,16 @@ pub(super) async fn finish(
         let Some(row) = tx.query_opt(&select, &[id]).await.map_err(err)? else {
             continue; // No longer running (finished already, or its lease ran out): ignored.
         };
-        let backoff: String = row.get(0);
-        let mut schedule: Vec<u32> = parse("backoff schedule", id, &backoff)?;
-        if !delivered && !schedule.is_empty() {
-            let wait = schedule.remove(0);
-            let rest = serde_json::to_string(&schedule).expect("u32 lists serialize");
-            tx.execute(&retry, &[id, &(now + i64::from(wait)), &rest]).await.map_err(err)?;
-            continue;
-        }
-        tx.execute(&delete, &[id]).await.map_err(err)?;
-        if !delivered {
-            let keys: Vec<Vec<u8>> = parse("keys_if_undelivered", id, &row.get::<_, String>(1))?;
-            tracing::warn!(
-                "openkv: queue message {id} failed its last attempt; writing it to {} key(s)",
-                keys.len()
-            );
-            let payload: Vec<u8> = row.get(2);
-            dead_letters.extend(keys.into_iter().map(|k| (k, payload.clone())));
+        let (backoff, keys): (String, String) = (row.get(0), row.get(1));
+        match finish_attempt(id, &backoff, &keys, *delivered, now)? {
+            Finish::Retry { due_ms, backoff_schedule } => {
+                tx.execute(&retry, &[id, &due_ms, &backoff_schedule]).await.map_err(err)?;
+            }
+            Finish::Remove { dead_letters: keys } => {
+                tx.execute(&delete, &[id]).await.map_err(err)?;
+                let payload: Vec<u8> = row.get(2);
+                dead_letters.extend(keys.into_iter().map(|k| (k, payload.clone())));
+            }
         }
     }
     let mut event = None;
@@ -120,17 +115,25 @@ pub(super) async fn finish(
         // A write like any other: under the version lock, with the next version.
         let version: i64 = tx.query_one(&sql.bump, &[]).await.map_err(err)?.get(0);
         let vs = Versionstamp::from_version(version as u64);
-        let (keys, payloads): (Vec<Vec<u8>>, Vec<Vec<u8>>) = dead_letters.into_iter().unzip();
-        let n = keys.len();
-        let encodings = vec![ENCODING_V8 as i32; n];
-        let stamps = vec![vs.as_bytes().to_vec(); n];
-        let never: Vec<Option<i64>> = vec![None; n];
-        tx.execute(&sql.upsert, &[&keys, &payloads, &encodings, &stamps, &never])
-            .await
-            .map_err(err)?;
-        let payload = super::notify::encode(&shared.instance, vs, false, &keys);
-        tx.execute(sql.notify, &[&sql.channel, &payload]).await.map_err(err)?;
-        event = Some(ChangeEvent { versionstamp: vs, keys: keys.into() });
+        if let Some((rows, change)) = dead_letter_rows(dead_letters, vs) {
+            let rows: Vec<(&Vec<u8>, &Row)> =
+                rows.iter().filter_map(|(k, r)| r.as_ref().map(|r| (k, r))).collect();
+            let keys: Vec<&[u8]> = rows.iter().map(|(k, _)| k.as_slice()).collect();
+            let values: Vec<&[u8]> = rows.iter().map(|(_, r)| r.bytes.as_slice()).collect();
+            let encodings = rows
+                .iter()
+                .map(|(_, r)| encoding_column(r.encoding))
+                .collect::<Result<Vec<_>>>()?;
+            let stamps: Vec<&[u8]> =
+                rows.iter().map(|(_, r)| r.versionstamp.as_bytes().as_slice()).collect();
+            let expiries: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.expire_at_ms).collect();
+            tx.execute(&sql.upsert, &[&keys, &values, &encodings, &stamps, &expiries])
+                .await
+                .map_err(err)?;
+            let payload = super::notify::encode(&shared.instance, vs, false, &change.keys);
+            tx.execute(sql.notify, &[&sql.channel, &payload]).await.map_err(err)?;
+            event = Some(change);
+        }
     }
     tx.commit().await.map_err(err)?;
     if let Some(event) = event {

@@ -2,12 +2,12 @@
 //! sweep.
 //!
 //! A batch is: bump the `version` row (this waits for every other process's committing batch
-//! and then returns the next counter value `v`); read the live rows of every key the batch
-//! checks or combines (sum/min/max); apply the writes one after another in memory, write `i`
-//! of the batch getting versionstamp `v ‖ i` (2 bytes, big-endian), a write whose check fails
-//! or whose mutation is rejected leaving no trace; then store the final state of every touched
-//! key with one upsert and one delete, insert the enqueued messages, `NOTIFY` the change, and
-//! commit. A batch costs a handful of round trips and one commit whatever its size.
+//! and then returns the next counter value `v`); read the rows of every key the batch checks
+//! or combines (sum/min/max); let the engine's planner decide the batch, the `i`-th committed
+//! write getting versionstamp `v ‖ i` (2 bytes, big-endian); then store the final state of
+//! every touched key with one upsert and one delete, insert the enqueued messages, `NOTIFY`
+//! the change, and commit. A batch costs a handful of round trips and one commit whatever its
+//! size.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,27 +19,16 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use super::{connect, notify, pg_error, PostgresConfig, Shared};
-use crate::backend::{versionstamped_key, AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
+use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
+use crate::engine::batch::Batch;
+use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row};
 use crate::error::{Error, Result};
-use crate::sum;
-use crate::value::Value;
 use crate::versionstamp::Versionstamp;
-
-/// The most writes in one batch (the in-batch index is 2 bytes; this keeps transactions short).
-const MAX_BATCH: usize = 512;
 
 pub(crate) enum Request {
     Write { write: AtomicWrite, reply: oneshot::Sender<Result<CommitOutcome>> },
     Sweep,
     Close { reply: oneshot::Sender<()> },
-}
-
-/// A live row.
-#[derive(Clone)]
-struct Row {
-    value: Value,
-    vs: Versionstamp,
-    expire_ms: Option<i64>,
 }
 
 /// The statements of the writer's connection.
@@ -125,57 +114,32 @@ pub(super) async fn start(
     Ok((writer, sweeper))
 }
 
-/// A key and its new row (`None`: deleted).
-type Change = (Vec<u8>, Option<Row>);
-
-/// A new queue message's columns: id, due time, payload, backoff JSON, dead-letter keys JSON.
-type NewMessage = (String, i64, Vec<u8>, String, String);
-
-/// Why one write of a batch did not commit, without failing the batch.
-enum Rejected {
-    CheckFailed(Vec<u32>),
-    Invalid(Error),
-}
-
 struct Writer {
     shared: Arc<Shared>,
     conn: Option<Connection>,
     rng: StdRng,
 }
 
-/// The final state of the batch's keys, and what else it writes.
-#[derive(Default)]
-struct BatchEffects {
-    /// Key → new row (`None`: deleted). Only keys some committed write touched.
-    dirty: HashMap<Vec<u8>, Option<Row>>,
-    enqueues: Vec<NewMessage>,
-    /// Keys changed by each committed write, with its versionstamp.
-    events: Vec<ChangeEvent>,
-}
-
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.recv().await {
-            let mut batch = Vec::new();
+            let mut batch = Batch::default();
             let mut sweep = false;
             let mut close = None;
             let mut next = Some(first);
             while let Some(request) = next.take() {
                 match request {
-                    Request::Write { write, reply } => batch.push((write, reply)),
+                    Request::Write { write, reply } => batch.push(write, reply),
                     Request::Sweep => sweep = true,
                     Request::Close { reply } => close = Some(reply),
                 }
-                if batch.len() < MAX_BATCH && close.is_none() {
+                if !batch.is_full() && close.is_none() {
                     next = rx.try_recv().ok();
                 }
             }
             if !batch.is_empty() {
-                let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let outcomes = self.commit(&writes).await;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
+                let result = self.commit(batch.writes()).await;
+                batch.settle(result, &self.shared.changes, &self.shared.queue_wakeup);
             }
             if sweep {
                 if let Err(e) = self.sweep().await {
@@ -189,34 +153,20 @@ impl Writer {
         }
     }
 
-    /// Commits a batch; one outcome per write.
-    async fn commit(&mut self, writes: &[AtomicWrite]) -> Vec<Result<CommitOutcome>> {
+    /// Commits a batch as the planner decides; an `Err` means nothing of it committed (or,
+    /// for `OutcomeUnknown`, that nobody knows).
+    async fn commit(&mut self, writes: &[AtomicWrite]) -> Result<BatchPlan> {
         let Writer { shared, conn, rng } = self;
         let now = shared.clock.now_ms();
         let result = match connection(conn, shared).await {
             Ok(conn) => commit_batch(conn, shared, writes, now, rng).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok((outcomes, effects)) => {
-                let enqueued = !effects.enqueues.is_empty();
-                for event in effects.events {
-                    // No subscribers is not an error.
-                    let _ = shared.changes.send(event);
-                }
-                if enqueued {
-                    shared.queue_wakeup.wake();
-                }
-                outcomes
-            }
-            Err(e) => {
-                if matches!(e, Error::Unavailable(_) | Error::OutcomeUnknown(_)) {
-                    // Reconnect for the next batch.
-                    self.conn = None;
-                }
-                writes.iter().map(|_| Err(e.clone())).collect()
-            }
+        if let Err(Error::Unavailable(_) | Error::OutcomeUnknown(_)) = &result {
+            // Reconnect for the next batch.
+            self.conn = None;
         }
+        result
     }
 
     /// Deletes expired keys under a fresh version, if there are any.
@@ -277,33 +227,13 @@ fn versionstamp(version: i64, index: usize) -> Result<Versionstamp> {
     Ok(Versionstamp(b))
 }
 
-/// The keys whose current rows the batch needs: checked keys and the keys of numeric
-/// mutations.
-fn keys_to_read(writes: &[AtomicWrite]) -> Vec<Vec<u8>> {
-    let mut keys: Vec<Vec<u8>> = writes
-        .iter()
-        .flat_map(|w| {
-            let checks = w.checks.iter().map(|c| c.key.clone());
-            let numeric = w
-                .mutations
-                .iter()
-                .filter(|m| m.kind.combines_stored_value())
-                .map(|m| m.key.clone());
-            checks.chain(numeric).collect::<Vec<_>>()
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    keys
-}
-
 async fn commit_batch(
     conn: &mut Connection,
     shared: &Shared,
     writes: &[AtomicWrite],
     now: i64,
     rng: &mut StdRng,
-) -> Result<(Vec<Result<CommitOutcome>>, BatchEffects)> {
+) -> Result<BatchPlan> {
     let st = &conn.st;
     let err = |e| pg_error("committing", e);
     let read_keys = keys_to_read(writes);
@@ -315,51 +245,16 @@ async fn commit_batch(
         tokio::try_join!(tx.query_one(&st.bump, &[]), tx.query(&st.read, &read_params))
             .map_err(err)?;
     let version: i64 = bumped.get(0);
-    // The state the batch starts from: every key it reads, `None` if absent or expired.
-    let mut view: HashMap<Vec<u8>, Option<Row>> =
-        read_keys.into_iter().map(|k| (k, None)).collect();
+    let mut stored = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let entry = super::entry_from_row(row)?;
-        let live = entry.expire_at_ms.is_none_or(|at| at > now);
-        if live {
-            view.insert(
-                entry.key,
-                Some(Row {
-                    value: entry.value,
-                    vs: entry.versionstamp,
-                    expire_ms: entry.expire_at_ms,
-                }),
-            );
-        }
+        let (key, row) = stored_row(row)?;
+        stored.insert(key, row);
     }
-
-    let mut effects = BatchEffects::default();
-    let mut outcomes = Vec::with_capacity(writes.len());
-    let mut index = 0usize;
-    for write in writes {
-        let vs = versionstamp(version, index)?;
-        match apply_write(&view, write, vs, rng) {
-            Ok((changes, enqueues)) => {
-                index += 1;
-                let keys: Vec<Vec<u8>> = changes.iter().map(|(k, _)| k.clone()).collect();
-                for (key, row) in changes {
-                    view.insert(key.clone(), row.clone());
-                    effects.dirty.insert(key, row);
-                }
-                effects.enqueues.extend(enqueues);
-                effects.events.push(ChangeEvent { versionstamp: vs, keys: keys.into() });
-                outcomes.push(Ok(CommitOutcome::Committed { versionstamp: vs }));
-            }
-            Err(Rejected::CheckFailed(failed_checks)) => {
-                outcomes.push(Ok(CommitOutcome::CheckFailed { failed_checks }))
-            }
-            Err(Rejected::Invalid(e)) => outcomes.push(Err(e)),
-        }
-    }
-    if effects.events.is_empty() {
+    let plan = plan_batch(writes, stored, now, |i| versionstamp(version, i), rng)?;
+    let Some(last) = plan.last_versionstamp() else {
         // Nothing committed: the rollback (on drop) undoes the bump.
-        return Ok((outcomes, effects));
-    }
+        return Ok(plan);
+    };
 
     let mut up_k = Vec::new();
     let mut up_v = Vec::new();
@@ -367,26 +262,25 @@ async fn commit_batch(
     let mut up_vs = Vec::new();
     let mut up_x: Vec<Option<i64>> = Vec::new();
     let mut del = Vec::new();
-    for (key, row) in &effects.dirty {
+    for (key, row) in &plan.rows {
         match row {
             Some(r) => {
-                up_k.push(key.clone());
-                up_v.push(r.value.to_bytes());
-                up_e.push(r.value.encoding() as i32);
-                up_vs.push(r.vs.as_bytes().to_vec());
-                up_x.push(r.expire_ms);
+                up_k.push(key.as_slice());
+                up_v.push(r.bytes.as_slice());
+                up_e.push(encoding_column(r.encoding)?);
+                up_vs.push(r.versionstamp.as_bytes().as_slice());
+                up_x.push(r.expire_at_ms);
             }
-            None => del.push(key.clone()),
+            None => del.push(key.as_slice()),
         }
     }
-    let q_id: Vec<&str> = effects.enqueues.iter().map(|e| e.0.as_str()).collect();
-    let q_due: Vec<i64> = effects.enqueues.iter().map(|e| e.1).collect();
-    let q_payload: Vec<&[u8]> = effects.enqueues.iter().map(|e| e.2.as_slice()).collect();
-    let q_backoff: Vec<&str> = effects.enqueues.iter().map(|e| e.3.as_str()).collect();
-    let q_keys: Vec<&str> = effects.enqueues.iter().map(|e| e.4.as_str()).collect();
-    let all_keys: Vec<Vec<u8>> =
-        effects.events.iter().flat_map(|e| e.keys.iter().cloned()).collect();
-    let last = effects.events.last().expect("not empty").versionstamp;
+    let q = &plan.enqueues;
+    let q_id: Vec<&str> = q.iter().map(|m| m.id.as_str()).collect();
+    let q_due: Vec<i64> = q.iter().map(|m| m.due_ms).collect();
+    let q_payload: Vec<&[u8]> = q.iter().map(|m| m.payload.as_slice()).collect();
+    let q_backoff: Vec<&str> = q.iter().map(|m| m.backoff_schedule.as_str()).collect();
+    let q_keys: Vec<&str> = q.iter().map(|m| m.keys_if_undelivered.as_str()).collect();
+    let all_keys: Vec<Vec<u8>> = plan.events.iter().flat_map(|e| e.keys.iter().cloned()).collect();
     let payload = notify::encode(&shared.instance, last, !q_id.is_empty(), &all_keys);
     let upsert = async {
         if up_k.is_empty() {
@@ -416,61 +310,25 @@ async fn commit_batch(
         Error::Unavailable(m) => Error::OutcomeUnknown(m),
         other => other,
     })?;
-    Ok((outcomes, effects))
+    Ok(plan)
 }
 
-/// The changes of one write at `vs`, in mutation order (a key changed twice is listed twice;
-/// the later change wins), and its enqueues; or why it does not commit. Reads `view` (the
-/// batch's state so far), never writes it.
-fn apply_write(
-    view: &HashMap<Vec<u8>, Option<Row>>,
-    write: &AtomicWrite,
-    vs: Versionstamp,
-    rng: &mut StdRng,
-) -> std::result::Result<(Vec<Change>, Vec<NewMessage>), Rejected> {
-    let failed: Vec<u32> = write
-        .checks
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| view.get(&c.key).cloned().flatten().map(|r| r.vs) != c.versionstamp)
-        .map(|(i, _)| i as u32)
-        .collect();
-    if !failed.is_empty() {
-        return Err(Rejected::CheckFailed(failed));
-    }
-    // This write's own changes, in order; later mutations of a key see earlier ones.
-    let mut changes: Vec<Change> = Vec::new();
-    let lookup = |changes: &[Change], key: &[u8]| -> Option<Row> {
-        match changes.iter().rev().find(|(k, _)| k.as_slice() == key) {
-            Some((_, row)) => row.clone(),
-            None => view.get(key).cloned().flatten(),
-        }
+/// A stored row as the read statement returns it (`k, v, v_encoding, versionstamp,
+/// expire_at_ms`), not decoded: the planner decodes only what it combines.
+fn stored_row(row: &tokio_postgres::Row) -> Result<(Vec<u8>, Row)> {
+    let encoding: i32 = row.get(2);
+    let vs: Vec<u8> = row.get(3);
+    let stored = Row {
+        bytes: row.get(1),
+        encoding: i64::from(encoding),
+        versionstamp: Versionstamp::from_slice(&vs)?,
+        expire_at_ms: row.get(4),
     };
-    for m in &write.mutations {
-        match &m.kind {
-            MutationKind::Set(value) => changes.push((
-                m.key.clone(),
-                Some(Row { value: value.clone(), vs, expire_ms: m.expire_at_ms }),
-            )),
-            MutationKind::Delete => changes.push((m.key.clone(), None)),
-            MutationKind::SetSuffixVersionstampedKey(value) => {
-                let key = versionstamped_key(&m.key, vs);
-                changes
-                    .push((key, Some(Row { value: value.clone(), vs, expire_ms: m.expire_at_ms })));
-            }
-            kind => {
-                let current =
-                    lookup(&changes, &m.key).map(|r| (r.value.to_bytes(), r.value.encoding(), 0));
-                let new = sum::numeric_mutation(kind, current).map_err(Rejected::Invalid)?;
-                changes.push((m.key.clone(), Some(Row { value: new, vs, expire_ms: None })));
-            }
-        }
-    }
+    Ok((row.get(0), stored))
+}
 
-    let mut enqueues = Vec::with_capacity(write.enqueues.len());
-    for e in &write.enqueues {
-        let (id, schedule, keys) = e.stored_columns(rng);
-        enqueues.push((id, e.deadline_ms, e.payload.clone(), schedule, keys));
-    }
-    Ok((changes, enqueues))
+/// A value encoding as the `v_encoding` column (`integer`) stores it.
+pub(super) fn encoding_column(encoding: i64) -> Result<i32> {
+    i32::try_from(encoding)
+        .map_err(|_| Error::Internal(format!("value encoding {encoding} does not fit a column")))
 }

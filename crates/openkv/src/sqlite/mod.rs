@@ -5,10 +5,11 @@
 //!   beside the writer without waiting). A read of several ranges runs inside one read
 //!   transaction, so all ranges see one snapshot.
 //! - Writes go to one writer thread over a channel. The writer takes every write that is
-//!   waiting (up to [`MAX_BATCH`]), opens one `BEGIN IMMEDIATE` transaction, applies each write
-//!   inside its own savepoint (a failed check or a failed mutation rolls back that write only),
-//!   gives each committed write the next version, and commits once: one fsync for the group.
-//!   Only after `COMMIT` returns does any caller hear "committed".
+//!   waiting (up to [`MAX_WRITE_BATCH`](crate::limits::MAX_WRITE_BATCH)), opens one
+//!   `BEGIN IMMEDIATE` transaction, reads the rows the engine's planner needs, lets it decide
+//!   the group (a failed check or a failed mutation drops that write only; each committed write
+//!   gets the next version), stores the plan and commits once: one fsync for the group. Only
+//!   after `COMMIT` returns does any caller hear "committed".
 //! - The writer also sweeps expired keys when idle.
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
 //!   write fails with [`Error::Poisoned`] until the database is reopened.
@@ -42,8 +43,6 @@ use crate::versionstamp::Versionstamp;
 pub use backup::{restore as restore_backup, verify as verify_backup, BackupSummary};
 pub use schema::SCHEMA_VERSION;
 
-/// Most atomic writes that share one transaction (and one fsync).
-pub const MAX_BATCH: usize = 512;
 /// How long SQLite itself waits for another process's lock before reporting busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long we keep retrying a busy database before giving up with [`Error::Busy`].

@@ -18,11 +18,11 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::writer::with_write_txn;
+use super::writer::{set_version, with_write_txn, write_rows};
 use crate::backend::{ChangeEvent, QueuedMessage};
+use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::error::Result;
 use crate::queue::parse_stored_json as parse;
-use crate::value::ENCODING_V8;
 use crate::versionstamp::Versionstamp;
 
 /// One row of `queue`/`queue_running`, minus its time column.
@@ -140,9 +140,10 @@ pub(super) fn renew(conn: &Connection, ids: &[String], now: i64, lease_ms: i64) 
 }
 
 /// Ends delivery attempts, all in one transaction (one fsync for a whole batch of handlers
-/// that finished together). Returns the change event of the dead-letter writes, if any
-/// happened: they share one new versionstamp. A message no longer running (its lease ran out
-/// and it went back to the queue) is left alone: it will be delivered again.
+/// that finished together), as the engine's finish rule decides. Returns the change event of
+/// the dead-letter writes, if any happened: they share one new versionstamp. A message no
+/// longer running (its lease ran out and it went back to the queue) is left alone: it will be
+/// delivered again.
 pub(super) fn finish(
     conn: &Connection,
     outcomes: &[(String, bool)],
@@ -164,50 +165,31 @@ pub(super) fn finish(
             };
             conn.prepare_cached("delete from queue_running where deadline = ?1 and id = ?2")?
                 .execute(params![deadline, id])?;
-            let mut schedule: Vec<u32> = parse("backoff_schedule", id, &r.backoff_schedule)?;
-            if !delivered && !schedule.is_empty() {
-                let wait = schedule.remove(0);
-                r.backoff_schedule = serde_json::to_string(&schedule).expect("u32 lists serialize");
-                insert(conn, "queue", now + i64::from(wait), &r)?;
-                continue;
+            match finish_attempt(id, &r.backoff_schedule, &r.keys_if_undelivered, *delivered, now)?
+            {
+                Finish::Retry { due_ms, backoff_schedule } => {
+                    r.backoff_schedule = backoff_schedule;
+                    insert(conn, "queue", due_ms, &r)?;
+                }
+                Finish::Remove { dead_letters: keys } => {
+                    // (The table exists: an openkv process took the message, and created it
+                    // then.)
+                    conn.prepare_cached("delete from openkv_queue_attempts where id = ?1")?
+                        .execute([id])?;
+                    dead_letters.extend(keys.into_iter().map(|k| (k, r.data.clone())));
+                }
             }
-            // Done with this message, one way or the other. (The table exists: an openkv
-            // process took the message, and created it then.)
-            conn.prepare_cached("delete from openkv_queue_attempts where id = ?1")?
-                .execute([id])?;
-            if !delivered {
-                // Out of retries: the payload goes to every keys_if_undelivered key.
-                let keys: Vec<Vec<u8>> = parse("keys_if_undelivered", id, &r.keys_if_undelivered)?;
-                tracing::warn!(
-                    "openkv: queue message {id} failed its last attempt; writing it to {} key(s)",
-                    keys.len()
-                );
-                dead_letters.extend(keys.into_iter().map(|k| (k, r.data.clone())));
-            }
-        }
-        if dead_letters.is_empty() {
-            return Ok(None);
         }
         let version: i64 = conn
             .prepare_cached("select version from data_version where k = 0")?
-            .query_row([], |r| r.get::<_, i64>(0))?
-            + 1;
-        for (key, payload) in &dead_letters {
-            conn.prepare_cached(
-                "insert into kv (k, v, v_encoding, version, expiration_ms) \
-                 values (?1, ?2, ?3, ?4, -1) on conflict(k) do update set \
-                 v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \
-                 expiration_ms = -1",
-            )?
-            .execute(params![key, payload, ENCODING_V8, version])?;
-        }
-        conn.prepare_cached("update data_version set version = ?1 where k = 0")?
-            .execute([version])?;
-        let keys: Vec<Vec<u8>> = dead_letters.into_iter().map(|(k, _)| k).collect();
-        Ok(Some(ChangeEvent {
-            versionstamp: Versionstamp::from_version(version as u64),
-            keys: keys.into(),
-        }))
+            .query_row([], |r| r.get::<_, i64>(0))?;
+        let vs = Versionstamp::from_version(version as u64 + 1);
+        let Some((rows, event)) = dead_letter_rows(dead_letters, vs) else {
+            return Ok(None);
+        };
+        write_rows(conn, &rows)?;
+        set_version(conn, vs)?;
+        Ok(Some(event))
     })
 }
 

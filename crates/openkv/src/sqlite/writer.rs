@@ -1,5 +1,10 @@
-//! The writer thread: group commit, per-write savepoints, versionstamps, the expiry sweep.
+//! The writer thread: group commit of planned batches, versionstamps, the expiry sweep.
+//!
+//! A batch is one `BEGIN IMMEDIATE` transaction: read the version counter and the rows the
+//! batch needs, let the engine's planner decide what every write does, store the plan's rows
+//! and messages, set the counter to the last committed write's version, commit (one fsync).
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -9,11 +14,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{lock, retry_busy, Request, Shared, SqliteConfig, MAX_BATCH};
-use crate::backend::{versionstamped_key, AtomicWrite, ChangeEvent, CommitOutcome, MutationKind};
+use super::{lock, retry_busy, Request, Shared, SqliteConfig};
+use crate::backend::{AtomicWrite, ChangeEvent};
+use crate::engine::batch::Batch;
+use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
-use crate::sum;
-use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
 const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
@@ -84,12 +89,6 @@ fn rollback(conn: &Connection) {
     }
 }
 
-/// Why one write of a batch did not commit, without failing the batch.
-enum Rejected {
-    CheckFailed(Vec<u32>),
-    Invalid(Error),
-}
-
 pub(crate) struct Writer {
     conn: Arc<Mutex<Connection>>,
     shared: Arc<Shared>,
@@ -131,21 +130,21 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = Vec::new();
+            let mut batch = Batch::default();
             let mut close = None;
             match first {
-                Request::Write { write, reply } => batch.push((write, reply)),
+                Request::Write { write, reply } => batch.push(write, reply),
                 Request::Close { reply } => close = Some(reply),
             }
             // Take what is queued; if the last group was bigger, linger a little (at most half
             // the last commit's duration) for its writers to come back. Without this, N
             // concurrent writers settle into two alternating half-size groups (one fsyncing
             // while the other queues), paying twice the fsyncs.
-            let target = last_group.min(MAX_BATCH);
+            let target = last_group;
             let linger_until = Instant::now() + (last_commit / 2).min(MAX_LINGER);
-            while close.is_none() && batch.len() < MAX_BATCH {
+            while close.is_none() && !batch.is_full() {
                 match rx.try_recv() {
-                    Ok(Request::Write { write, reply }) => batch.push((write, reply)),
+                    Ok(Request::Write { write, reply }) => batch.push(write, reply),
                     Ok(Request::Close { reply }) => close = Some(reply),
                     Err(TryRecvError::Empty)
                         if batch.len() < target && Instant::now() < linger_until =>
@@ -158,17 +157,14 @@ impl Writer {
             last_group = batch.len();
             if !batch.is_empty() {
                 let started = Instant::now();
-                let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let outcomes = self.guarded("group commit", |w| Some(w.commit_batch(&writes)));
+                let result = self.guarded("group commit", |w| Some(w.commit_batch(batch.writes())));
                 last_commit = started.elapsed();
-                match outcomes {
-                    Some(outcomes) => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(outcome);
-                        }
+                match result {
+                    Some(result) => {
+                        batch.settle(result, &self.shared.changes, &self.shared.queue_wakeup)
                     }
                     // A panic poisoned the store; dropping the replies makes callers read it.
-                    None => drop(replies),
+                    None => drop(batch),
                 }
             }
             if let Some(reply) = close {
@@ -199,86 +195,52 @@ impl Writer {
         }
     }
 
-    /// Commits a group of writes in one transaction. Returns one outcome per write.
-    fn commit_batch(&mut self, writes: &[AtomicWrite]) -> Vec<Result<CommitOutcome>> {
+    /// Commits a group of writes in one transaction, as the planner decides; an `Err` means
+    /// nothing of the group committed.
+    fn commit_batch(&mut self, writes: &[AtomicWrite]) -> Result<BatchPlan> {
         if let Some(why) = self.shared.poisoned() {
-            return writes.iter().map(|_| Err(Error::Poisoned(why.clone()))).collect();
+            return Err(Error::Poisoned(why));
         }
         let now = self.shared.clock.now_ms();
         let conn_mutex = self.conn.clone();
         let conn = lock(&conn_mutex);
         let rng = &mut self.rng;
-        let mut events = Vec::new();
         let result = with_write_txn(&conn, |conn| {
-            events.clear();
-            let mut version: i64 = conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get(0))?;
-            let start_version = version;
-            let mut outcomes = Vec::with_capacity(writes.len());
-            for write in writes {
-                // Only sum/min/max can reject a write after it has started mutating (checks run
-                // before any mutation), so only such writes need a savepoint to roll back to.
-                let savepoint = write.mutations.iter().any(|m| m.kind.combines_stored_value());
-                if savepoint {
-                    conn.prepare_cached("savepoint w")?.execute([])?;
-                }
-                let next = version + 1;
-                match apply_write(conn, write, next, now, rng)? {
-                    Ok(keys) => {
-                        if savepoint {
-                            conn.prepare_cached("release w")?.execute([])?;
-                        }
-                        version = next;
-                        let versionstamp = Versionstamp::from_version(next as u64);
-                        events.push(ChangeEvent { versionstamp, keys: keys.into() });
-                        outcomes.push(Ok(CommitOutcome::Committed { versionstamp }));
-                    }
-                    Err(Rejected::Invalid(e)) if !savepoint => {
-                        // Unreachable by the rule above; if it ever happens, fail the whole
-                        // group (rolled back) rather than commit half of this write.
-                        return Err(Error::Internal(format!(
-                            "a write without a savepoint was rejected late ({e}); the whole \
-                             group was rolled back"
-                        )));
-                    }
-                    Err(rejected) => {
-                        if savepoint {
-                            conn.prepare_cached("rollback to w")?.execute([])?;
-                            conn.prepare_cached("release w")?.execute([])?;
-                        }
-                        outcomes.push(match rejected {
-                            Rejected::CheckFailed(failed_checks) => {
-                                Ok(CommitOutcome::CheckFailed { failed_checks })
-                            }
-                            Rejected::Invalid(e) => Err(e),
-                        });
-                    }
+            let version: i64 = conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get(0))?;
+            let mut stored = HashMap::new();
+            for key in keys_to_read(writes) {
+                if let Some(row) = read_row(conn, &key)? {
+                    stored.insert(key, row);
                 }
             }
-            if version != start_version {
-                conn.prepare_cached(SET_VERSION)?.execute([version])?;
+            // Deno's files: the i-th committed write of the group takes the next counter value.
+            let stamp = |i: usize| {
+                let v = u64::try_from(version).ok().and_then(|v| v.checked_add(i as u64 + 1));
+                v.map(Versionstamp::from_version).ok_or_else(|| {
+                    Error::Storage(format!("the version counter is out of range ({version})"))
+                })
+            };
+            let plan = plan_batch(writes, stored, now, stamp, rng)?;
+            if let Some(last) = plan.last_versionstamp() {
+                write_rows(conn, &plan.rows)?;
+                for m in &plan.enqueues {
+                    conn.prepare_cached(QUEUE_ADD)?.execute(params![
+                        m.due_ms,
+                        m.id,
+                        m.payload,
+                        m.backoff_schedule,
+                        m.keys_if_undelivered
+                    ])?;
+                }
+                set_version(conn, last)?;
             }
-            Ok(outcomes)
+            Ok(plan)
         });
         drop(conn);
-        match result {
-            Ok(outcomes) => {
-                for event in events {
-                    // No subscribers is not an error.
-                    let _ = self.shared.changes.send(event);
-                }
-                let enqueued = writes.iter().zip(&outcomes).any(|(w, o)| {
-                    !w.enqueues.is_empty() && matches!(o, Ok(CommitOutcome::Committed { .. }))
-                });
-                if enqueued {
-                    self.shared.queue_wakeup.wake();
-                }
-                outcomes
-            }
-            Err(e) => {
-                self.poison_if_fatal(&e);
-                writes.iter().map(|_| Err(e.clone())).collect()
-            }
+        if let Err(e) = &result {
+            self.poison_if_fatal(e);
         }
+        result
     }
 
     /// I/O and corruption errors leave the file in a state we cannot vouch for: poison.
@@ -340,109 +302,45 @@ impl Writer {
     }
 }
 
-/// The live (unexpired) row of a key: value, version.
-fn current(
-    conn: &Connection,
-    key: &[u8],
-    now: i64,
-) -> rusqlite::Result<Option<(Vec<u8>, i64, i64)>> {
-    let row = conn
-        .prepare_cached(POINT_GET)?
+/// The stored row of a key, expired or not (the planner tells).
+fn read_row(conn: &Connection, key: &[u8]) -> rusqlite::Result<Option<Row>> {
+    conn.prepare_cached(POINT_GET)?
         .query_row([key], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            let expiration_ms: i64 = r.get(3)?;
+            Ok(Row {
+                bytes: r.get(0)?,
+                encoding: r.get(1)?,
+                versionstamp: Versionstamp::from_version(r.get::<_, i64>(2)? as u64),
+                // Deno's schema: -1 (any negative) means no expiry.
+                expire_at_ms: (expiration_ms >= 0).then_some(expiration_ms),
+            })
         })
-        .optional()?;
-    Ok(row.and_then(|(v, enc, version, exp)| {
-        let expired = exp >= 0 && exp <= now;
-        (!expired).then_some((v, enc, version))
-    }))
+        .optional()
 }
 
-fn set_row(
-    conn: &Connection,
-    key: &[u8],
-    value: &Value,
-    version: i64,
-    expire_at_ms: Option<i64>,
-) -> rusqlite::Result<()> {
-    let data = value.to_bytes();
-    conn.prepare_cached(POINT_SET)?.execute(params![
-        key,
-        data,
-        value.encoding(),
-        version,
-        expire_at_ms.unwrap_or(-1)
-    ])?;
+/// Stores planned rows (`None`: delete the key), each under its versionstamp's counter.
+pub(super) fn write_rows(conn: &Connection, rows: &Rows) -> rusqlite::Result<()> {
+    for (key, row) in rows {
+        match row {
+            Some(row) => {
+                conn.prepare_cached(POINT_SET)?.execute(params![
+                    key,
+                    row.bytes,
+                    row.encoding,
+                    row.versionstamp.version() as i64,
+                    row.expire_at_ms.unwrap_or(-1)
+                ])?;
+            }
+            None => {
+                conn.prepare_cached(POINT_DELETE)?.execute([key])?;
+            }
+        }
+    }
     Ok(())
 }
 
-/// Applies one atomic write at `version` inside the open savepoint. The outer `Err` is a
-/// storage failure (fails the whole group); the inner `Err` rejects this write only.
-fn apply_write(
-    conn: &Connection,
-    write: &AtomicWrite,
-    version: i64,
-    now: i64,
-    rng: &mut StdRng,
-) -> Result<std::result::Result<Vec<Vec<u8>>, Rejected>> {
-    let mut failed = Vec::new();
-    for (i, check) in write.checks.iter().enumerate() {
-        let actual =
-            current(conn, &check.key, now)?.map(|(_, _, v)| Versionstamp::from_version(v as u64));
-        if actual != check.versionstamp {
-            failed.push(i as u32);
-        }
-    }
-    if !failed.is_empty() {
-        return Ok(Err(Rejected::CheckFailed(failed)));
-    }
-
-    let versionstamp = Versionstamp::from_version(version as u64);
-    let mut keys = Vec::with_capacity(write.mutations.len());
-    for m in &write.mutations {
-        match &m.kind {
-            MutationKind::Set(value) => {
-                set_row(conn, &m.key, value, version, m.expire_at_ms)?;
-                keys.push(m.key.clone());
-            }
-            MutationKind::Delete => {
-                conn.prepare_cached(POINT_DELETE)?.execute([&m.key])?;
-                keys.push(m.key.clone());
-            }
-            MutationKind::Sum(_)
-            | MutationKind::SumWithLimits { .. }
-            | MutationKind::Min(_)
-            | MutationKind::Max(_) => {
-                let current = current(conn, &m.key, now)?;
-                match sum::numeric_mutation(&m.kind, current) {
-                    // Like Deno: the result of sum/min/max never expires.
-                    Ok(new) => set_row(conn, &m.key, &new, version, None)?,
-                    Err(e) => return Ok(Err(Rejected::Invalid(e))),
-                }
-                keys.push(m.key.clone());
-            }
-            MutationKind::SetSuffixVersionstampedKey(value) => {
-                let key = versionstamped_key(&m.key, versionstamp);
-                set_row(conn, &key, value, version, m.expire_at_ms)?;
-                keys.push(key);
-            }
-        }
-    }
-
-    for e in &write.enqueues {
-        let (id, schedule, keys_if_undelivered) = e.stored_columns(rng);
-        conn.prepare_cached(QUEUE_ADD)?.execute(params![
-            e.deadline_ms,
-            id,
-            e.payload,
-            schedule,
-            keys_if_undelivered
-        ])?;
-    }
-    Ok(Ok(keys))
+/// Sets the version counter to `last`'s (the last committed write's).
+pub(super) fn set_version(conn: &Connection, last: Versionstamp) -> rusqlite::Result<()> {
+    conn.prepare_cached(SET_VERSION)?.execute([last.version() as i64])?;
+    Ok(())
 }
