@@ -49,6 +49,12 @@ pub async fn sqlite() -> Option<Fixture> {
     Some(Fixture { kv, server: None, denokv: None, _dir: Some(dir) })
 }
 
+/// The in-memory backend of `openkv-memory`, a crate written only against openkv's public
+/// engine API: the proof that a backend can live outside the core crate.
+pub async fn memory() -> Option<Fixture> {
+    Some(Fixture { kv: openkv_memory::open(), server: None, denokv: None, _dir: None })
+}
+
 /// `openkv serve` (in this process, on a real socket) on a fresh file, and a `Kv` that reaches
 /// it over KV Connect.
 pub async fn openkv_server() -> Option<Fixture> {

@@ -1,4 +1,5 @@
-//! The behaviour suite over every backend: SQLite, PostgreSQL (a fresh schema per test, on
+//! The behaviour suite over every backend: SQLite, the in-memory backend of `openkv-memory` (a
+//! crate outside the core, proving the public backend seam), PostgreSQL (a fresh schema per test, on
 //! `$OPENKV_TEST_POSTGRES_URL`), KV Connect to `openkv serve` on SQLite and on PostgreSQL, KV
 //! Connect to `denokv` (core behaviours only; it fails the strict ones, see the crate docs).
 
@@ -7,6 +8,8 @@ use openkv_testsuite::{backend_suite, core_behaviours, strict_behaviours};
 
 core_behaviours!(backend_suite!(sqlite_core, fixtures::sqlite().await));
 strict_behaviours!(backend_suite!(sqlite_strict, fixtures::sqlite().await));
+core_behaviours!(backend_suite!(memory_core, fixtures::memory().await));
+strict_behaviours!(backend_suite!(memory_strict, fixtures::memory().await));
 core_behaviours!(backend_suite!(postgres_core, fixtures::postgres().await));
 strict_behaviours!(backend_suite!(postgres_strict, fixtures::postgres().await));
 core_behaviours!(backend_suite!(remote_openkv_core, fixtures::openkv_server().await));

@@ -100,7 +100,7 @@
 
 mod backend;
 mod clock;
-mod engine;
+pub mod engine;
 mod error;
 pub mod js;
 mod key;

@@ -109,29 +109,38 @@ pub struct QueueMessage {
 /// than a `Notify`: any number of waiters (a listener, a server's long-polling remote
 /// listeners) each see every change, and a change made while nobody waited is not lost.
 #[derive(Debug)]
-pub(crate) struct QueueSignal(tokio::sync::watch::Sender<u64>);
+pub struct QueueSignal(tokio::sync::watch::Sender<u64>);
+
+impl Default for QueueSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl QueueSignal {
-    pub(crate) fn new() -> Self {
+    /// A signal nobody waits on yet.
+    pub fn new() -> Self {
         QueueSignal(tokio::sync::watch::Sender::new(0))
     }
 
     /// Tells every waiter that the queue may have something for them.
-    pub(crate) fn wake(&self) {
+    pub fn wake(&self) {
         self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    /// A receiver that sees every later [`wake`](Self::wake): what
+    /// [`Backend::queue_wakeup`](crate::Backend::queue_wakeup) hands out.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
     }
 
     /// Nobody holds a receiver any more.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.0.is_closed()
     }
 
     /// Resolves once nobody holds a receiver any more.
-    pub(crate) async fn closed(&self) {
+    pub async fn closed(&self) {
         self.0.closed().await
     }
 }

@@ -10,8 +10,10 @@ use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
 /// What a backend does with a running message whose attempt ended.
+///
+/// Deliberately not `#[non_exhaustive]`: every backend must carry out every decision, so a new
+/// one must break the build of each backend (in or outside this crate) until it handles it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Finish {
     /// Its delivery is over: delete the message (and its attempt count). If the last attempt
     /// failed, `dead_letters` are the keys that now receive its payload (see

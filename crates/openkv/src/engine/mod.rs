@@ -9,8 +9,12 @@
 //!
 //! The SQLite and PostgreSQL writers only read the rows a plan needs
 //! ([`plan::keys_to_read`]), bump their version counter, flush the plan, commit, and settle
-//! the batch.
+//! the batch. The layer is public so that a backend can live outside this crate: the
+//! `openkv-memory` crate is one, written only against this API, and passes the behaviour
+//! suite.
 
-pub(crate) mod batch;
-pub(crate) mod finish;
-pub(crate) mod plan;
+pub mod batch;
+pub mod finish;
+pub mod plan;
+
+pub use crate::queue::QueueSignal;

@@ -1,0 +1,328 @@
+//! # openkv-memory — an openkv backend outside the core crate
+//!
+//! A whole Deno KV database in one process's memory, implementing [`openkv::Backend`] with
+//! nothing but openkv's public API: the engine's planner ([`openkv::engine::plan`]) decides
+//! every write, its finish rule ([`openkv::engine::finish`]) every queue delivery attempt, so
+//! this crate only keeps rows, versions and messages. It exists to prove the backend seam (the
+//! behaviour suite in `openkv-testsuite` runs over it) and as the model for a new backend
+//! crate (FoundationDB, TiKV, …); it is not meant for data anyone wants to keep.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use openkv::{key, Value};
+//!
+//! let kv = openkv_memory::open();
+//! kv.set(&key!["a"], Value::Bytes(b"1".to_vec())).await?;
+//! assert_eq!(kv.get(&key!["a"]).await?.unwrap().value, Value::Bytes(b"1".to_vec()));
+//! # Ok::<(), openkv::Error>(()) }).unwrap();
+//! ```
+//!
+//! Semantics are the engine's: strong reads (every read sees every acknowledged write),
+//! versionstamps `counter ‖ 0x0000` as in Deno's SQLite files, expired keys invisible at once
+//! (and never swept: they are only dropped when overwritten), at-least-once queues with leases.
+//! No persistence, no backup, no other process.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openkv::engine::batch::publish;
+use openkv::engine::finish::{dead_letter_rows, finish_attempt, Finish};
+use openkv::engine::plan::{keys_to_read, plan_batch, Row, Rows};
+use openkv::engine::QueueSignal;
+use openkv::{
+    AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, Error, Kv, OpenOptions,
+    QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value, Versionstamp,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::broadcast;
+
+/// A fresh, empty in-memory database behind a [`Kv`] with default options.
+pub fn open() -> Kv {
+    OpenOptions::new().with_backend(Arc::new(MemoryBackend::new(Arc::new(SystemClock))))
+}
+
+/// The in-memory backend. Every operation takes one mutex: simple, and plenty for tests.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    changes: broadcast::Sender<ChangeEvent>,
+    queue_wakeup: QueueSignal,
+    closed: AtomicBool,
+    id: uuid::Uuid,
+}
+
+/// A queue message as this backend keeps it (the JSON columns as Deno's tables hold them, so
+/// the engine's finish rule reads them as it reads every backend's).
+#[derive(Clone, Debug)]
+struct Message {
+    payload: Vec<u8>,
+    backoff_schedule: String,
+    keys_if_undelivered: String,
+    attempts: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    rows: BTreeMap<Vec<u8>, Row>,
+    /// The last committed version (0: nothing yet).
+    version: u64,
+    /// Waiting messages by (due time, id): taken earliest first.
+    waiting: BTreeMap<(i64, String), Message>,
+    /// Taken messages by id: (lease end, when it was due, the message).
+    running: HashMap<String, (i64, i64, Message)>,
+    rng: StdRng,
+}
+
+impl MemoryBackend {
+    /// An empty database that reads time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> MemoryBackend {
+        MemoryBackend {
+            state: Mutex::new(State {
+                rows: BTreeMap::new(),
+                version: 0,
+                waiting: BTreeMap::new(),
+                running: HashMap::new(),
+                rng: StdRng::from_os_rng(),
+            }),
+            clock,
+            changes: broadcast::channel(1024).0,
+            queue_wakeup: QueueSignal::new(),
+            closed: AtomicBool::new(false),
+            id: uuid::Uuid::new_v4(),
+        }
+    }
+
+    /// The state, if the store is open.
+    fn open_state(&self) -> Result<MutexGuard<'_, State>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        // A panic while holding the lock cannot leave a half-applied write: rows are only
+        // changed after the plan is complete, by inserts that do not panic.
+        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl State {
+    /// Stores planned rows (`None`: delete) and moves the version to `last`.
+    fn apply(&mut self, rows: Rows, last: Versionstamp) {
+        for (key, row) in rows {
+            match row {
+                Some(row) => self.rows.insert(key, row),
+                None => self.rows.remove(&key),
+            };
+        }
+        self.version = last.version();
+    }
+
+    /// Puts every message whose lease ran out back in line, due at once.
+    fn requeue_expired_leases(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, (until, _, _))| *until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some((_, _, message)) = self.running.remove(&id) {
+                self.waiting.insert((now, id), message);
+            }
+        }
+    }
+}
+
+fn entry(key: &[u8], row: &Row) -> Result<RawEntry> {
+    Ok(RawEntry {
+        key: key.to_vec(),
+        value: Value::from_encoded(row.encoding, row.bytes.clone())?,
+        versionstamp: row.versionstamp,
+        expire_at_ms: row.expire_at_ms,
+    })
+}
+
+/// The versionstamp of the `i`-th commit (from 0) after version `base`: `base + i + 1`, as
+/// Deno's SQLite files number commits.
+fn versionstamp_after(base: u64, i: usize) -> Result<Versionstamp> {
+    let v = base.checked_add(i as u64 + 1);
+    v.map(Versionstamp::from_version)
+        .ok_or_else(|| Error::Internal("the version counter is exhausted".into()))
+}
+
+fn lease_end(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    async fn snapshot_read(
+        &self,
+        ranges: Vec<ReadRange>,
+        _consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        let state = self.open_state()?;
+        let now = self.clock.now_ms();
+        let mut out = Vec::with_capacity(ranges.len());
+        for range in &ranges {
+            if range.start >= range.end {
+                out.push(Vec::new());
+                continue;
+            }
+            let bounds = (Bound::Included(&range.start), Bound::Excluded(&range.end));
+            let live = state.rows.range::<Vec<u8>, _>(bounds).filter(|(_, r)| r.is_live(now));
+            let limit = range.limit as usize;
+            let entries: Result<Vec<RawEntry>> = if range.reverse {
+                live.rev().take(limit).map(|(k, r)| entry(k, r)).collect()
+            } else {
+                live.take(limit).map(|(k, r)| entry(k, r)).collect()
+            };
+            out.push(entries?);
+        }
+        Ok(out)
+    }
+
+    async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
+        let (outcome, event, enqueued) = {
+            let mut state = self.open_state()?;
+            let now = self.clock.now_ms();
+            let writes = [write];
+            let stored: HashMap<Vec<u8>, Row> = keys_to_read(&writes)
+                .into_iter()
+                .filter_map(|k| state.rows.get(&k).cloned().map(|row| (k, row)))
+                .collect();
+            let base = state.version;
+            let mut plan =
+                plan_batch(&writes, stored, now, |i| versionstamp_after(base, i), &mut state.rng)?;
+            let outcome = plan.outcomes.pop().unwrap_or_else(|| {
+                Err(Error::Internal("the planner answered no outcome for one write".into()))
+            })?;
+            let enqueued = !plan.enqueues.is_empty();
+            if let Some(last) = plan.last_versionstamp() {
+                for m in plan.enqueues {
+                    let message = Message {
+                        payload: m.payload,
+                        backoff_schedule: m.backoff_schedule,
+                        keys_if_undelivered: m.keys_if_undelivered,
+                        attempts: 0,
+                    };
+                    state.waiting.insert((m.due_ms, m.id), message);
+                }
+                state.apply(plan.rows, last);
+            }
+            (outcome, plan.events, enqueued)
+        };
+        publish(&self.changes, &self.queue_wakeup, event, enqueued);
+        Ok(outcome)
+    }
+
+    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
+        Ok(self.changes.subscribe())
+    }
+
+    async fn database_id(&self) -> Result<uuid::Uuid> {
+        drop(self.open_state()?);
+        Ok(self.id)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.queue_wakeup.wake();
+        Ok(())
+    }
+
+    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        let mut state = self.open_state()?;
+        let now = self.clock.now_ms();
+        state.requeue_expired_leases(now);
+        let due: Vec<(i64, String)> =
+            state.waiting.keys().take_while(|(at, _)| *at <= now).take(max).cloned().collect();
+        let mut taken = Vec::with_capacity(due.len());
+        for (at, id) in due {
+            let Some(mut message) = state.waiting.remove(&(at, id.clone())) else { continue };
+            message.attempts = message.attempts.saturating_add(1);
+            taken.push(QueuedMessage {
+                id: id.clone(),
+                payload: message.payload.clone(),
+                due_ms: at,
+                backoff_schedule: parse_json(&id, &message.backoff_schedule)?,
+                keys_if_undelivered: parse_json(&id, &message.keys_if_undelivered)?,
+                attempt: message.attempts,
+            });
+            state.running.insert(id, (lease_end(now, lease), at, message));
+        }
+        Ok(taken)
+    }
+
+    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
+        let mut state = self.open_state()?;
+        let until = lease_end(self.clock.now_ms(), lease);
+        for id in ids {
+            if let Some(running) = state.running.get_mut(&id) {
+                running.0 = until;
+            }
+        }
+        Ok(())
+    }
+
+    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let event = {
+            let mut state = self.open_state()?;
+            let now = self.clock.now_ms();
+            let mut dead_letters = Vec::new();
+            for (id, delivered) in outcomes {
+                let Some((_, _, mut message)) = state.running.remove(&id) else { continue };
+                let decided = finish_attempt(
+                    &id,
+                    &message.backoff_schedule,
+                    &message.keys_if_undelivered,
+                    delivered,
+                    now,
+                );
+                match decided {
+                    Ok(Finish::Retry { due_ms, backoff_schedule }) => {
+                        message.backoff_schedule = backoff_schedule;
+                        state.waiting.insert((due_ms, id), message);
+                    }
+                    Ok(Finish::Remove { dead_letters: keys }) => {
+                        dead_letters.extend(keys.into_iter().map(|k| (k, message.payload.clone())))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let vs = versionstamp_after(state.version, 0)?;
+            match dead_letter_rows(dead_letters, vs) {
+                Some((rows, event)) => {
+                    state.apply(rows, vs);
+                    Some(event)
+                }
+                None => None,
+            }
+        };
+        publish(&self.changes, &self.queue_wakeup, event, false);
+        Ok(())
+    }
+
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        let state = self.open_state()?;
+        let waiting = state.waiting.keys().next().map(|(at, _)| *at);
+        let leases = state.running.values().map(|(until, _, _)| *until).min();
+        Ok(waiting.into_iter().chain(leases).min())
+    }
+
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.queue_wakeup.subscribe())
+    }
+}
+
+/// A JSON column this backend wrote itself; the planner makes them, so a failure is a bug.
+fn parse_json<T: for<'de> serde::Deserialize<'de>>(id: &str, json: &str) -> Result<T> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::Internal(format!("queue message {id}: column {json:?}: {e}")))
+}

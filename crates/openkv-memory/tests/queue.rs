@@ -1,0 +1,53 @@
+//! Queues on the in-memory backend: the engine's finish rule, used from outside the core
+//! crate, delivers, retries and writes dead letters as on SQLite and PostgreSQL.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openkv::{key, EnqueueOptions, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_retried_on_its_schedule_then_written_to_its_dead_letter_key() {
+    let kv = openkv_memory::open();
+    let dead = key!["dead"];
+    let options = EnqueueOptions::new()
+        .backoff_schedule([Duration::from_millis(10)])
+        .keys_if_undelivered([dead.clone()]);
+    kv.enqueue("fails twice", &options).await.unwrap();
+    kv.enqueue("delivered", &EnqueueOptions::new()).await.unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let delivered = Arc::new(AtomicU32::new(0));
+    let (a, d) = (attempts.clone(), delivered.clone());
+    let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
+        let text: String = message.value.decode().unwrap();
+        let ok = text == "delivered";
+        if ok {
+            d.fetch_add(1, Ordering::SeqCst);
+        } else {
+            // Attempt numbers come from the backend: 1, then 2 for the one retry.
+            assert_eq!(message.attempt, a.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err("refused")
+            }
+        }
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entry = loop {
+        if let Some(entry) = kv.get(&dead).await.unwrap() {
+            break entry;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(entry.value.decode::<String>().unwrap(), "fails twice");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "one attempt and one retry");
+    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert!(matches!(entry.value, Value::V8(_)), "dead letters are V8 values");
+    kv.close().await.unwrap();
+    let _ = listener.await;
+}
