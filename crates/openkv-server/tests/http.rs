@@ -510,3 +510,44 @@ async fn watch_streams_the_state_then_each_change() {
     s.task.unwrap().await.unwrap();
     kv.close().await.unwrap();
 }
+
+/// Every route of the router (`ROUTES` is the table the router is built from, so none is left
+/// out) answers 401 to a missing, wrong or malformed token — with every other header right, so
+/// a route that skipped the authentication layer would answer something else.
+#[tokio::test]
+async fn every_route_requires_the_token() {
+    let s = start(false).await;
+    assert!(openkv_server::ROUTES.contains(&"/"), "{:?}", openkv_server::ROUTES);
+    let wrong = [
+        None,
+        Some("Bearer wrong-token-0123456".to_owned()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("bearer {TOKEN}")),
+        Some("Basic abc".to_owned()),
+    ];
+    for route in openkv_server::ROUTES {
+        for authorization in &wrong {
+            let mut req = s
+                .client
+                .post(format!("{}{route}", s.url))
+                .header("x-denokv-database-id", &s.database_id)
+                .header("x-denokv-version", "3");
+            if let Some(authorization) = authorization {
+                req = req.header("authorization", authorization);
+            }
+            let resp = req.send().await.unwrap();
+            // The status first: an unauthenticated watch would stream forever.
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{route} with {authorization:?}");
+            let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            assert!(ctype.starts_with("text/plain"), "{route}: {ctype}");
+            assert_eq!(resp.text().await.unwrap(), "invalid or missing access token", "{route}");
+        }
+    }
+    // Not routes: an unknown path and a wrong method answer as they always did, token or not.
+    let (status, _, _) = s.post("/v2/nonsense", &[], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let resp = s.client.get(format!("{}/v2/snapshot_read", s.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    s.still_alive().await;
+    s.stop().await;
+}
