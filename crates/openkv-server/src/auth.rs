@@ -3,27 +3,56 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::response::plain;
 use crate::AppState;
 
+/// What the layer does with the body of a request it refuses, per endpoint: whatever the
+/// endpoint's handler did with it before the token was checked (by the handler itself), so
+/// that refusals look the same on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Reads the whole body first, under the body limit, as a handler's `Bytes` argument did:
+    /// beyond the limit the answer is axum's 413, and a client whose upload is still in
+    /// flight gets its 401 rather than a connection reset by the unread rest.
+    AfterBody,
+    /// Answers at once, the body unread: the endpoint takes none (backup) or streams one
+    /// without a limit (restore), which nobody without the token may make the server read.
+    AtOnce,
+}
+
+/// The layer's state: the server's and the endpoint's own [`Refusal`].
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub(crate) state: Arc<AppState>,
+    pub(crate) refusal: Refusal,
+}
+
 /// The layer's function (`axum::middleware::from_fn_with_state`): 401 with a plain-text
-/// message unless the request carries `Authorization: Bearer <access token>`. It answers
-/// before the body is read, and before any other check of the request.
+/// message unless the request carries `Authorization: Bearer <access token>`, before any
+/// other check of the request.
 pub(crate) async fn require_token(
-    State(state): State<Arc<AppState>>,
+    State(guard): State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
-    if !token_matches(request.headers(), &state.config.access_token) {
-        return plain(StatusCode::UNAUTHORIZED, "invalid or missing access token");
+    if token_matches(request.headers(), &guard.state.config.access_token) {
+        return next.run(request).await;
     }
-    next.run(request).await
+    if guard.refusal == Refusal::AfterBody {
+        // The very extraction a `Bytes` argument does (the limit is the request's
+        // `DefaultBodyLimit`); the body itself is dropped.
+        if let Err(rejection) = Bytes::from_request(request, &()).await {
+            return rejection.into_response();
+        }
+    }
+    plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")
 }
 
 fn token_matches(headers: &HeaderMap, expected: &str) -> bool {

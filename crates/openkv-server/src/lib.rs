@@ -57,6 +57,7 @@ use axum::Router;
 use openkv::Kv;
 use tokio::net::TcpListener;
 
+use crate::auth::Refusal::{self, AfterBody, AtOnce};
 use crate::response::plain;
 
 /// What every handler reads: the store, the configuration, and the shutdown flag.
@@ -69,31 +70,43 @@ struct AppState {
     stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// One endpoint of the router: its path and its handler (every endpoint is `POST`).
+/// One endpoint of the router: its path, how the authentication layer refuses a request
+/// without the token, and its handler (every endpoint is `POST`).
 struct Endpoint {
     path: &'static str,
+    refusal: Refusal,
     handler: fn() -> MethodRouter<Arc<AppState>>,
+}
+
+impl Endpoint {
+    const fn new(
+        path: &'static str,
+        refusal: Refusal,
+        handler: fn() -> MethodRouter<Arc<AppState>>,
+    ) -> Endpoint {
+        Endpoint { path, refusal, handler }
+    }
 }
 
 /// Every endpoint, and the only place the router takes its routes from: [`router`] puts each
 /// one behind the authentication layer, so an endpoint added here needs the access token
 /// without further ado. An endpoint meant to answer without it would need its own branch in
-/// [`router`] — none does.
+/// [`router`] — none does. The [`Refusal`]s keep what the handlers' arguments did with the
+/// body when the handlers still checked the token themselves.
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { path: "/", handler: || post(metadata::metadata) },
-    Endpoint { path: "/v2/snapshot_read", handler: || post(datapath::snapshot_read) },
-    Endpoint { path: "/v2/atomic_write", handler: || post(datapath::atomic_write) },
-    Endpoint { path: "/v2/watch", handler: || post(watch::watch) },
-    Endpoint { path: "/v2/openkv/queue/take", handler: || post(queues::take) },
-    Endpoint { path: "/v2/openkv/queue/wait", handler: || post(queues::wait) },
-    Endpoint { path: "/v2/openkv/queue/renew", handler: || post(queues::renew) },
-    Endpoint { path: "/v2/openkv/queue/finish", handler: || post(queues::finish) },
-    Endpoint { path: "/v2/openkv/backup", handler: || post(admin::backup) },
+    Endpoint::new("/", AfterBody, || post(metadata::metadata)),
+    Endpoint::new("/v2/snapshot_read", AfterBody, || post(datapath::snapshot_read)),
+    Endpoint::new("/v2/atomic_write", AfterBody, || post(datapath::atomic_write)),
+    Endpoint::new("/v2/watch", AfterBody, || post(watch::watch)),
+    Endpoint::new("/v2/openkv/queue/take", AfterBody, || post(queues::take)),
+    Endpoint::new("/v2/openkv/queue/wait", AfterBody, || post(queues::wait)),
+    Endpoint::new("/v2/openkv/queue/renew", AfterBody, || post(queues::renew)),
+    Endpoint::new("/v2/openkv/queue/finish", AfterBody, || post(queues::finish)),
+    Endpoint::new("/v2/openkv/backup", AtOnce, || post(admin::backup)),
     // A backup may be far larger than any KV Connect request: streamed to disk, no limit.
-    Endpoint {
-        path: "/v2/openkv/restore",
-        handler: || post(admin::restore).layer(DefaultBodyLimit::disable()),
-    },
+    Endpoint::new("/v2/openkv/restore", AtOnce, || {
+        post(admin::restore).layer(DefaultBodyLimit::disable())
+    }),
 ];
 
 /// The paths the server answers, all with `POST` and all only to a request with the access
@@ -115,7 +128,8 @@ fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     for endpoint in ENDPOINTS {
         // A route layer wraps the endpoint's handler only: a wrong method (405) and an unknown
         // path (404, the fallback) answer the same with or without a token, as they always did.
-        let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+        let guard = auth::Guard { state: state.clone(), refusal: endpoint.refusal };
+        let auth = axum::middleware::from_fn_with_state(guard, auth::require_token);
         app = app.route(endpoint.path, (endpoint.handler)().route_layer(auth));
     }
     app.fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
