@@ -19,11 +19,13 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine as _;
 use openkv::{Kv, QueueMessage};
 
-use crate::{bad_request, engine_error, plain, reject_data_path, AppState};
+use crate::datapath::reject_headers;
+use crate::response::{bad_request, engine_error, json, plain};
+use crate::AppState;
 
 /// Most messages one `take` hands out.
 pub const MAX_TAKE: usize = 100;
@@ -81,14 +83,14 @@ struct FinishResult {
     delivered: bool,
 }
 
-/// Authenticates like the data path, refuses on a read-only server (delivering changes the
-/// queue), and parses the JSON body.
+/// Checks the data-path headers, refuses on a read-only server (delivering changes the queue),
+/// and parses the JSON body.
 fn json_request<T: serde::de::DeserializeOwned>(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<T, Box<Response>> {
-    if let Some(rejected) = reject_data_path(state, headers) {
+    if let Some(rejected) = reject_headers(state, headers) {
         return Err(Box::new(rejected));
     }
     if state.config.read_only {
@@ -108,10 +110,6 @@ fn lease(ms: u64) -> Result<Duration, Box<Response>> {
         ))));
     }
     Ok(Duration::from_millis(ms))
-}
-
-fn json(value: serde_json::Value) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
 
 /// `POST <endpoint>/openkv/queue/take`.

@@ -87,6 +87,19 @@ impl Server {
         self.post(&format!("/v2/{endpoint}"), &h, body).await
     }
 
+    /// Opens a watch of `keys`; the response streams until the server shuts down.
+    async fn open_watch(&self, keys: &[Vec<u8>]) -> reqwest::Response {
+        let keys = keys.iter().map(|k| proto::WatchKey { key: k.clone() }).collect();
+        let mut req = self
+            .client
+            .post(format!("{}/v2/watch", self.url))
+            .body(proto::Watch { keys }.encode_to_vec());
+        for (k, v) in self.auth() {
+            req = req.header(k, v);
+        }
+        req.send().await.unwrap()
+    }
+
     async fn write(&self, w: proto::AtomicWrite) -> (StatusCode, String, Vec<u8>) {
         self.data("atomic_write", w.encode_to_vec()).await
     }
@@ -472,14 +485,7 @@ async fn watch_streams_the_state_then_each_change() {
     let s = start(false).await;
     let (w1, w2) = (key!["w", 1], key!["w", 2]);
     let v1 = s.kv.set(&w1, Value::Bytes(b"one".to_vec())).await.unwrap();
-    let watch = proto::Watch {
-        keys: vec![proto::WatchKey { key: enc(&w1) }, proto::WatchKey { key: enc(&w2) }],
-    };
-    let mut req = s.client.post(format!("{}/v2/watch", s.url)).body(watch.encode_to_vec());
-    for (k, v) in s.auth() {
-        req = req.header(k, v);
-    }
-    let mut resp = req.send().await.unwrap();
+    let mut resp = s.open_watch(&[enc(&w1), enc(&w2)]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let mut buf = Vec::new();
     let first =
@@ -509,4 +515,121 @@ async fn watch_streams_the_state_then_each_change() {
     assert!(next_frame(&mut resp, &mut buf).await.is_none(), "the stream ends at shutdown");
     s.task.unwrap().await.unwrap();
     kv.close().await.unwrap();
+}
+
+/// Every route of the router (`ROUTES` is the table the router is built from, so none is left
+/// out) answers 401 to a missing, wrong or malformed token — with every other header right, so
+/// a route that skipped the authentication layer would answer something else.
+#[tokio::test]
+async fn every_route_requires_the_token() {
+    let s = start(false).await;
+    assert!(openkv_server::ROUTES.contains(&"/"), "{:?}", openkv_server::ROUTES);
+    let wrong = [
+        None,
+        Some("Bearer wrong-token-0123456".to_owned()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("bearer {TOKEN}")),
+        Some("Basic abc".to_owned()),
+    ];
+    for route in openkv_server::ROUTES {
+        for authorization in &wrong {
+            let mut req = s
+                .client
+                .post(format!("{}{route}", s.url))
+                .header("x-denokv-database-id", &s.database_id)
+                .header("x-denokv-version", "3");
+            if let Some(authorization) = authorization {
+                req = req.header("authorization", authorization);
+            }
+            let resp = req.send().await.unwrap();
+            // The status first: an unauthenticated watch would stream forever.
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{route} with {authorization:?}");
+            let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            assert!(ctype.starts_with("text/plain"), "{route}: {ctype}");
+            assert_eq!(resp.text().await.unwrap(), "invalid or missing access token", "{route}");
+        }
+    }
+    // Not routes: an unknown path and a wrong method answer as they always did, token or not.
+    let (status, _, _) = s.post("/v2/nonsense", &[], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let resp = s.client.get(format!("{}/v2/snapshot_read", s.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    s.still_alive().await;
+    s.stop().await;
+}
+
+/// The watch answers that are the server's own rather than the library's: too many keys (the
+/// server's message), an empty list (a frame of no keys, then keep-alives), keep-alives on an
+/// idle stream, and a commit another connection makes to the file (an event naming no keys).
+#[tokio::test]
+async fn watch_limits_empty_lists_keep_alives_and_other_writers() {
+    let s = start(false).await;
+    let eleven: Vec<Vec<u8>> = (0..11).map(|i| enc(&key!["w", i])).collect();
+    let resp = s.open_watch(&eleven).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.text().await.unwrap(), "Too many keys to watch (max 10)");
+    let too_long = vec![vec![7u8; openkv::Limits::default().max_read_key_size + 1]];
+    let resp = s.open_watch(&too_long).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.unwrap().to_lowercase().contains("too large"));
+
+    let (mut empty, mut empty_buf) = (s.open_watch(&[]).await, Vec::new());
+    assert_eq!(empty.status(), StatusCode::OK);
+    let first =
+        proto::WatchOutput::decode(&next_frame(&mut empty, &mut empty_buf).await.unwrap()[..])
+            .unwrap();
+    assert!(first.keys.is_empty(), "{first:?}");
+    let w = key!["w", "other writer"];
+    let (mut watch, mut buf) = (s.open_watch(&[enc(&w)]).await, Vec::new());
+    let first =
+        proto::WatchOutput::decode(&next_frame(&mut watch, &mut buf).await.unwrap()[..]).unwrap();
+    assert!(first.keys[0].entry_if_changed.is_none());
+    // Idle: an empty keep-alive frame on both, within a WATCH_KEEPALIVE and some slack.
+    let slack = openkv_server::WATCH_KEEPALIVE + std::time::Duration::from_secs(5);
+    for (resp, buf) in [(&mut empty, &mut empty_buf), (&mut watch, &mut buf)] {
+        let frame = tokio::time::timeout(slack, next_frame(resp, buf)).await.unwrap().unwrap();
+        assert!(frame.is_empty(), "a keep-alive is an empty frame: {frame:?}");
+    }
+    // Another connection to the same file: the server hears of its commit as an event with no
+    // keys, re-reads, and sends the new state.
+    let other = Kv::open(s._dir.path().join("db.sqlite3")).await.unwrap();
+    let stamp = other.set(&w, Value::Bytes(b"from elsewhere".to_vec())).await.unwrap();
+    let changed = tokio::time::timeout(slack, async {
+        loop {
+            let frame = next_frame(&mut watch, &mut buf).await.unwrap();
+            if !frame.is_empty() {
+                return proto::WatchOutput::decode(&frame[..]).unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the other connection's commit was not seen");
+    assert_eq!(changed.keys[0].entry_if_changed.as_ref().unwrap().versionstamp, stamp.as_bytes());
+    other.close().await.unwrap();
+    s.stop().await;
+    assert!(next_frame(&mut empty, &mut empty_buf).await.is_none());
+    assert!(next_frame(&mut watch, &mut buf).await.is_none());
+}
+
+/// A refused request's body is treated as when each handler checked the token itself: the
+/// endpoints that take a body read it under the body limit first (413 beyond it, 401 within),
+/// backup and restore answer 401 without reading it.
+#[tokio::test]
+async fn a_refused_requests_body_is_read_as_before() {
+    let s = start(false).await;
+    let limit = openkv::Limits::default().max_total_mutation_size * 2 + (1 << 20);
+    let at_once = ["/v2/openkv/backup", "/v2/openkv/restore"];
+    for route in openkv_server::ROUTES {
+        let expected = if at_once.contains(route) {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::PAYLOAD_TOO_LARGE
+        };
+        let (status, _, body) = s.post(route, &[], vec![0; limit + 1]).await;
+        assert_eq!(status, expected, "{route}: {}", text(&body));
+        let (status, _, body) = s.post(route, &[], vec![0; limit]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{route}: {}", text(&body));
+    }
+    s.still_alive().await;
+    s.stop().await;
 }

@@ -1,0 +1,70 @@
+//! How the server runs ([`ServerConfig`] and its builders) and why it could not start
+//! ([`ServeError`]).
+
+use openkv::Error;
+
+use crate::{TlsConfig, WebhookConfig};
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The bearer token clients must present (at least 12 characters).
+    pub access_token: String,
+    /// Refuse writes (`AW_WRITE_DISABLED`).
+    pub read_only: bool,
+    /// Serve HTTPS with this certificate instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Push every queue message to this webhook (see [`WebhookConfig`]).
+    pub queue_webhook: Option<WebhookConfig>,
+}
+
+impl ServerConfig {
+    /// A read-write server requiring `access_token`.
+    pub fn new(access_token: impl Into<String>) -> Self {
+        ServerConfig {
+            access_token: access_token.into(),
+            read_only: false,
+            tls: None,
+            queue_webhook: None,
+        }
+    }
+
+    /// Delivers queue messages to a webhook (needs a writable server).
+    pub fn queue_webhook(mut self, webhook: WebhookConfig) -> Self {
+        self.queue_webhook = Some(webhook);
+        self
+    }
+
+    /// Sets `read_only`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Serves HTTPS with `tls` (see [`TlsConfig::from_pem_files`]).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The access token is too short to be a secret.
+    #[error("the access token must be at least 12 characters long")]
+    WeakToken,
+    /// A queue webhook on a read-only server (delivery changes the queue).
+    #[error(
+        "a read-only server cannot deliver queue messages: drop --queue-webhook or --read-only"
+    )]
+    ReadOnlyWebhook,
+    /// The database could not give its id.
+    #[error("cannot read the database id: {0}")]
+    Database(#[from] Error),
+    /// The listener failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}

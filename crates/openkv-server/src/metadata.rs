@@ -1,0 +1,69 @@
+//! `POST /`: the metadata exchange — the protocol version, the database id and where the data
+//! path is, valid for [`METADATA_TTL`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+
+use crate::response::{bad_request, json};
+use crate::AppState;
+
+/// The protocol versions this server speaks.
+pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];
+/// How long a metadata response stays valid (clients refresh before it expires).
+pub const METADATA_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `POST /`: the metadata exchange.
+pub(crate) async fn metadata(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // No body means "version 1 only" (the first clients sent none).
+    let versions: Vec<u64> = if body.is_empty() {
+        vec![1]
+    } else {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Request {
+            supported_versions: Vec<u64>,
+        }
+        match serde_json::from_slice::<Request>(&body) {
+            Ok(r) => r.supported_versions,
+            Err(e) => return bad_request(format!("invalid metadata request: {e}")),
+        }
+    };
+    let Some(version) = versions.iter().copied().filter(|v| SUPPORTED_VERSIONS.contains(v)).max()
+    else {
+        return bad_request(format!(
+            "no common protocol version: the client supports {versions:?}, this server \
+             {SUPPORTED_VERSIONS:?}"
+        ));
+    };
+    // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
+    let url = if version == 1 {
+        // HTTP/2 (ALPN `h2` over TLS, h2c) carries the host in the URI, HTTP/1.1 in `Host`.
+        let host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("localhost");
+        let scheme = if state.config.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}/v2")
+    } else {
+        "/v2".to_string()
+    };
+    let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + METADATA_TTL);
+    json(serde_json::json!({
+        "version": version,
+        "databaseId": state.database_id,
+        "endpoints": [{ "url": url, "consistency": "strong" }],
+        "token": state.config.access_token,
+        "expiresAt": expires_at.to_string(),
+    }))
+}

@@ -1,0 +1,40 @@
+//! The response shapes every endpoint shares: plain-text refusals, JSON and protobuf bodies,
+//! and engine errors as HTTP (the client's mistakes 4xx, the server's failures 5xx).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use openkv::Error;
+use prost::Message;
+
+/// A plain-text answer: every refusal is one, so a client can show the message as it is.
+pub(crate) fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> Response {
+    plain(StatusCode::BAD_REQUEST, message)
+}
+
+/// An engine error as HTTP: the client's mistakes are 4xx (fatal at the client), the
+/// server's failures 5xx (the client retries).
+pub(crate) fn engine_error(e: Error) -> Response {
+    if e.is_client_error() {
+        return bad_request(e.to_string());
+    }
+    tracing::error!("request failed on the server side: {e}");
+    let status = match e {
+        Error::Poisoned(_) | Error::Closed | Error::Busy(_) | Error::DiskFull(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, e.to_string())
+}
+
+pub(crate) fn protobuf(message: &impl Message) -> Response {
+    ([(header::CONTENT_TYPE, "application/x-protobuf")], message.encode_to_vec()).into_response()
+}
+
+pub(crate) fn json(value: serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
+}
