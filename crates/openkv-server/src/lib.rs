@@ -233,19 +233,22 @@ fn bad_request(message: impl Into<String>) -> Response {
     plain(StatusCode::BAD_REQUEST, message)
 }
 
-/// An engine error as HTTP: the client's mistakes are 4xx (fatal at the client), the
-/// server's failures 5xx (the client retries).
+/// An engine error as HTTP, by its class: the client's mistakes are 4xx (fatal at the
+/// client), the server's failures 5xx (the client retries) — 503 for a state that passes or
+/// that a restart cures (busy, disk full, PostgreSQL unreachable, poisoned, shutting down),
+/// 500 for the rest.
 fn engine_error(e: Error) -> Response {
-    if e.is_client_error() {
-        return bad_request(e.to_string());
-    }
-    tracing::error!("request failed on the server side: {e}");
-    let status = match e {
-        Error::Poisoned(_) | Error::Closed | Error::Busy(_) | Error::DiskFull(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
+    use openkv::ErrorClass as C;
+    let status = match e.class() {
+        C::Client => return bad_request(e.to_string()),
+        C::Transient | C::Poisoned | C::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        C::OutcomeUnknown | C::Storage | C::Corrupt | C::Incompatible | C::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
+        // `ErrorClass` may grow: until a new class is mapped here, it is a server failure.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    tracing::error!("request failed on the server side: {e}");
     plain(status, e.to_string())
 }
 
@@ -374,7 +377,7 @@ async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     }
     let dir = match tempfile::Builder::new().prefix("openkv-backup-").tempdir() {
         Ok(dir) => dir,
-        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("no temporary directory", e)),
     };
     let path = dir.path().join("backup.sqlite3");
     let summary = match state.kv.backup(&path).await {
@@ -383,7 +386,7 @@ async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     };
     let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
-        Err(e) => return engine_error(Error::Storage(format!("reopening the backup: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("reopening the backup", e)),
     };
     // The stream owns the temporary directory: it is deleted once the body has been sent (or
     // the client went away).
@@ -432,12 +435,12 @@ async fn restore(
     }
     let dir = match tempfile::Builder::new().prefix("openkv-restore-").tempdir() {
         Ok(dir) => dir,
-        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("no temporary directory", e)),
     };
     let path = dir.path().join("upload.sqlite3");
     let mut file = match tokio::fs::File::create(&path).await {
         Ok(file) => file,
-        Err(e) => return engine_error(Error::Storage(format!("storing the upload: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("storing the upload", e)),
     };
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
@@ -446,11 +449,11 @@ async fn restore(
             Err(e) => return bad_request(format!("the upload broke off: {e}")),
         };
         if let Err(e) = written {
-            return engine_error(Error::Storage(format!("storing the upload: {e}")));
+            return engine_error(Error::storage_caused("storing the upload", e));
         }
     }
     if let Err(e) = file.flush().await {
-        return engine_error(Error::Storage(format!("storing the upload: {e}")));
+        return engine_error(Error::storage_caused("storing the upload", e));
     }
     drop(file);
     match state.kv.restore_from(&path).await {
@@ -459,8 +462,8 @@ async fn restore(
             let answer = serde_json::json!({"entries": summary.entries, "size": summary.size});
             ([(header::CONTENT_TYPE, "application/json")], answer.to_string()).into_response()
         }
-        // A backup that does not verify is the client's mistake.
-        Err(Error::Storage(why)) if why.contains("not a valid") => bad_request(why),
+        // A backup that does not verify is the client's mistake: `Error::InvalidBackup`, of
+        // class `Client`, which engine_error answers with 400 and its message.
         Err(e) => engine_error(e),
     }
 }

@@ -284,9 +284,7 @@ impl Writer {
     /// I/O and corruption errors leave the file in a state we cannot vouch for: poison.
     /// A full disk or a busy lock are reported to the callers and the store goes on.
     fn poison_if_fatal(&self, e: &Error) {
-        if let Error::Storage(why) = e {
-            self.shared.poison(why.clone());
-        }
+        self.shared.poison_if_fatal(e);
     }
 
     /// Deletes expired keys; publishes them on the change feed with a fresh versionstamp.
