@@ -476,22 +476,21 @@ fn unsent(what: String, e: reqwest::Error) -> Attempt {
     Attempt::Retry(format!("{what}: {chain}"))
 }
 
-/// Whether a TLS handshake in `e`'s chain of sources failed over a certificate: a
-/// [`rustls::Error`] about one, found by type. tokio-rustls hands rustls's error up inside an
-/// [`std::io::Error`], whose own `source()` skips it, hence the look inside with `get_ref`.
+/// Whether a TLS handshake in `e`'s chain of causes failed over a certificate: a
+/// [`rustls::Error`] about one, found by type.
 fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(cause) = next {
-        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return is_certificate_error(tls);
         }
-        next = cause.source();
+        next = match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            // tokio-rustls hands rustls's error up inside an `io::Error` (which hyper-rustls
+            // wraps in another): an `io::Error`'s own `source()` skips the error it wraps, so
+            // look inside it with `get_ref`.
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
     }
     false
 }
@@ -901,6 +900,19 @@ impl Backend for RemoteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_recognized_by_type_not_by_words() {
+        // As hyper-rustls hands it up: rustls's error in tokio-rustls's io::Error, in another.
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert!(certificate_refused(&nested));
+        assert!(!certificate_refused(&std::io::Error::other(rustls::Error::HandshakeNotComplete)));
+        // The same words without the type: retried like any other connection failure.
+        let words = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert!(!certificate_refused(&words));
+    }
 
     #[test]
     fn expires_at_accepts_the_forms_servers_send() {
