@@ -145,9 +145,9 @@ pub enum Error {
     #[error("corrupt stored data: {0}")]
     Corrupt(#[source] Failure),
     /// An earlier I/O failure or a panic in a background task left the store in an unknown
-    /// state; it refuses writes until it is reopened.
+    /// state; it refuses writes until it is reopened. The earlier failure is the source.
     #[error("the store refuses writes after an earlier failure (reopen it): {0}")]
-    Poisoned(Arc<str>),
+    Poisoned(#[source] Failure),
     /// A bug in openkv was detected before it could do harm (the operation was rolled back).
     /// Please report it.
     #[error("internal error (please report it): {0}")]
@@ -301,13 +301,28 @@ impl Error {
 }
 
 /// The words and the underlying error of a failure that came from elsewhere (the file system,
-/// SQLite, PostgreSQL, the network): the payload of [`Error::Storage`], [`Error::Corrupt`],
-/// [`Error::Unavailable`] and their kind.
+/// SQLite, PostgreSQL, the network, a stored row's JSON): the payload of [`Error::Storage`],
+/// [`Error::Corrupt`], [`Error::Unavailable`], [`Error::Poisoned`] and their kind.
 ///
 /// Its text is complete on its own — it already ends with the underlying error's message, so
-/// printing an [`Error`] shows the cause without walking the chain — and
-/// [`source`](std::error::Error::source) gives the underlying error itself, typed, for
-/// downcasting. Cheap to clone: the source is shared.
+/// printing an [`Error`] shows the cause without walking the chain (the texts are the ones
+/// openkv always printed) — and [`source`](std::error::Error::source) gives the underlying
+/// error itself, typed, for downcasting. Cheap to clone: the source is shared.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // Walk the sources of an error to the library error under it.
+/// let dir = tempfile::tempdir().unwrap();
+/// let err = openkv::Kv::open(dir.path()).await.unwrap_err(); // a directory, not a file
+/// let mut source = std::error::Error::source(&err);
+/// let mut sqlite = None;
+/// while let Some(cause) = source {
+///     sqlite = sqlite.or(cause.downcast_ref::<rusqlite::Error>());
+///     source = cause.source();
+/// }
+/// assert!(sqlite.is_some(), "{err:?}");
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct Failure {
     message: String,

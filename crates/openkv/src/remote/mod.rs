@@ -147,8 +147,9 @@ impl std::fmt::Debug for RemoteBackend {
 
 /// Why one attempt failed, and whether another may follow.
 enum Attempt {
-    /// Worth retrying after a pause.
-    Retry(String),
+    /// Worth retrying after a pause. The last one's failure becomes the source of the
+    /// `Unavailable` when the retries run out.
+    Retry(Failure),
     /// The data-path token was refused: fetch metadata again, then retry once at once.
     Reauthenticate(String),
     /// Final.
@@ -385,10 +386,9 @@ impl RemoteBackend {
                 backoff.mul_f64(rng.random_range(0.5..=1.0))
             };
             if Instant::now() + pause >= deadline {
-                return Err(Error::Unavailable(Failure::new(format!(
-                    "gave up after retrying for {:?}: {why}",
-                    self.config.retry_timeout
-                ))));
+                let message =
+                    format!("gave up after retrying for {:?}: {why}", self.config.retry_timeout);
+                return Err(Error::Unavailable(Failure::with_source(message, Arc::new(why))));
             }
             tracing::debug!("KV Connect request failed, retrying in {pause:?}: {why}");
             tokio::time::sleep(pause).await;
@@ -445,7 +445,7 @@ impl RemoteBackend {
                     Err(e) if write => {
                         return Err(Attempt::Fail(Error::OutcomeUnknown(Failure::caused(op, e))))
                     }
-                    Err(e) => return Err(Attempt::Retry(format!("{op}: {e}"))),
+                    Err(e) => return Err(Attempt::Retry(Failure::caused(op, e))),
                 };
                 let body = check_status(response, write).await?;
                 Ok((metadata, body))
@@ -473,7 +473,7 @@ fn unsent(what: String, e: reqwest::Error) -> Attempt {
         );
         return Attempt::Fail(Error::Unavailable(Failure::with_source(message, Arc::new(e))));
     }
-    Attempt::Retry(format!("{what}: {chain}"))
+    Attempt::Retry(Failure::with_source(format!("{what}: {chain}"), Arc::new(e)))
 }
 
 /// Whether a TLS handshake in `e`'s chain of causes failed over a certificate: a
@@ -644,7 +644,7 @@ async fn check_status(
                 "the connection failed while reading the answer",
                 e,
             )))),
-            Err(e) => Err(Attempt::Retry(format!("reading the answer: {e}"))),
+            Err(e) => Err(Attempt::Retry(Failure::caused("reading the answer", e))),
         };
     }
     let message =
@@ -658,7 +658,7 @@ async fn check_status(
         if write && matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
             return Err(Attempt::Fail(Error::OutcomeUnknown(Failure::new(described))));
         }
-        return Err(Attempt::Retry(described));
+        return Err(Attempt::Retry(Failure::new(described)));
     }
     Err(Attempt::Fail(Error::Remote { status: status.as_u16(), message }))
 }

@@ -37,7 +37,7 @@ use crate::backend::{
     ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, ErrorClass, Failure, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
@@ -83,14 +83,14 @@ enum Readers {
 pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// Set once, by the first fatal write error or writer panic; never cleared.
-    poison: Mutex<Option<Arc<str>>>,
+    poison: Mutex<Option<Failure>>,
     changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
     queue_wakeup: crate::queue::QueueSignal,
 }
 
 impl Shared {
-    fn poisoned(&self) -> Option<Arc<str>> {
+    fn poisoned(&self) -> Option<Failure> {
         lock(&self.poison).clone()
     }
 
@@ -100,7 +100,10 @@ impl Shared {
     /// busy lock, which passes.
     pub(super) fn poison_if_fatal(&self, e: &Error) {
         match e.class() {
-            ErrorClass::Storage => self.poison(e.to_string()),
+            // The failure itself stays the source of every later `Poisoned`.
+            ErrorClass::Storage => {
+                self.set_poison(Failure::with_source(e.to_string(), Arc::new(e.clone())))
+            }
             ErrorClass::Client
             | ErrorClass::Transient
             | ErrorClass::OutcomeUnknown
@@ -112,11 +115,16 @@ impl Shared {
         }
     }
 
+    /// Poisons the store for a reason in words (a panic of the writer).
     fn poison(&self, why: String) {
+        self.set_poison(Failure::new(why));
+    }
+
+    fn set_poison(&self, why: Failure) {
         let mut p = lock(&self.poison);
         if p.is_none() {
             tracing::error!("openkv: store poisoned, refusing further writes: {why}");
-            *p = Some(why.into());
+            *p = Some(why);
         }
     }
 }

@@ -281,8 +281,9 @@ impl Writer {
         }
     }
 
-    /// I/O and corruption errors leave the file in a state we cannot vouch for: poison.
-    /// A full disk or a busy lock are reported to the callers and the store goes on.
+    /// I/O errors leave the file in a state we cannot vouch for: poison. A corrupt row, a full
+    /// disk or a busy lock are reported to the callers and the store goes on (by class:
+    /// `Shared::poison_if_fatal`).
     fn poison_if_fatal(&self, e: &Error) {
         self.shared.poison_if_fatal(e);
     }
