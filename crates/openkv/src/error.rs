@@ -185,8 +185,8 @@ pub enum Error {
 }
 
 /// What an error means for its caller: whether to fix the request, retry, reopen the store, or
-/// check what happened. [`Error::class`] gives it; servers map it to a status, retry loops and
-/// the SQLite backend's poisoning decide by it.
+/// check what happened. [`Error::class`] gives it; `openkv serve` maps it to an HTTP status and
+/// the SQLite backend decides by it whether a failure poisons the store.
 ///
 /// Every variant of [`Error`] has exactly one class, chosen in one exhaustive `match`, so a
 /// new variant cannot be added without deciding what it means.
@@ -202,6 +202,7 @@ pub enum ErrorClass {
     Transient,
     /// A write may or may not have been applied (its answer was lost). Not safe to repeat
     /// blindly: read first. Kept apart from `Transient` because retrying could apply it twice.
+    /// A server answers 500.
     OutcomeUnknown,
     /// The store refuses writes after an earlier fatal failure, until it is reopened. Apart
     /// from `Storage` because it is the consequence, not the failure: a supervisor restarts
@@ -211,16 +212,18 @@ pub enum ErrorClass {
     /// handle will never work again. A server answers 503.
     Closed,
     /// The storage layer failed (I/O error, SQLite or PostgreSQL error): on the SQLite write
-    /// path it poisons the store, since what reached the disk is unknown.
+    /// path it poisons the store, since what reached the disk is unknown. A server answers 500.
     Storage,
     /// A stored row is malformed. It concerns that row only, so unlike `Storage` it never
-    /// poisons the store; retrying does not help until the row is repaired.
+    /// poisons the store; retrying does not help until the row is repaired. A server answers
+    /// 500.
     Corrupt,
     /// The database's schema is one this build cannot use (newer, or not Deno KV's): an
     /// operator's matter (upgrade openkv), neither the request's fault nor a passing state.
+    /// A server answers 500.
     Incompatible,
     /// A bug, in openkv or in the server it talks to (a KV Connect protocol violation):
-    /// report it.
+    /// report it. A server answers 500.
     Internal,
 }
 
