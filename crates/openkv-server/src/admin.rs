@@ -24,7 +24,7 @@ pub(crate) async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMa
     }
     let dir = match tempfile::Builder::new().prefix("openkv-backup-").tempdir() {
         Ok(dir) => dir,
-        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("no temporary directory", e)),
     };
     let path = dir.path().join("backup.sqlite3");
     let summary = match state.kv.backup(&path).await {
@@ -33,7 +33,7 @@ pub(crate) async fn backup(State(state): State<Arc<AppState>>, headers: HeaderMa
     };
     let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
-        Err(e) => return engine_error(Error::Storage(format!("reopening the backup: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("reopening the backup", e)),
     };
     // The stream owns the temporary directory: it is deleted once the body has been sent (or
     // the client went away).
@@ -83,12 +83,12 @@ pub(crate) async fn restore(
     }
     let dir = match tempfile::Builder::new().prefix("openkv-restore-").tempdir() {
         Ok(dir) => dir,
-        Err(e) => return engine_error(Error::Storage(format!("no temporary directory: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("no temporary directory", e)),
     };
     let path = dir.path().join("upload.sqlite3");
     let mut file = match tokio::fs::File::create(&path).await {
         Ok(file) => file,
-        Err(e) => return engine_error(Error::Storage(format!("storing the upload: {e}"))),
+        Err(e) => return engine_error(Error::storage_caused("storing the upload", e)),
     };
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
@@ -97,11 +97,11 @@ pub(crate) async fn restore(
             Err(e) => return bad_request(format!("the upload broke off: {e}")),
         };
         if let Err(e) = written {
-            return engine_error(Error::Storage(format!("storing the upload: {e}")));
+            return engine_error(Error::storage_caused("storing the upload", e));
         }
     }
     if let Err(e) = file.flush().await {
-        return engine_error(Error::Storage(format!("storing the upload: {e}")));
+        return engine_error(Error::storage_caused("storing the upload", e));
     }
     drop(file);
     match state.kv.restore_from(&path).await {
@@ -109,8 +109,8 @@ pub(crate) async fn restore(
             tracing::warn!("restore: the database was replaced ({} entries)", summary.entries);
             json(serde_json::json!({"entries": summary.entries, "size": summary.size}))
         }
-        // A backup that does not verify is the client's mistake.
-        Err(Error::Storage(why)) if why.contains("not a valid") => bad_request(why),
+        // A backup that does not verify is the client's mistake: `Error::InvalidBackup`, of
+        // class `Client`, which engine_error answers with 400 and its message.
         Err(e) => engine_error(e),
     }
 }

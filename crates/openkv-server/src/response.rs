@@ -15,19 +15,22 @@ pub(crate) fn bad_request(message: impl Into<String>) -> Response {
     plain(StatusCode::BAD_REQUEST, message)
 }
 
-/// An engine error as HTTP: the client's mistakes are 4xx (fatal at the client), the
-/// server's failures 5xx (the client retries).
+/// An engine error as HTTP, by its class: the client's mistakes are 4xx (fatal at the
+/// client), the server's failures 5xx (the client retries) — 503 for a state that passes or
+/// that a restart cures (busy, disk full, PostgreSQL unreachable, poisoned, shutting down),
+/// 500 for the rest.
 pub(crate) fn engine_error(e: Error) -> Response {
-    if e.is_client_error() {
-        return bad_request(e.to_string());
-    }
-    tracing::error!("request failed on the server side: {e}");
-    let status = match e {
-        Error::Poisoned(_) | Error::Closed | Error::Busy(_) | Error::DiskFull(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
+    use openkv::ErrorClass as C;
+    let status = match e.class() {
+        C::Client => return bad_request(e.to_string()),
+        C::Transient | C::Poisoned | C::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        C::OutcomeUnknown | C::Storage | C::Corrupt | C::Incompatible | C::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
+        // `ErrorClass` may grow: until a new class is mapped here, it is a server failure.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    tracing::error!("request failed on the server side: {e}");
     plain(status, e.to_string())
 }
 

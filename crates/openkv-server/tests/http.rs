@@ -1,6 +1,7 @@
 //! The server at the HTTP level, on a real socket on 127.0.0.1: the metadata exchange, the
 //! data path, and every kind of bad input — each answered 4xx with a plain-text message,
-//! nothing partly written, and the server still answering afterwards.
+//! nothing partly written, and the server still answering afterwards; and a corrupt stored
+//! row, which is the server's failure (500), not the client's, and poisons nothing.
 
 #[path = "support/watch_frames.rs"]
 mod watch_frames;
@@ -429,6 +430,49 @@ async fn bad_writes_are_4xx_and_write_nothing() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{message}");
         assert!(text(&body).contains(message), "expected {message:?}, got {:?}", text(&body));
     }
+    s.still_alive().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_a_server_error_and_the_store_goes_on() {
+    let s = start(false).await;
+    let k = key!["counter"];
+    let counter = set(&k, 7u64.to_le_bytes().to_vec(), ValueEncoding::VeLe64);
+    assert_eq!(s.write(write_of(vec![counter])).await.0, StatusCode::OK);
+    // Behind the server's back: a KvU64 of 2 bytes, and a queue message whose backoff
+    // schedule is not JSON.
+    let conn = rusqlite::Connection::open(s._dir.path().join("db.sqlite3")).unwrap();
+    conn.execute("update kv set v = x'0102' where k = ?1", [enc(&k)]).unwrap();
+    conn.execute(
+        "insert into queue (ts, id, data, backoff_schedule, keys_if_undelivered) \
+         values (0, 'bad-row', x'ff0f', '{not json', '[]')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    // Not the client's mistake (500, not 400), and said as such.
+    let read = proto::SnapshotRead {
+        ranges: vec![proto::ReadRange {
+            start: enc(&k),
+            end: [enc(&k), vec![0]].concat(),
+            limit: 1,
+            reverse: false,
+        }],
+    };
+    let (status, _, body) = s.data("snapshot_read", read.encode_to_vec()).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{}", text(&body));
+    assert!(text(&body).starts_with("corrupt stored data: "), "{}", text(&body));
+    let take = br#"{"max":1,"leaseMs":5000}"#.to_vec();
+    let (status, _, body) = s.data("openkv/queue/take", take).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{}", text(&body));
+    assert!(text(&body).contains("bad-row"), "{}", text(&body));
+
+    // Neither poisoned the store: writes still commit.
+    let after = set(&key!["after"], vec![1], ValueEncoding::VeBytes);
+    let (status, _, body) = s.write(write_of(vec![after])).await;
+    assert_eq!(status, StatusCode::OK, "{}", text(&body));
     s.still_alive().await;
     s.stop().await;
 }

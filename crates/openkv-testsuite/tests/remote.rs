@@ -468,8 +468,19 @@ async fn https_with_a_private_ca_and_a_clear_error_without_it() {
     // Not trusted: refused at once (a certificate does not get better by retrying).
     let started = Instant::now();
     let err = client_options().open(&url).await.unwrap_err();
-    assert!(matches!(&err, Error::Unavailable(m) if m.contains("certificate")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.message().contains("certificate")),
+        "{err:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "not retried");
+    // The HTTP client's own error is kept, typed, among the sources.
+    let mut source = std::error::Error::source(&err);
+    let mut http = false;
+    while let Some(cause) = source {
+        http |= cause.downcast_ref::<reqwest::Error>().is_some();
+        source = cause.source();
+    }
+    assert!(http, "no reqwest::Error among the sources of {err:?}");
 
     let pem = std::fs::read(&files.ca).unwrap();
     let kv = client_options().remote_root_certificate(pem).open(&url).await.unwrap();

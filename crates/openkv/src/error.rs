@@ -1,11 +1,17 @@
-//! The engine's errors.
+//! The engine's errors, and the class of each (what a caller should do about it).
 
+use std::fmt;
 use std::sync::Arc;
 
 /// Everything that can go wrong in openkv.
 ///
 /// Limit violations carry Deno's own message text so that a user sees the same words in Rust,
 /// over KV Connect and in the Deno CLI.
+///
+/// What to *do* about an error is its [`class`](Error::class): decide retries, HTTP statuses
+/// and the like by class (or by matching variants), never by the message's text. Errors that
+/// come from another library ([`rusqlite`], `tokio-postgres`, `reqwest`, [`std::io`],
+/// `serde_json`) keep it: [`std::error::Error::source`] walks to it, so a caller can downcast.
 #[derive(Debug, thiserror::Error, Clone)]
 #[non_exhaustive]
 pub enum Error {
@@ -15,7 +21,8 @@ pub enum Error {
     /// Bytes that should be an encoded key are not one (unknown tag, truncated part, bad UTF-8).
     #[error("invalid encoded key: {0}")]
     InvalidEncodedKey(String),
-    /// A stored or supplied value is malformed (unknown encoding, LE64 not 8 bytes, …).
+    /// A supplied value is malformed (unknown encoding, LE64 not 8 bytes, a Rust value that
+    /// cannot be stored, …). A *stored* row that does not decode is [`Error::Corrupt`].
     #[error("invalid value: {0}")]
     InvalidValue(String),
     /// A stored value does not fit the Rust type it was decoded into (a string where a number
@@ -109,27 +116,43 @@ pub enum Error {
     /// atomic write was applied.
     #[error("{0}")]
     TypeMismatch(String),
-    /// The file's schema is newer than this build understands, or not Deno KV's.
+    /// The file is not a usable backup (not SQLite, fails `PRAGMA integrity_check`, not Deno
+    /// KV's schema or another version of it). Given to a restore, it is the caller's mistake:
+    /// nothing was changed; restore another file.
+    #[error("{0}")]
+    InvalidBackup(#[source] Failure),
+    /// The database's schema is newer than this build understands, or not Deno KV's. Use a
+    /// newer openkv, or another file or PostgreSQL schema.
     #[error("unsupported database schema: {0}")]
     UnsupportedSchema(String),
-    /// The disk is full; the write was not applied. The store stays usable.
+    /// The disk is full; the write was not applied. The store stays usable: free some space
+    /// and write again.
     #[error("disk full: the write was not applied ({0})")]
-    DiskFull(String),
+    DiskFull(#[source] Failure),
     /// Another process held the database's write lock for longer than the busy timeout.
+    /// Nothing was applied; try again once that process is done.
     #[error("database is busy: another connection held the write lock for too long ({0})")]
-    Busy(String),
-    /// An I/O or storage error. If it struck a write, the store is now poisoned.
+    Busy(#[source] Failure),
+    /// An I/O or storage error (the file, the directory, SQLite or PostgreSQL failed). If it
+    /// struck a SQLite write, the store is now poisoned ([`Error::Poisoned`]): reopen it once
+    /// the storage is healthy.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
+    /// A stored row is malformed: a queue message whose JSON columns are not the JSON Deno
+    /// writes, a value of an unknown encoding or a wrong length, a column of the wrong type.
+    /// Only that row is affected — the store goes on (it is not poisoned). Fix or delete the
+    /// row named in the message (e.g. with `sqlite3`), or restore a backup.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(#[source] Failure),
     /// An earlier I/O failure or a panic in a background task left the store in an unknown
-    /// state; it refuses writes until it is reopened.
+    /// state; it refuses writes until it is reopened. The earlier failure is the source.
     #[error("the store refuses writes after an earlier failure (reopen it): {0}")]
-    Poisoned(Arc<str>),
+    Poisoned(#[source] Failure),
     /// A bug in openkv was detected before it could do harm (the operation was rolled back).
     /// Please report it.
     #[error("internal error (please report it): {0}")]
     Internal(String),
-    /// The `Kv` was closed.
+    /// The `Kv` was closed; open the database again to go on.
     #[error("the database is closed")]
     Closed,
     /// A remote server refused the request with a 4xx status; its own message follows.
@@ -145,54 +168,279 @@ pub enum Error {
     /// `openkv serve`).
     #[error("the database is read-only: the server has writes disabled")]
     WriteDisabled,
-    /// A remote server could not be reached, or kept failing, for longer than the retry
-    /// timeout. Nothing was written by the failed call.
+    /// A remote server (or PostgreSQL) could not be reached, or kept failing, for longer than
+    /// the retry timeout. Nothing was written by the failed call; try again later.
     #[error("the remote database is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Failure),
     /// A write was sent but the connection failed before its answer arrived: it may or may not
     /// have been applied. Read the keys to find out before writing again.
     #[error("the write was sent but its outcome is unknown (the answer was lost): {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Failure),
     /// A remote server answered something the protocol does not allow.
     #[error("the server broke the KV Connect protocol: {0}")]
     Protocol(String),
-    /// The operation is not available on this backend.
+    /// The operation is not available on this backend (the message says what to use instead).
     #[error("unsupported: {0}")]
     Unsupported(String),
 }
 
+/// What an error means for its caller: whether to fix the request, retry, reopen the store, or
+/// check what happened. [`Error::class`] gives it; `openkv serve` maps it to an HTTP status and
+/// the SQLite backend decides by it whether a failure poisons the store.
+///
+/// Every variant of [`Error`] has exactly one class, chosen in one exhaustive `match`, so a
+/// new variant cannot be added without deciding what it means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The request itself is wrong (bad key, over a limit, type mismatch, invalid backup,
+    /// an operation this backend does not have, a remote 4xx): the same request cannot
+    /// succeed. A server answers 4xx.
+    Client,
+    /// A passing condition (a busy lock, a full disk, an unreachable server or PostgreSQL):
+    /// nothing was applied and the same request may succeed later. A server answers 503.
+    Transient,
+    /// A write may or may not have been applied (its answer was lost). Not safe to repeat
+    /// blindly: read first. Kept apart from `Transient` because retrying could apply it twice.
+    /// A server answers 500.
+    OutcomeUnknown,
+    /// The store refuses writes after an earlier fatal failure, until it is reopened. Apart
+    /// from `Storage` because it is the consequence, not the failure: a supervisor restarts
+    /// or reopens rather than retries. A server answers 503.
+    Poisoned,
+    /// The handle was closed (or the server is shutting down). Apart from `Transient`: this
+    /// handle will never work again. A server answers 503.
+    Closed,
+    /// The storage layer failed (I/O error, SQLite or PostgreSQL error): on the SQLite write
+    /// path it poisons the store, since what reached the disk is unknown. A server answers 500.
+    Storage,
+    /// A stored row is malformed. It concerns that row only, so unlike `Storage` it never
+    /// poisons the store; retrying does not help until the row is repaired. A server answers
+    /// 500.
+    Corrupt,
+    /// The database's schema is one this build cannot use (newer, or not Deno KV's): an
+    /// operator's matter (upgrade openkv), neither the request's fault nor a passing state.
+    /// A server answers 500.
+    Incompatible,
+    /// A bug, in openkv or in the server it talks to (a KV Connect protocol violation):
+    /// report it. A server answers 500.
+    Internal,
+}
+
 impl Error {
+    /// What this error means for its caller; see [`ErrorClass`].
+    pub fn class(&self) -> ErrorClass {
+        use ErrorClass as C;
+        // No wildcard: a new variant does not compile until it is classified here.
+        match self {
+            Error::InvalidKey(_)
+            | Error::InvalidEncodedKey(_)
+            | Error::InvalidValue(_)
+            | Error::Deserialize(_)
+            | Error::InvalidVersionstamp(_)
+            | Error::KeyTooLargeForWrite { .. }
+            | Error::KeyTooLargeForRead { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::TooManyRanges { .. }
+            | Error::TooManyWatchedKeys { .. }
+            | Error::TooManyEntries { .. }
+            | Error::TooManyChecks { .. }
+            | Error::TooManyMutations { .. }
+            | Error::TotalMutationSizeTooLarge { .. }
+            | Error::TotalKeySizeTooLarge { .. }
+            | Error::InvalidSelector(_)
+            | Error::InvalidCursor(_)
+            | Error::InvalidOption(_)
+            | Error::InvalidEnqueue(_)
+            | Error::TypeMismatch(_)
+            | Error::InvalidBackup(_)
+            | Error::Remote { .. }
+            | Error::WriteDisabled
+            | Error::Unsupported(_) => C::Client,
+            Error::DiskFull(_) | Error::Busy(_) | Error::Unavailable(_) => C::Transient,
+            Error::OutcomeUnknown(_) => C::OutcomeUnknown,
+            Error::Poisoned(_) => C::Poisoned,
+            Error::Closed => C::Closed,
+            Error::Storage(_) => C::Storage,
+            Error::Corrupt(_) => C::Corrupt,
+            Error::UnsupportedSchema(_) => C::Incompatible,
+            Error::Internal(_) | Error::Protocol(_) => C::Internal,
+        }
+    }
+
     /// True for errors that say the request itself was wrong (bad key, limit, type mismatch):
     /// retrying the same request cannot succeed. A server maps these to 4xx.
     pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self,
-            Error::Storage(_)
-                | Error::Poisoned(_)
-                | Error::Closed
-                | Error::DiskFull(_)
-                | Error::Busy(_)
-                | Error::UnsupportedSchema(_)
-                | Error::Internal(_)
-                | Error::Unavailable(_)
-                | Error::OutcomeUnknown(_)
-                | Error::Protocol(_)
-        )
+        self.class() == ErrorClass::Client
+    }
+
+    /// A storage failure described in words, with no underlying error.
+    pub(crate) fn storage(message: impl Into<String>) -> Error {
+        Error::Storage(Failure::new(message))
+    }
+
+    /// A storage failure caused by `source` (an [`std::io::Error`], say), in a context
+    /// (`"creating backup.sqlite3"`); the message is `context: source`.
+    pub fn storage_caused(
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Storage(Failure::caused(context, source))
+    }
+
+    /// A malformed stored row, described in words.
+    pub(crate) fn corrupt(message: impl Into<String>) -> Error {
+        Error::Corrupt(Failure::new(message))
+    }
+
+    /// A malformed stored row (`what`, e.g. `"queue message 7: its backoff_schedule"`) and why
+    /// it does not decode.
+    pub(crate) fn corrupt_caused(
+        what: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Corrupt(Failure::caused(what, source))
+    }
+}
+
+/// The words and the underlying error of a failure that came from elsewhere (the file system,
+/// SQLite, PostgreSQL, the network, a stored row's JSON): the payload of [`Error::Storage`],
+/// [`Error::Corrupt`], [`Error::Unavailable`], [`Error::Poisoned`] and their kind.
+///
+/// Its text is complete on its own — it already ends with the underlying error's message, so
+/// printing an [`Error`] shows the cause without walking the chain (the texts are the ones
+/// openkv always printed) — and [`source`](std::error::Error::source) gives the underlying
+/// error itself, typed, for downcasting. Cheap to clone: the source is shared.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// // Walk the sources of an error to the library error under it.
+/// let dir = tempfile::tempdir().unwrap();
+/// let err = openkv::Kv::open(dir.path()).await.unwrap_err(); // a directory, not a file
+/// let mut source = std::error::Error::source(&err);
+/// let mut sqlite = None;
+/// while let Some(cause) = source {
+///     sqlite = sqlite.or(cause.downcast_ref::<rusqlite::Error>());
+///     source = cause.source();
+/// }
+/// assert!(sqlite.is_some(), "{err:?}");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Failure {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    /// A failure described in words only.
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), source: None }
+    }
+
+    /// A failure caused by `source`, in a context: the message is `context: source`.
+    pub fn caused(
+        context: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Failure {
+        Failure { message: format!("{context}: {source}"), source: Some(Arc::new(source)) }
+    }
+
+    /// A failure with its own message and an underlying error (shared, not copied).
+    pub(crate) fn with_source(
+        message: impl Into<String>,
+        source: Arc<dyn std::error::Error + Send + Sync + 'static>,
+    ) -> Failure {
+        Failure { message: message.into(), source: Some(source) }
+    }
+
+    /// The failure's text (the same as its `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Failure");
+        d.field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The underlying error itself (not the `Arc`, whose own `Error` impl would skip a link
+        // of the chain): what a caller downcasts to.
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DiskFull) => Error::DiskFull(e.to_string()),
-            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
-                Error::Busy(e.to_string())
-            }
-            _ => Error::Storage(e.to_string()),
+        // Column types and conversions fail only on a row that is not what its table says:
+        // that row is corrupt, the database is fine.
+        let row_does_not_decode = matches!(
+            e,
+            rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::Utf8Error(..)
+        );
+        if row_does_not_decode {
+            return Error::corrupt_caused("a stored row does not decode", e);
+        }
+        let code = e.sqlite_error_code();
+        // The text is SQLite's own, as it always was; the error itself is kept as the source.
+        let failure = Failure::with_source(e.to_string(), Arc::new(e));
+        match code {
+            Some(ErrorCode::DiskFull) => Error::DiskFull(failure),
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Busy(failure),
+            _ => Error::Storage(failure),
         }
     }
 }
 
 /// `Result` with openkv's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_errors_keep_their_source_and_class() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let e: Error = conn.execute("not sql", []).unwrap_err().into();
+        assert_eq!(e.class(), ErrorClass::Storage);
+        let source = std::error::Error::source(&e).expect("a source");
+        let sqlite = std::error::Error::source(source).expect("the rusqlite error");
+        assert!(sqlite.downcast_ref::<rusqlite::Error>().is_some(), "{sqlite:?}");
+        // The text is SQLite's, as before the source was kept.
+        assert!(e.to_string().starts_with("storage error: near \"not\""), "{e}");
+
+        let row: Error =
+            conn.query_row("select 'text'", [], |r| r.get::<_, i64>(0)).unwrap_err().into();
+        assert_eq!(row.class(), ErrorClass::Corrupt);
+    }
+
+    #[test]
+    fn classes() {
+        assert!(Error::TooManyChecks { max: 10 }.is_client_error());
+        assert!(Error::Unsupported("x".into()).is_client_error());
+        assert_eq!(Error::corrupt("x").class(), ErrorClass::Corrupt);
+        assert!(!Error::corrupt("x").is_client_error());
+        assert_eq!(Error::storage("x").class(), ErrorClass::Storage);
+        assert_eq!(Error::Closed.class(), ErrorClass::Closed);
+    }
+}

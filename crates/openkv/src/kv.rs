@@ -210,7 +210,7 @@ impl OpenOptions {
         let path = path.as_ref();
         let path = path
             .to_str()
-            .ok_or_else(|| Error::Storage(format!("the path {} is not UTF-8", path.display())))?
+            .ok_or_else(|| Error::storage(format!("the path {} is not UTF-8", path.display())))?
             .to_owned();
         if path.starts_with("http://") || path.starts_with("https://") {
             return self.open_remote(&path).await;
@@ -224,7 +224,7 @@ impl OpenOptions {
         let backend =
             tokio::task::spawn_blocking(move || SqliteBackend::open(&path, clock, config))
                 .await
-                .map_err(|e| Error::Storage(format!("opening the database panicked: {e}")))??;
+                .map_err(|e| Error::storage_caused("opening the database panicked", e))??;
         Ok(self.with_backend(Arc::new(backend)))
     }
 

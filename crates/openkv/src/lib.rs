@@ -88,7 +88,11 @@
 //!   [`CommitOutcome::CheckFailed`], not an error.
 //! - Expired keys are invisible to every read and every check from the moment they expire.
 //! - After an I/O error on the write path the store refuses writes ([`Error::Poisoned`])
-//!   until it is reopened, rather than guess what reached the disk.
+//!   until it is reopened, rather than guess what reached the disk. A malformed stored row is
+//!   [`Error::Corrupt`] and concerns that row only: the store goes on.
+//! - Every error has an [`ErrorClass`] (client mistake, transient, outcome unknown,
+//!   poisoned, …) for deciding what to do about it; errors from SQLite, PostgreSQL, the
+//!   network and the file system keep them as their [`source`](std::error::Error::source).
 //! - Reads run on the calling task (a few microseconds from SQLite's page cache, bounded by
 //!   the read limits); writes go to one writer thread that commits waiting writes together.
 //!
@@ -126,7 +130,7 @@ pub use backend::{
     MutationKind, QueuedMessage, RawEntry, ReadRange,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Failure, Result};
 pub use js::{
     decode_v8, encode_v8, from_js, from_json, to_js, to_json, value_from_json, value_to_json,
     ErrorKind, JsArray, JsBigInt, JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet,

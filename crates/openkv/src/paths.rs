@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 pub fn default_database_path(app: &str) -> Result<PathBuf> {
     check_app_name(app)?;
     let base = dirs::data_dir().ok_or_else(|| {
-        Error::Storage("no per-user data directory on this machine (is HOME set?)".into())
+        Error::storage("no per-user data directory on this machine (is HOME set?)")
     })?;
     Ok(database_path_in(&base, app))
 }

@@ -40,7 +40,10 @@ pub(crate) fn parse_stored_json<T: serde::de::DeserializeOwned>(
     json: &str,
 ) -> Result<T> {
     serde_json::from_str(json).map_err(|e| {
-        Error::Storage(format!("queue message {id}: its {what} {json:?} is not valid JSON: {e}"))
+        Error::corrupt_caused(
+            format_args!("queue message {id}: its {what} {json:?} is not valid JSON"),
+            e,
+        )
     })
 }
 

@@ -81,7 +81,10 @@ pub(crate) fn apply(
     let Some((data, encoding, _)) = current else {
         return op.into_value();
     };
-    let stored = Value::from_encoded(encoding, data)?;
+    // The stored row, not the operand: one that does not decode is corrupt, not a mismatch.
+    let stored = Value::from_encoded(encoding, data).map_err(|e| {
+        Error::corrupt_caused("the stored value of a key to combine (sum/min/max)", e)
+    })?;
     let old = Num::parse(&stored).ok_or_else(|| {
         mismatch(format!(
             "Cannot sum {} with {}",
@@ -165,8 +168,9 @@ pub(crate) fn u64_op(
         None => *operand,
         Some((data, ENCODING_LE64, _)) => match <[u8; 8]>::try_from(data.as_slice()) {
             Ok(le) => f(u64::from_le_bytes(le), *operand),
+            // The stored row is bad, not the request.
             Err(_) => {
-                return Err(Error::InvalidValue(format!(
+                return Err(Error::corrupt(format!(
                     "the stored KvU64 is {} bytes long, not 8",
                     data.len()
                 )))

@@ -76,6 +76,19 @@ impl Value {
         }
     }
 
+    /// Rebuilds the value of a stored row (of `key`, encoded): as
+    /// [`from_encoded`](Self::from_encoded), but a row that does not decode is
+    /// [`Error::Corrupt`] — the row is bad, not the caller's request.
+    pub(crate) fn from_stored(key: &[u8], encoding: i64, data: Vec<u8>) -> Result<Value, Error> {
+        Value::from_encoded(encoding, data).map_err(|e| {
+            let key = match crate::key::Key::decode(key) {
+                Ok(key) => key.to_string(),
+                Err(_) => format!("0x{}", hex::encode(key)),
+            };
+            Error::corrupt_caused(format_args!("the stored value of {key}"), e)
+        })
+    }
+
     /// The counter, if this is a `U64`.
     pub fn as_u64(&self) -> Option<u64> {
         match self {

@@ -235,11 +235,11 @@ async fn corrupt_rows_are_errors_not_panics() {
         .unwrap();
     drop(conn);
     let kv = Kv::open(&path).await.unwrap();
-    assert!(matches!(kv.get(&key!["short"]).await, Err(Error::InvalidValue(_))));
-    assert!(matches!(kv.get(&key!["weird"]).await, Err(Error::InvalidValue(_))));
-    assert!(matches!(
-        kv.atomic().sum(&key!["short"], 1).commit().await,
-        Err(Error::InvalidValue(_))
-    ));
+    // A stored row that does not decode is corrupt data (not a bad request).
+    assert!(matches!(kv.get(&key!["short"]).await, Err(Error::Corrupt(_))));
+    let weird = kv.get(&key!["weird"]).await.unwrap_err();
+    assert!(matches!(weird, Error::Corrupt(_)), "{weird:?}");
+    assert!(weird.to_string().contains(r#"["weird"]"#), "the message names the key: {weird}");
+    assert!(matches!(kv.atomic().sum(&key!["short"], 1).commit().await, Err(Error::Corrupt(_))));
     still_works(&kv).await;
 }

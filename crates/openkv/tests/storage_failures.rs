@@ -134,10 +134,24 @@ async fn an_io_error_poisons_the_store_and_no_acknowledged_write_is_lost() {
     let err = failure.expect("the 3 MiB backing store cannot take 400 × 30 kB");
     assert!(matches!(err, Error::Storage(_)), "expected an I/O error, got {err:?}");
     assert!(err.to_string().contains("I/O"), "{err}");
-    // From now on the store refuses writes rather than guess what reached the disk.
+    let sqlite_error = |e: &Error| {
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if let Some(sqlite) = cause.downcast_ref::<rusqlite::Error>() {
+                return sqlite.sqlite_error_code();
+            }
+            source = cause.source();
+        }
+        None
+    };
+    // SQLite's own error is kept, typed.
+    assert_eq!(sqlite_error(&err), Some(rusqlite::ErrorCode::SystemIoFailure), "{err:?}");
+    // From now on the store refuses writes rather than guess what reached the disk; the
+    // failure that poisoned it stays reachable.
     for _ in 0..3 {
         let again = kv.set(&key!["after"], Value::U64(1)).await.unwrap_err();
         assert!(matches!(again, Error::Poisoned(_)), "expected Poisoned, got {again:?}");
+        assert_eq!(sqlite_error(&again), Some(rusqlite::ErrorCode::SystemIoFailure));
     }
     assert!(matches!(kv.close().await, Err(Error::Poisoned(_))));
     drop(kv);

@@ -38,7 +38,7 @@ use crate::backend::{
     ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
@@ -88,25 +88,26 @@ fn split_schema(url: &str) -> Result<(String, String)> {
     Ok((driver_url, schema))
 }
 
-/// A PostgreSQL error as ours: a lost connection is `Unavailable` (nothing was applied, or
-/// the caller is told otherwise), a full disk is `DiskFull`, the rest is `Storage` with the
-/// server's message.
+/// A PostgreSQL error as ours, the driver's error kept as the source: a lost connection is
+/// `Unavailable` (nothing was applied, or the caller is told otherwise), a full disk is
+/// `DiskFull`, the rest is `Storage` with the server's message.
 pub(crate) fn pg_error(context: &str, e: tokio_postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        let msg = format!("{context}: {} (SQLSTATE {code})", db.message());
-        return if code == "53100" { Error::DiskFull(msg) } else { Error::Storage(msg) };
+        let disk_full = *db.code() == tokio_postgres::error::SqlState::DISK_FULL;
+        let msg = format!("{context}: {} (SQLSTATE {})", db.message(), db.code().code());
+        let failure = Failure::with_source(msg, Arc::new(e));
+        return if disk_full { Error::DiskFull(failure) } else { Error::Storage(failure) };
     }
     if e.is_closed() || std::error::Error::source(&e).is_some() {
-        return Error::Unavailable(format!("{context}: {e}"));
+        return Error::Unavailable(Failure::caused(context, e));
     }
-    Error::Storage(format!("{context}: {e}"))
+    Error::Storage(Failure::caused(context, e))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_error("connecting to PostgreSQL", e),
-        other => Error::Unavailable(format!("no PostgreSQL connection: {other}")),
+        other => Error::Unavailable(Failure::caused("no PostgreSQL connection", other)),
     }
 }
 
@@ -316,8 +317,10 @@ pub(crate) fn entry_from_row(row: &tokio_postgres::Row) -> Result<RawEntry> {
     let vs: Vec<u8> = row.get(3);
     let expire_at_ms: Option<i64> = row.get(4);
     Ok(RawEntry {
-        value: Value::from_encoded(i64::from(encoding), data)?,
-        versionstamp: Versionstamp::from_slice(&vs)?,
+        value: Value::from_stored(&key, i64::from(encoding), data)?,
+        // Written by the writer only; another length is a corrupt row, not a bad request.
+        versionstamp: Versionstamp::from_slice(&vs)
+            .map_err(|e| Error::corrupt_caused("a stored versionstamp", e))?,
         key,
         expire_at_ms,
     })

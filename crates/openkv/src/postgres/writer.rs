@@ -218,7 +218,7 @@ async fn connection<'a>(
 /// Versionstamp `v ‖ index`.
 fn versionstamp(version: i64, index: usize) -> Result<Versionstamp> {
     let version = u64::try_from(version)
-        .map_err(|_| Error::Storage(format!("the version counter is negative ({version})")))?;
+        .map_err(|_| Error::corrupt(format!("the version counter is negative ({version})")))?;
     let index = u16::try_from(index)
         .map_err(|_| Error::Internal(format!("batch index {index} does not fit 2 bytes")))?;
     let mut b = [0u8; 10];

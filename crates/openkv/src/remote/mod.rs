@@ -45,7 +45,7 @@ use crate::backend::{
     ReadRange, WatchSnapshots,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
 use crate::queue::QueueSignal;
 
 /// The protocol versions this client speaks, offered in the metadata exchange.
@@ -147,8 +147,9 @@ impl std::fmt::Debug for RemoteBackend {
 
 /// Why one attempt failed, and whether another may follow.
 enum Attempt {
-    /// Worth retrying after a pause.
-    Retry(String),
+    /// Worth retrying after a pause. The last one's failure becomes the source of the
+    /// `Unavailable` when the retries run out.
+    Retry(Failure),
     /// The data-path token was refused: fetch metadata again, then retry once at once.
     Reauthenticate(String),
     /// Final.
@@ -292,7 +293,7 @@ impl RemoteBackend {
             .body(format!("{{\"supportedVersions\":{SUPPORTED_VERSIONS:?}}}"))
             .send()
             .await
-            .map_err(|e| unsent(format!("metadata exchange with {}", self.url), &e))?;
+            .map_err(|e| unsent(format!("metadata exchange with {}", self.url), e))?;
         let body = check_status(response, false).await?;
         self.parse_metadata(&body).map_err(Attempt::Fail)
     }
@@ -385,10 +386,9 @@ impl RemoteBackend {
                 backoff.mul_f64(rng.random_range(0.5..=1.0))
             };
             if Instant::now() + pause >= deadline {
-                return Err(Error::Unavailable(format!(
-                    "gave up after retrying for {:?}: {why}",
-                    self.config.retry_timeout
-                )));
+                let message =
+                    format!("gave up after retrying for {:?}: {why}", self.config.retry_timeout);
+                return Err(Error::Unavailable(Failure::with_source(message, Arc::new(why))));
             }
             tracing::debug!("KV Connect request failed, retrying in {pause:?}: {why}");
             tokio::time::sleep(pause).await;
@@ -441,11 +441,11 @@ impl RemoteBackend {
                 let response = match request.send().await {
                     Ok(response) => response,
                     // Never reached the server: safe to send again, even a write.
-                    Err(e) if e.is_connect() => return Err(unsent(op.to_string(), &e)),
+                    Err(e) if e.is_connect() => return Err(unsent(op.to_string(), e)),
                     Err(e) if write => {
-                        return Err(Attempt::Fail(Error::OutcomeUnknown(format!("{op}: {e}"))))
+                        return Err(Attempt::Fail(Error::OutcomeUnknown(Failure::caused(op, e))))
                     }
-                    Err(e) => return Err(Attempt::Retry(format!("{op}: {e}"))),
+                    Err(e) => return Err(Attempt::Retry(Failure::caused(op, e))),
                 };
                 let body = check_status(response, write).await?;
                 Ok((metadata, body))
@@ -458,21 +458,64 @@ impl RemoteBackend {
 /// A request that failed before the server could act on it: retried, unless the server's
 /// certificate was refused (that does not get better by retrying; the message says how to
 /// trust a private CA).
-fn unsent(what: String, e: &reqwest::Error) -> Attempt {
+fn unsent(what: String, e: reqwest::Error) -> Attempt {
     let mut chain = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         chain.push_str(": ");
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    if chain.contains("certificate") {
-        return Attempt::Fail(Error::Unavailable(format!(
+    if certificate_refused(&e) {
+        let message = format!(
             "{what}: the server's TLS certificate was refused ({chain}); for a private CA or a \
              self-signed certificate, use OpenOptions::remote_root_certificate"
-        )));
+        );
+        return Attempt::Fail(Error::Unavailable(Failure::with_source(message, Arc::new(e))));
     }
-    Attempt::Retry(format!("{what}: {chain}"))
+    Attempt::Retry(Failure::with_source(format!("{what}: {chain}"), Arc::new(e)))
+}
+
+/// Whether a TLS handshake in `e`'s chain of causes failed over a certificate: a
+/// [`rustls::Error`] about one, found by type.
+fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return is_certificate_error(tls);
+        }
+        next = match cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            // tokio-rustls hands rustls's error up inside an `io::Error` (which hyper-rustls
+            // wraps in another): an `io::Error`'s own `source()` skips the error it wraps, so
+            // look inside it with `get_ref`.
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    false
+}
+
+/// rustls's errors that mean a certificate was refused, by us (the server's) or by the server
+/// (ours, in an alert).
+fn is_certificate_error(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::InvalidCertRevocationList(_) => true,
+        rustls::Error::AlertReceived(alert) => matches!(
+            alert,
+            A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::CertificateRequired
+                | A::UnknownCA
+        ),
+        // Any other TLS failure (a protocol mismatch, say) is retried as before.
+        _ => false,
+    }
 }
 
 /// The body type of a data-path operation: protobuf, but JSON for openkv's extensions.
@@ -597,10 +640,11 @@ async fn check_status(
     if status.is_success() {
         return match body {
             Ok(bytes) => Ok(bytes.to_vec()),
-            Err(e) if write => Err(Attempt::Fail(Error::OutcomeUnknown(format!(
-                "the connection failed while reading the answer: {e}"
+            Err(e) if write => Err(Attempt::Fail(Error::OutcomeUnknown(Failure::caused(
+                "the connection failed while reading the answer",
+                e,
             )))),
-            Err(e) => Err(Attempt::Retry(format!("reading the answer: {e}"))),
+            Err(e) => Err(Attempt::Retry(Failure::caused("reading the answer", e))),
         };
     }
     let message =
@@ -612,9 +656,9 @@ async fn check_status(
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         // A gateway's 502/504 may come after the server applied the write.
         if write && matches!(status, StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT) {
-            return Err(Attempt::Fail(Error::OutcomeUnknown(described)));
+            return Err(Attempt::Fail(Error::OutcomeUnknown(Failure::new(described))));
         }
-        return Err(Attempt::Retry(described));
+        return Err(Attempt::Retry(Failure::new(described)));
     }
     Err(Attempt::Fail(Error::Remote { status: status.as_u16(), message }))
 }
@@ -722,7 +766,7 @@ impl Backend for RemoteBackend {
     }
 
     async fn backup(&self, dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
-        use crate::sqlite::backup::{install, temporary_beside, verify};
+        use crate::sqlite::backup::{install, temporary_beside, verify_own_copy};
         use std::io::Write as _;
         if dest.exists() {
             return Err(Error::InvalidOption(format!(
@@ -737,7 +781,7 @@ impl Backend for RemoteBackend {
             .timeout(Duration::from_secs(24 * 3600))
             .send()
             .await
-            .map_err(|e| Error::Unavailable(format!("backup request: {e}")))?;
+            .map_err(|e| Error::Unavailable(Failure::caused("backup request", e)))?;
         let status = response.status();
         if !status.is_success() {
             let text = truncate(response.text().await.unwrap_or_default());
@@ -746,24 +790,24 @@ impl Backend for RemoteBackend {
                     "the server cannot make backups (openkv serve can; denokv cannot)".into(),
                 ),
                 code @ 400..=499 => Error::Remote { status: code, message: text },
-                code => Error::Unavailable(format!("backup: HTTP {code}: {text}")),
+                code => Error::Unavailable(Failure::new(format!("backup: HTTP {code}: {text}"))),
             });
         }
         let temporary = temporary_beside(&dest);
         let download = async {
-            let mut file = std::fs::File::create(&temporary)
-                .map_err(|e| Error::Storage(format!("creating {}: {e}", temporary.display())))?;
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| Error::Unavailable(format!("the backup download broke off: {e}")))?
-            {
-                file.write_all(&chunk)
-                    .map_err(|e| Error::Storage(format!("writing {}: {e}", temporary.display())))?;
+            let mut file = std::fs::File::create(&temporary).map_err(|e| {
+                Error::storage_caused(format_args!("creating {}", temporary.display()), e)
+            })?;
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                Error::Unavailable(Failure::caused("the backup download broke off", e))
+            })? {
+                file.write_all(&chunk).map_err(|e| {
+                    Error::storage_caused(format_args!("writing {}", temporary.display()), e)
+                })?;
             }
             let (temporary, dest) = (temporary.clone(), dest.clone());
             tokio::task::spawn_blocking(move || {
-                let summary = verify(&temporary)?;
+                let summary = verify_own_copy(&temporary)?;
                 install(&temporary, &dest)?;
                 Ok(summary)
             })
@@ -787,7 +831,7 @@ impl Backend for RemoteBackend {
         };
         let file = tokio::fs::File::open(&backup)
             .await
-            .map_err(|e| Error::Storage(format!("opening {}: {e}", backup.display())))?;
+            .map_err(|e| Error::storage_caused(format_args!("opening {}", backup.display()), e))?;
         // Streamed from disk: a backup may be far larger than memory should hold.
         let chunks = futures::stream::unfold(file, |mut file| async move {
             let mut buf = vec![0u8; 256 * 1024];
@@ -809,7 +853,7 @@ impl Backend for RemoteBackend {
             .timeout(Duration::from_secs(24 * 3600))
             .send()
             .await
-            .map_err(|e| Error::OutcomeUnknown(format!("restore upload: {e}")))?;
+            .map_err(|e| Error::OutcomeUnknown(Failure::caused("restore upload", e)))?;
         let status = response.status();
         let text = truncate(response.text().await.unwrap_or_default());
         match status.as_u16() {
@@ -818,7 +862,7 @@ impl Backend for RemoteBackend {
                 "the server cannot restore backups (openkv serve can; denokv cannot)".into(),
             )),
             code @ 400..=499 => Err(Error::Remote { status: code, message: text }),
-            code => Err(Error::Unavailable(format!("restore: HTTP {code}: {text}"))),
+            code => Err(Error::Unavailable(Failure::new(format!("restore: HTTP {code}: {text}")))),
         }
     }
 
@@ -856,6 +900,19 @@ impl Backend for RemoteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_is_recognized_by_type_not_by_words() {
+        // As hyper-rustls hands it up: rustls's error in tokio-rustls's io::Error, in another.
+        let refused = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, refused));
+        assert!(certificate_refused(&nested));
+        assert!(!certificate_refused(&std::io::Error::other(rustls::Error::HandshakeNotComplete)));
+        // The same words without the type: retried like any other connection failure.
+        let words = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert!(!certificate_refused(&words));
+    }
 
     #[test]
     fn expires_at_accepts_the_forms_servers_send() {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::{check_status, decode, lock, wire, Attempt, RemoteBackend, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::backend::{RawEntry, WatchSnapshots};
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
 use crate::versionstamp::Versionstamp;
 use crate::watch::{snapshot_stream, versions};
 
@@ -224,8 +224,8 @@ impl RemoteBackend {
             // The headers must come within the request timeout; the body takes its time.
             let response =
                 match tokio::time::timeout(self.config.request_timeout, request.send()).await {
-                    Err(_) => return Err(Attempt::Retry("watch: no answer in time".into())),
-                    Ok(Err(e)) => return Err(Attempt::Retry(format!("watch: {e}"))),
+                    Err(_) => return Err(Attempt::Retry(Failure::new("watch: no answer in time"))),
+                    Ok(Err(e)) => return Err(Attempt::Retry(Failure::caused("watch", e))),
                     Ok(Ok(response)) => response,
                 };
             if response.status().is_success() {
@@ -233,7 +233,9 @@ impl RemoteBackend {
             }
             Err(match check_status(response, false).await {
                 Err(attempt) => attempt,
-                Ok(_) => Attempt::Retry("watch: a success status was not taken as one".into()),
+                Ok(_) => {
+                    Attempt::Retry(Failure::new("watch: a success status was not taken as one"))
+                }
             })
         })
         .await

@@ -7,7 +7,7 @@ use openkv_proto as proto;
 use proto::{AtomicWriteStatus, MutationType, SnapshotReadStatus, ValueEncoding};
 
 use crate::backend::{AtomicWrite, CommitOutcome, MutationKind, RawEntry, ReadRange};
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
@@ -77,7 +77,7 @@ pub(super) fn snapshot_read_output(
     if output.read_disabled
         || (version >= 3 && output.status == SnapshotReadStatus::SrReadDisabled as i32)
     {
-        return Err(Error::Unavailable("the server has reads disabled".into()));
+        return Err(Error::Unavailable(Failure::new("the server has reads disabled")));
     }
     if version >= 3 && output.status != SnapshotReadStatus::SrSuccess as i32 {
         return Err(Error::Protocol(format!("snapshot read status {}", output.status)));
@@ -132,7 +132,7 @@ pub(super) fn watch_output(
     match SnapshotReadStatus::try_from(output.status) {
         Ok(SnapshotReadStatus::SrSuccess) => {}
         Ok(SnapshotReadStatus::SrReadDisabled) => {
-            return Err(Error::Unavailable("the server has reads disabled".into()))
+            return Err(Error::Unavailable(Failure::new("the server has reads disabled")))
         }
         _ => return Err(Error::Protocol(format!("watch status {}", output.status))),
     }

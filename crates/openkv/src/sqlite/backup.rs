@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::schema::SCHEMA_VERSION;
-use crate::error::{Error, Result};
+use crate::error::{Error, Failure, Result};
 
 /// What [`verify_backup`](crate::verify_backup) found in a database file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,8 +28,30 @@ pub struct BackupSummary {
     pub size: u64,
 }
 
+/// A file that is not a backup we can use, for a reason in words.
 fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("{} is not a valid openkv/Deno KV database: {why}", path.display()))
+    Error::InvalidBackup(Failure::new(format!(
+        "{} is not a valid openkv/Deno KV database: {why}",
+        path.display()
+    )))
+}
+
+/// A file that SQLite cannot read as a backup, with SQLite's error as the source.
+fn bad_sqlite(path: &Path, e: rusqlite::Error) -> Error {
+    Error::InvalidBackup(Failure::caused(
+        format_args!("{} is not a valid openkv/Deno KV database", path.display()),
+        e,
+    ))
+}
+
+/// Verifies a copy this process made itself (a backup it wrote or downloaded): one that does
+/// not verify was broken on its way to the disk, a storage failure of ours, not a bad file
+/// handed to us. Same words, the class of a storage error.
+pub(crate) fn verify_own_copy(path: &Path) -> Result<BackupSummary> {
+    verify(path).map_err(|e| match e {
+        Error::InvalidBackup(failure) => Error::Storage(failure),
+        other => other,
+    })
 }
 
 /// Opens `path` read-only and checks that it is a complete Deno KV database of a schema this
@@ -37,22 +59,23 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
 /// the tables Deno's schema has are there.
 pub fn verify(path: &Path) -> Result<BackupSummary> {
     let size = std::fs::metadata(path)
-        .map_err(|e| Error::Storage(format!("cannot read {}: {e}", path.display())))?
+        .map_err(|e| Error::storage_caused(format_args!("cannot read {}", path.display()), e))?
         .len();
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| bad(path, e))?;
-    let check: String =
-        conn.query_row("pragma integrity_check", [], |r| r.get(0)).map_err(|e| bad(path, e))?;
+    .map_err(|e| bad_sqlite(path, e))?;
+    let check: String = conn
+        .query_row("pragma integrity_check", [], |r| r.get(0))
+        .map_err(|e| bad_sqlite(path, e))?;
     if check != "ok" {
         return Err(bad(path, format!("integrity_check says {check:?}")));
     }
     let schema: Option<i64> = conn
         .query_row("select version from migration_state where k = 0", [], |r| r.get(0))
         .optional()
-        .map_err(|e| bad(path, e))?;
+        .map_err(|e| bad_sqlite(path, e))?;
     match schema {
         Some(SCHEMA_VERSION) => {}
         Some(other) => {
@@ -61,7 +84,7 @@ pub fn verify(path: &Path) -> Result<BackupSummary> {
         None => return Err(bad(path, "no schema version")),
     }
     let count = |sql: &str| -> Result<u64> {
-        let n: i64 = conn.query_row(sql, [], |r| r.get(0)).map_err(|e| bad(path, e))?;
+        let n: i64 = conn.query_row(sql, [], |r| r.get(0)).map_err(|e| bad_sqlite(path, e))?;
         Ok(n.max(0) as u64)
     };
     Ok(BackupSummary {
@@ -83,7 +106,7 @@ pub(crate) fn temporary_beside(dest: &Path) -> PathBuf {
 /// Makes a completed temporary file durable and moves it to `dest`: fsync the file, rename,
 /// fsync the directory.
 pub(crate) fn install(temporary: &Path, dest: &Path) -> Result<()> {
-    let io = |what: &str, e: std::io::Error| Error::Storage(format!("{what}: {e}"));
+    let io = |what: &str, e: std::io::Error| Error::storage_caused(what, e);
     std::fs::File::open(temporary)
         .and_then(|f| f.sync_all())
         .map_err(|e| io(&format!("syncing {}", temporary.display()), e))?;
@@ -113,7 +136,7 @@ pub(super) fn backup(conn: &Connection, dest: &Path) -> Result<BackupSummary> {
             Error::InvalidOption(format!("the path {} is not UTF-8", temporary.display()))
         })?;
         conn.execute("vacuum into ?1", [target])?;
-        let summary = verify(&temporary)?;
+        let summary = verify_own_copy(&temporary)?;
         install(&temporary, dest)?;
         Ok(summary)
     })();
@@ -158,11 +181,12 @@ pub fn restore(backup: &Path, target: &Path, force: bool) -> Result<BackupSummar
     let temporary = temporary_beside(target);
     let result = (|| {
         std::fs::copy(backup, &temporary).map_err(|e| {
-            Error::Storage(format!("copying {} to {}: {e}", backup.display(), temporary.display()))
+            let what = format!("copying {} to {}", backup.display(), temporary.display());
+            Error::storage_caused(what, e)
         })?;
         for stale in &in_use {
             std::fs::remove_file(stale).map_err(|e| {
-                Error::Storage(format!("removing the stale {}: {e}", stale.display()))
+                Error::storage_caused(format_args!("removing the stale {}", stale.display()), e)
             })?;
         }
         install(&temporary, target)

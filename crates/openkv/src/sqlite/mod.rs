@@ -12,7 +12,9 @@
 //!   after `COMMIT` returns does any caller hear "committed".
 //! - The writer also sweeps expired keys when idle.
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
-//!   write fails with [`Error::Poisoned`] until the database is reopened.
+//!   write fails with [`Error::Poisoned`] until the database is reopened. What poisons is
+//!   decided by [`ErrorClass`] ([`Shared::poison_if_fatal`]): a malformed row
+//!   ([`Error::Corrupt`]), a full disk or a busy lock does not.
 
 pub(crate) mod backup;
 mod external;
@@ -36,7 +38,7 @@ use crate::backend::{
     ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Failure, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
@@ -80,22 +82,48 @@ enum Readers {
 pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     /// Set once, by the first fatal write error or writer panic; never cleared.
-    poison: Mutex<Option<Arc<str>>>,
+    poison: Mutex<Option<Failure>>,
     changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
     queue_wakeup: crate::queue::QueueSignal,
 }
 
 impl Shared {
-    fn poisoned(&self) -> Option<Arc<str>> {
+    fn poisoned(&self) -> Option<Failure> {
         lock(&self.poison).clone()
     }
 
+    /// Poisons the store if `e` leaves the file in a state nobody can vouch for: a storage
+    /// (I/O) failure on a write path. Everything else is the caller's to hear and the store
+    /// goes on — above all a corrupt row, which concerns that row only, and a full disk or a
+    /// busy lock, which passes.
+    pub(super) fn poison_if_fatal(&self, e: &Error) {
+        match e.class() {
+            // The failure itself stays the source of every later `Poisoned`.
+            ErrorClass::Storage => {
+                self.set_poison(Failure::with_source(e.to_string(), Arc::new(e.clone())))
+            }
+            ErrorClass::Client
+            | ErrorClass::Transient
+            | ErrorClass::OutcomeUnknown
+            | ErrorClass::Poisoned
+            | ErrorClass::Closed
+            | ErrorClass::Corrupt
+            | ErrorClass::Incompatible
+            | ErrorClass::Internal => {}
+        }
+    }
+
+    /// Poisons the store for a reason in words (a panic of the writer).
     fn poison(&self, why: String) {
+        self.set_poison(Failure::new(why));
+    }
+
+    fn set_poison(&self, why: Failure) {
         let mut p = lock(&self.poison);
         if p.is_none() {
             tracing::error!("openkv: store poisoned, refusing further writes: {why}");
-            *p = Some(why.into());
+            *p = Some(why);
         }
     }
 }
@@ -145,7 +173,7 @@ impl SqliteBackend {
             // WAL: readers never wait for the writer and a commit appends to one file.
             let mode: String = conn.query_row("pragma journal_mode = wal", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
-                return Err(Error::Storage(format!(
+                return Err(Error::storage(format!(
                     "could not switch {path} to WAL mode (journal_mode is {mode})"
                 )));
             }
@@ -180,7 +208,7 @@ impl SqliteBackend {
         let handle = std::thread::Builder::new()
             .name("openkv-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| Error::Storage(format!("could not start the writer thread: {e}")))?;
+            .map_err(|e| Error::storage_caused("could not start the writer thread", e))?;
         Ok(SqliteBackend {
             readers,
             external,
@@ -200,10 +228,10 @@ impl SqliteBackend {
         op: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let result = self.side_op(op).await;
-        if let Err(Error::Storage(why)) = &result {
+        if let Err(e) = &result {
             // Same rule as the writer: after an I/O error on a write we cannot vouch for the
-            // file.
-            self.shared.poison(why.clone());
+            // file (a corrupt queue row, say, is no such error).
+            self.shared.poison_if_fatal(e);
         }
         result
     }
@@ -266,7 +294,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::Storage(format!("could not open {}: {e}", path.display())))?;
+        .map_err(|e| Error::storage_caused(format_args!("could not open {}", path.display()), e))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     if read_only {
@@ -321,9 +349,10 @@ fn read_range(conn: &Connection, range: &ReadRange, now: i64) -> Result<Vec<RawE
         let encoding: i64 = row.get(2)?;
         let version: i64 = row.get(3)?;
         let expiration_ms: i64 = row.get(4)?;
+        let value = Value::from_stored(&key, encoding, data)?;
         out.push(RawEntry {
             key,
-            value: Value::from_encoded(encoding, data)?,
+            value,
             versionstamp: Versionstamp::from_version(version as u64),
             // Deno's schema: -1 (any negative) means no expiry.
             expire_at_ms: (expiration_ms >= 0).then_some(expiration_ms),

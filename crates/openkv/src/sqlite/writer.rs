@@ -217,7 +217,7 @@ impl Writer {
             let stamp = |i: usize| {
                 let v = u64::try_from(version).ok().and_then(|v| v.checked_add(i as u64 + 1));
                 v.map(Versionstamp::from_version).ok_or_else(|| {
-                    Error::Storage(format!("the version counter is out of range ({version})"))
+                    Error::corrupt(format!("the version counter is out of range ({version})"))
                 })
             };
             let plan = plan_batch(writes, stored, now, stamp, rng)?;
@@ -243,12 +243,11 @@ impl Writer {
         result
     }
 
-    /// I/O and corruption errors leave the file in a state we cannot vouch for: poison.
-    /// A full disk or a busy lock are reported to the callers and the store goes on.
+    /// I/O errors leave the file in a state we cannot vouch for: poison. A corrupt row, a full
+    /// disk or a busy lock are reported to the callers and the store goes on (by class:
+    /// `Shared::poison_if_fatal`).
     fn poison_if_fatal(&self, e: &Error) {
-        if let Error::Storage(why) = e {
-            self.shared.poison(why.clone());
-        }
+        self.shared.poison_if_fatal(e);
     }
 
     /// Deletes expired keys; publishes them on the change feed with a fresh versionstamp.
