@@ -9,7 +9,11 @@
 #      exports OPENKV_TEST_POSTGRES_URL and OPENKV_REQUIRE_POSTGRES=1, and stops
 #      and removes it when this script exits, failed or not;
 #   5. cargo test --workspace --release (unit, integration, property, crash and
-#      doc tests; release mode keeps property/crash tests fast).
+#      doc tests; release mode keeps property/crash tests fast);
+#   6. scripts/readme-commands.sh: every command README.md shows, run as written
+#      (servers started and probed, benchmarks in a short form; that script
+#      lists what it does not run and why). Only in a full run: with arguments
+#      for `cargo test` it is skipped.
 #
 # Usage: scripts/test.sh [extra args passed to `cargo test`]
 #   e.g. scripts/test.sh -p openkv interop -- --nocapture
@@ -93,5 +97,15 @@ export OPENKV_REQUIRE_POSTGRES=1
 # --- tests ------------------------------------------------------------------
 step "cargo test --workspace --release $*"
 cargo test --workspace --release "$@"
+
+# --- the README's commands ----------------------------------------------------
+# Last, as it needs all of the above: the Deno CLI, denokv and PostgreSQL. A run
+# narrowed to some tests skips it (it builds and runs for a few minutes).
+if (($#)); then
+  step "arguments given: skipping the README's commands (scripts/readme-commands.sh)"
+else
+  step "the README's commands (scripts/readme-commands.sh)"
+  scripts/readme-commands.sh
+fi
 
 step "all tests passed"

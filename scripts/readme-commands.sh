@@ -1,0 +1,559 @@
+#!/usr/bin/env bash
+# Runs every shell command README.md shows, as a new user would type it, so that the rule
+# "every command the README shows runs as written" is checked instead of hoped for.
+#
+# The commands are read from README.md itself: every line of a ```sh/bash/shell/console block
+# (continuation lines joined, comments dropped), and every inline `code` span that starts
+# like a command (a program such as cargo, openkv, npm, deno, ./scripts/…, or VAR=… before
+# one). Each one must be handled below, by its exact text, in one of these ways:
+#   full     run as written (in a scratch directory; placeholders such as `…`, `file` or
+#            kv.example.com replaced by a real value, said next to the command);
+#   probe    a server: started as written, asked over HTTP for the KV Connect metadata with
+#            its access token (200, and 401 with a wrong one), stopped with SIGTERM (exit 0);
+#   short    a benchmark, run through the same command with the program's own flags for a
+#            short run (fewer rounds and operations; the reason is next to it);
+#   exclude  not run here, with the reason (e.g. needs a toolchain CI does not have);
+#   mention  not a command to run: a program or subcommand named in prose.
+# A command the README shows and this script does not handle fails the check ("unknown"),
+# and so does a command handled here that the README no longer shows (a stale entry): the
+# list cannot drift from the README in either direction.
+#
+# Usage: scripts/readme-commands.sh          run everything (called by scripts/test.sh)
+#        scripts/readme-commands.sh --list   only extract and classify (no build, no run)
+#
+# Environment (scripts/test.sh sets all three up before calling this):
+#   DENO_BIN                  the pinned Deno CLI (the benchmark and a Deno client probe)
+#   OPENKV_DENOKV             the denokv binary (scripts/bench-server.sh's other server)
+#   OPENKV_TEST_POSTGRES_URL  a PostgreSQL database (the PostgreSQL commands)
+# The commands use port 4512 as the README shows them, so it must be free.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+readme=README.md
+# The access token the README's server commands use.
+token=change-me-to-a-long-secret
+
+die() {
+  echo "readme-commands: $*" >&2
+  exit 1
+}
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+list_only=0
+case "${1:-}" in
+  --list) list_only=1 ;;
+  '') ;;
+  *) die "usage: scripts/readme-commands.sh [--list]" ;;
+esac
+
+# --- the commands the README shows --------------------------------------------
+readme_commands() {
+  perl -e '
+    use strict;
+    my ($fence, $shell, $pending, $prose) = (0, 0, "", "");
+    my (@cmds, %seen);
+    while (my $line = <>) {
+      if ($line =~ /^\s*```\s*(\S*)/) {
+        ($fence, $shell, $pending) = $fence ? (0, 0, "") : (1, scalar($1 =~ /^(sh|bash|shell|console)$/), "");
+        next;
+      }
+      if (!$fence) { $prose .= $line; next }
+      next unless $shell;
+      chomp $line;
+      next if $line =~ /^\s*(#|$)/;
+      $line =~ s/\s+#\s.*$//;       # a trailing comment
+      $line =~ s/^\s+|\s+$//g;
+      if ($line =~ s/\s*\\$//) { $pending .= "$line "; next }   # continued on the next line
+      push @cmds, $pending . $line;
+      $pending = "";
+    }
+    # Inline spans may wrap onto the next line of the paragraph.
+    my $program = qr{(?:\.{1,2}/|\.ci/|scripts/)\S*|cargo|openkv|denokv|deno|npm|npx|node|cd|pg_dump|psql|openssl|mkcert|h2load|kill|curl|git|docker|make|sudo|apt-get|rustup|sh|bash};
+    while ($prose =~ /`([^`]+)`/g) {
+      (my $span = $1) =~ s/\s*\n\s*/ /g;
+      push @cmds, $span if $span =~ /^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:$program)(?:\s|$)/;
+    }
+    print "$_\n" for grep { !$seen{$_}++ } @cmds;
+  ' "$readme"
+}
+
+declare -A shown=() handled=()
+while IFS= read -r c; do shown[$c]=1; done < <(readme_commands)
+((${#shown[@]} > 0)) || die "found no command in $readme (is the extraction broken?)"
+
+# --- helpers ---------------------------------------------------------------------
+# edit FROM TO: replaces FROM by TO in $cmd (the caller's copy of the README command); fails
+# if $cmd has no FROM, so a changed README command cannot silently skip the replacement.
+# (Not a function printing the result: a failure inside "$(…)" would not stop the script.)
+edit() {
+  [[ "$cmd" == *"$1"* ]] || die "expected '$1' in: $cmd"
+  cmd=${cmd//"$1"/"$2"}
+}
+
+# sh_run CMD: runs CMD with bash in the current directory, as a user would paste it, and
+# says how long it took (the check's cost in CI is the sum).
+sh_run() {
+  echo "\$ $1" >&2
+  local rc=0 start=$SECONDS
+  timeout 900 bash -c "$1" || rc=$?
+  ((rc == 0)) || die "failed (exit $rc): $1"
+  echo "    ($((SECONDS - start)) s)" >&2
+}
+
+# The background processes started and not yet stopped (only those: a PID that was waited
+# for may belong to someone else by now).
+declare -A running=()
+work=''
+cleanup() {
+  local pid
+  for pid in "${!running[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  [[ -z "$work" ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# scratch NAME: a fresh directory to run commands in, under target/ (so `cargo run` there
+# still finds the workspace, and the checkout stays clean).
+scratch() {
+  mkdir "$work/$1"
+  cd "$work/$1"
+}
+
+port_free() { ! (exec 3<>/dev/tcp/127.0.0.1/4512) 2>/dev/null; }
+
+# metadata URL TOKEN [curl options]: the HTTP status of a KV Connect metadata request.
+metadata() {
+  local url=$1 token=$2
+  shift 2
+  curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$@" -X POST \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    --data '{"supportedVersions":[1,2,3]}' "$url" 2>/dev/null || true
+}
+
+# start_server CMD URL TOKEN [curl options]: starts CMD in the background (server_pid) and
+# waits until it answers the metadata request with 200: up to a minute, or 15 when it is a
+# `cargo run` that may first have to build.
+server_pid=''
+start_server() {
+  local cmd=$1 url=$2 token=$3
+  shift 3
+  port_free || die "port 4512 is in use: the README's commands need it"
+  echo "\$ $cmd &" >&2
+  # exec: `cargo run` then execs the server in this same process (cargo does on Unix), so
+  # the PID we signal is the server's.
+  bash -c "exec $cmd" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  running[$server_pid]=1
+  local wait_s=60
+  [[ "$cmd" != cargo* ]] || wait_s=900
+  local deadline=$((SECONDS + wait_s))
+  until [[ "$(metadata "$url" "$token" "$@")" == 200 ]]; do
+    if ! alive "$server_pid"; then
+      cat "$work/server.log" >&2
+      die "the server exited before answering: $cmd"
+    fi
+    ((SECONDS < deadline)) || die "no answer from $url within $wait_s s: $cmd"
+    sleep 0.5
+  done
+  local status
+  status=$(metadata "$url" "wrong-$token" "$@")
+  [[ "$status" == 401 ]] || die "a wrong token got HTTP $status, not 401: $cmd"
+  echo "    answers $url (metadata: 200 with the token, 401 without)" >&2
+}
+
+# alive PID: the process runs (a child that exited stays a zombie until waited for, and
+# `kill -0` still succeeds on a zombie).
+alive() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ "${stat%% *}" != Z ]]
+}
+
+# stop PID SIGNAL: sends SIGNAL, gives the process 30 s to end, and sets stopped_rc to its
+# exit status ("timeout" if it had to be killed). Not in $(…): only this shell can wait for
+# its children.
+stopped_rc=''
+stop() {
+  kill "-$2" "$1"
+  local i rc=0
+  for ((i = 0; i < 300; i++)); do
+    alive "$1" || break
+    sleep 0.1
+  done
+  stopped_rc=0
+  if alive "$1"; then
+    kill -KILL "$1"
+    stopped_rc=timeout
+  fi
+  wait "$1" || rc=$?
+  unset "running[$1]"
+  [[ "$stopped_rc" == timeout ]] || stopped_rc=$rc
+}
+
+# stop_server: a server stops gracefully on SIGTERM, with exit 0.
+stop_server() {
+  stop "$server_pid" TERM
+  if [[ "$stopped_rc" != 0 ]]; then
+    cat "$work/server.log" >&2
+    die "the server did not stop cleanly on SIGTERM (exit $stopped_rc)"
+  fi
+  echo "    stopped by SIGTERM, exit 0" >&2
+}
+
+# local_server DB: `openkv serve` on DB, as the README's first command serves its file.
+local_server() { start_server "openkv serve --db $1 --access-token $token" http://127.0.0.1:4512 "$token"; }
+
+# probe CMD TOKEN [https CA]: a server command, started, asked, stopped.
+probe() {
+  if [[ "${3:-}" == https ]]; then
+    start_server "$1" https://127.0.0.1:4512 "$2" --cacert "$4"
+  else
+    start_server "$1" http://127.0.0.1:4512 "$2"
+  fi
+  stop_server
+}
+
+# cover MODE WHY [FUNCTION]: handles the README command given on stdin (exact text). FUNCTION
+# runs it (it gets the text as $1); WHY says how or why not.
+declare -a table=() stale=()
+cover() {
+  local mode=$1 why=$2 fn=${3:-} cmd
+  cmd=$(cat)
+  if [[ -z "${shown[$cmd]:-}" ]]; then
+    stale+=("$cmd")
+    return 0
+  fi
+  handled[$cmd]=$mode
+  table+=("$(printf '%-8s %s\n         (%s)' "$mode" "$cmd" "$why")")
+  ((list_only == 0)) || return 0
+  case "$mode" in
+    full | probe | short)
+      step "README ($mode): $cmd"
+      echo "    $why" >&2
+      "$fn" "$cmd"
+      ;;
+    exclude | mention) ;;
+    *) die "unknown mode $mode" ;;
+  esac
+}
+
+# need PROGRAM PACKAGE: PROGRAM on PATH, else Debian's PACKAGE is installed (as root; CI
+# starts from an image with cargo and npm, and scripts/postgres.sh does the same).
+need() {
+  command -v "$1" >/dev/null && return
+  if ((EUID != 0)) || ! command -v apt-get >/dev/null; then
+    die "$1 is needed (Debian package $2)"
+  fi
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >&2
+}
+
+# --- how each command runs ----------------------------------------------------------
+if ((list_only == 0)); then
+  # First the classification alone (fast): an unknown or stale command fails before anything
+  # is built or run.
+  "$0" --list >/dev/null
+  # The probes ask servers with curl; the TLS command needs a certificate made with openssl.
+  need curl curl
+  need openssl openssl
+  [[ -n "${DENO_BIN:-}" && -n "${OPENKV_DENOKV:-}" && -n "${OPENKV_TEST_POSTGRES_URL:-}" ]] ||
+    die "needs DENO_BIN, OPENKV_DENOKV and OPENKV_TEST_POSTGRES_URL: run it from scripts/test.sh"
+  target=${CARGO_TARGET_DIR:-$root/target}
+  [[ "$target" = /* ]] || target="$root/$target"
+  # Inside the checkout (target/ is ignored by git) even when CARGO_TARGET_DIR is elsewhere:
+  # `cargo run` in a scratch directory must find the workspace above it.
+  mkdir -p "$root/target"
+  work=$(mktemp -d "$root/target/readme-commands.XXXXXX")
+  # What the commands leave in the temporary directory (the benchmarks' databases and JSON
+  # summaries) goes with the scratch directories.
+  mkdir "$work/tmp"
+  export TMPDIR="$work/tmp"
+  # `openkv …` is the binary the README's install command puts on PATH (below); `deno` is the
+  # pinned Deno CLI, as a user who installed Deno has it.
+  deno_dir=$(dirname "$DENO_BIN")
+  export PATH="$work/install/bin:$deno_dir:$PATH"
+fi
+
+# In the repository root, first: the install that puts `openkv` on PATH for the rest.
+run_in_root() { (cd "$root" && sh_run "$1"); }
+install_openkv() {
+  # CARGO_INSTALL_ROOT keeps ~/.cargo/bin as it was; CARGO_TARGET_DIR reuses the workspace's
+  # release build instead of building everything again in a temporary directory.
+  CARGO_INSTALL_ROOT="$work/install" CARGO_TARGET_DIR="$target" run_in_root "$1"
+  [[ -x "$work/install/bin/openkv" ]] || die "no openkv binary after: $1"
+}
+cover full 'installed into a scratch root (CARGO_INSTALL_ROOT), reusing target/' install_openkv <<'CMD'
+cargo install --locked --path crates/openkv-cli
+CMD
+
+# The first server command, then a Deno program connecting to it as the README's comment
+# shows (DENO_KV_ACCESS_TOKEN=… deno run -A --unstable-kv app.ts with Deno.openKv(url)).
+serve_from_checkout() {
+  scratch serve
+  start_server "$1" http://127.0.0.1:4512 "$token"
+  cat >app.ts <<'TS'
+const kv = await Deno.openKv("http://127.0.0.1:4512");
+await kv.set(["readme"], "hello");
+const entry = await kv.get(["readme"]);
+if (entry.value !== "hello") throw new Error(`read back ${entry.value}`);
+console.log("Deno read back", entry.value);
+kv.close();
+TS
+  # The client command and URL from the README's comment, so they cannot drift either.
+  local deno_cmd
+  deno_cmd=$(grep -o 'DENO_KV_ACCESS_TOKEN=[^ ]* deno run .* app\.ts' "$root/$readme") ||
+    die "the README no longer shows the Deno client command (update serve_from_checkout)"
+  grep -qF 'Deno.openKv("http://127.0.0.1:4512")' "$root/$readme" ||
+    die "the README no longer shows Deno.openKv(\"http://127.0.0.1:4512\") (update serve_from_checkout)"
+  sh_run "$deno_cmd"
+  stop_server
+}
+cover probe 'run in a scratch directory inside the checkout; then a Deno program uses it' \
+  serve_from_checkout <<'CMD'
+cargo run --release -- serve --db ./data.sqlite3 --access-token change-me-to-a-long-secret
+CMD
+
+info() {
+  local cmd=$1
+  edit '--db file' '--db data.sqlite3'
+  (cd "$work/serve" && sh_run "$cmd")
+}
+cover full 'file = the database the Deno program wrote above' info <<'CMD'
+openkv info --db file
+CMD
+
+denokv_style() {
+  scratch denokv-style
+  local cmd=$1
+  edit … "$token"
+  probe "$cmd" "$token"
+}
+cover probe '… = a token' denokv_style <<'CMD'
+openkv --sqlite-path data.sqlite3 serve --access-token …
+CMD
+
+# A CA and a server certificate it signed (Deno refuses a CA certificate as the server's own,
+# as the README says); the key as unencrypted PKCS#8.
+tls_serve() {
+  scratch tls
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=readme-ca -keyout ca-key.pem \
+    -out ca.pem 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out server.csr \
+    2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+    -extfile san.ext -out cert.pem 2>/dev/null
+  probe "$1" "$token" https ca.pem
+}
+cover probe 'cert.pem/key.pem made with openssl from a throwaway CA; asked over HTTPS' \
+  tls_serve <<'CMD'
+openkv serve --db ./data.sqlite3 --access-token change-me-to-a-long-secret --addr 0.0.0.0:4512 --tls-cert cert.pem --tls-key key.pem
+CMD
+
+# The command-line block, in the README's order, on one database.
+cli() { sh_run "$1"; }
+remote_list() {
+  local_server data.sqlite3
+  sh_run "$1"
+  stop_server
+}
+watch_probe() {
+  echo "\$ $1 &" >&2
+  bash -c "exec $1" >watch.out 2>watch.err &
+  local pid=$! i
+  running[$pid]=1
+  # A watch prints the current state at once, then a line per change.
+  for ((i = 0; i < 100; i++)); do [[ $(wc -l <watch.out) -ge 1 ]] && break; sleep 0.1; done
+  sh_run "openkv --db data.sqlite3 set '[\"config\"]' '\"dark\"'"
+  for ((i = 0; i < 100; i++)); do grep -q dark watch.out && break; sleep 0.1; done
+  grep -q dark watch.out || { cat watch.out watch.err >&2; die "the watch printed no change"; }
+  stop "$pid" INT
+  [[ "$stopped_rc" == 0 ]] ||
+    { cat watch.err >&2; die "the watch ended by SIGINT with exit $stopped_rc, not 0"; }
+  echo "    printed the change; SIGINT ended it with exit 0" >&2
+}
+if ((list_only == 0)); then
+  scratch cli
+  # The file the README's --bytes @ada.png reads (any bytes will do).
+  printf '\x89PNG\r\n\x1a\n-readme-' >ada.png
+fi
+while IFS= read -r c; do
+  fn=cli why='run as written'
+  case "$c" in
+    *' list '*) fn=remote_list why='against openkv serve on that file, as the first server command' ;;
+    *' watch '*) fn=watch_probe why='started; a set on ["config"] must print a line; SIGINT must end it with exit 0' ;;
+  esac
+  cover full "$why" "$fn" <<<"$c"
+done <<'CMDS'
+openkv --db data.sqlite3 set '["users", "ada"]' '{"name": "Ada", "id": {"$bigint": "7"}}'
+openkv --db data.sqlite3 set '["visits"]' --u64 0
+openkv --db data.sqlite3 set '["avatar", "ada"]' --bytes @ada.png
+openkv --db data.sqlite3 set '["session", 1n]' '"token"' --expire-in 30m
+openkv --db data.sqlite3 get '["users", "ada"]'
+openkv --db data.sqlite3 get --raw '["avatar", "ada"]' > ada.png
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret list --prefix '["users"]' --limit 100
+openkv --db data.sqlite3 count --prefix '["users"]'
+openkv --db data.sqlite3 delete '["users", "ada"]' '["avatar", "ada"]'
+openkv --db data.sqlite3 watch '["config"]'
+openkv --db data.sqlite3 export -o backup.ndjson
+openkv --db other.sqlite3 import -i backup.ndjson
+CMDS
+
+# Backups and restores, in the README's order: the local ones on a file, the remote ones
+# against `openkv serve` on this machine.
+# backup_restore CMD: a backup starts without nightly.sqlite3 (a backup never overwrites a
+# file); a command for kv.example.com goes to `openkv serve` on this machine, with its token
+# for T.
+backup_restore() {
+  [[ "$1" != *' backup '* ]] || rm -f nightly.sqlite3
+  if [[ "$1" != *kv.example.com* ]]; then
+    sh_run "$1"
+    return
+  fi
+  local cmd=$1
+  edit https://kv.example.com http://127.0.0.1:4512
+  edit '--access-token T ' "--access-token $token "
+  local_server server.sqlite3
+  sh_run "$cmd"
+  stop_server
+}
+if ((list_only == 0)); then
+  scratch backup
+  sh_run "openkv --db data.sqlite3 set '[\"k\"]' '\"local\"'"
+  sh_run "openkv --db server.sqlite3 set '[\"k\"]' '\"served\"'"
+fi
+while IFS= read -r c; do
+  why='on a file with one entry'
+  [[ "$c" != *kv.example.com* ]] ||
+    why='against openkv serve on 127.0.0.1:4512 (with its token for T) instead of the example host'
+  cover full "$why" backup_restore <<<"$c"
+done <<'CMDS'
+openkv --db data.sqlite3 backup nightly.sqlite3
+openkv --db https://kv.example.com --access-token T backup nightly.sqlite3
+openkv --db data.sqlite3 restore nightly.sqlite3
+openkv --db https://kv.example.com --access-token T restore nightly.sqlite3
+CMDS
+
+# PostgreSQL: the test database instead of the README's example server, in a schema of this
+# check's own (not "prod"), so an OPENKV_TEST_POSTGRES_URL the user gave keeps no "prod".
+if ((list_only == 0)); then
+  pg_url=$OPENKV_TEST_POSTGRES_URL'?'
+  [[ "$OPENKV_TEST_POSTGRES_URL" != *'?'* ]] || pg_url=$OPENKV_TEST_POSTGRES_URL'&'
+  pg_url+=openkv_schema=readme_commands
+fi
+pg_serve() {
+  scratch postgres
+  local cmd=$1
+  edit 'postgres://kv:secret@db.internal:5432/app?openkv_schema=prod' "$pg_url"
+  probe "$cmd" "$token"
+}
+cover probe 'on OPENKV_TEST_POSTGRES_URL (schema readme_commands) instead of the example server' \
+  pg_serve <<'CMD'
+openkv serve --db 'postgres://kv:secret@db.internal:5432/app?openkv_schema=prod' --addr 0.0.0.0:4512 --access-token change-me-to-a-long-secret
+CMD
+pg_export() {
+  sh_run "openkv --db data.sqlite3 set '[\"moved\"]' '\"to postgres\"'"
+  sh_run "$1"
+}
+pg_import() {
+  local cmd=$1
+  edit 'postgres://…' "$pg_url"
+  sh_run "$cmd"
+}
+cover full 'a file with one entry' pg_export <<'CMD'
+openkv --db data.sqlite3 export > all.ndjson
+CMD
+cover full 'postgres://… = OPENKV_TEST_POSTGRES_URL, schema readme_commands' pg_import <<'CMD'
+openkv --db 'postgres://…' import < all.ndjson
+CMD
+
+# Benchmarks: a full run takes 10 minutes and more; each is run through the very same
+# command (so the package, binary and script selection is what the README shows) with the
+# program's own flags for a short run. Nothing asserts on the figures.
+bench_install() {
+  local npm_part=${1%% && *} bench_part=${1#* && }
+  [[ "$npm_part" != "$1" ]] || die "expected 'npm ci … && cargo run …': $1"
+  run_in_root "$npm_part"
+  # scripts/test.sh reinstalls the Deno CLI when this stamp is missing; npm ci has just
+  # installed exactly the locked versions again.
+  touch "$root/tests/deno/node_modules/.openkv-installed"
+  run_in_root "$bench_part -- --n 64"
+}
+cover short 'npm ci in full; the benchmark with --n 64 (its smallest N) instead of 2000' \
+  bench_install <<'CMD'
+npm ci --prefix tests/deno && cargo run --release -p openkv-bench
+CMD
+bench_rounds() {
+  local cmd=$1
+  edit '--rounds 5' '--rounds 1'
+  run_in_root "$cmd --n 64"
+}
+cover short '--rounds 1 --n 64 instead of 5 rounds of N = 2000' bench_rounds <<'CMD'
+cargo run --release -p openkv-bench -- --rounds 5 --markdown
+CMD
+# bench-server.sh: one round of tiny workloads, no waiting for a quiet machine, denokv from
+# scripts/test.sh (where a user has it from `cargo install denokv`).
+bench_server_short='--n 64 --reads 64 --lists 1 --watch-sets 10 --raw-n 64 --max-wait 0'
+bench_server() {
+  local cmd=$1
+  edit '--rounds 3' '--rounds 1'
+  [[ "$cmd" != *…/release/openkv* ]] || edit '…/release/openkv' "$target/release/openkv"
+  [[ "$cmd" != *' --max-wait 60'* ]] || edit ' --max-wait 60' ''
+  DENOKV_BIN="$OPENKV_DENOKV" run_in_root "$cmd $bench_server_short"
+}
+cover short "--rounds 1 $bench_server_short" bench_server <<'CMD'
+scripts/bench-server.sh --rounds 3
+CMD
+cover short "…/release/openkv = the release build; --rounds 1 $bench_server_short" \
+  bench_server <<'CMD'
+OPENKV_BIN=…/release/openkv scripts/bench-server.sh --rounds 3 --max-wait 60
+CMD
+bench_postgres() {
+  OPENKV_BENCH_POSTGRES_URL="$OPENKV_TEST_POSTGRES_URL" \
+    run_in_root "$1 --seconds 1 --warmup 0 --clients 4 --max-wait 0"
+}
+cover short 'on OPENKV_TEST_POSTGRES_URL; 1 s per workload, 4 clients, no wait for quiet' \
+  bench_postgres <<'CMD'
+scripts/bench-postgres.sh
+CMD
+
+# Not run here.
+cover exclude 'the test command itself, which runs this script' <<<'./scripts/test.sh'
+cover exclude "CI's entry point: exec ./scripts/test.sh" <<<'.ci/run'
+cover exclude 'what ./scripts/test.sh runs (its last step)' <<<'cargo test --workspace --release'
+cover exclude 'a fuzzer runs until stopped, and needs cargo-fuzz, which CI does not install' \
+  <<<'cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O v8_decode'
+cover exclude '--open starts a browser; scripts/test.sh builds the docs (cargo doc, -D warnings)' \
+  <<<'cargo doc -p openkv --open'
+cover exclude 'scripts/test.sh builds denokv with this command, pinned (--version) into target/tools' \
+  <<<'cargo install denokv --locked'
+cover exclude "PostgreSQL's tool, with a placeholder schema" <<<'pg_dump -n <schema>'
+
+# Named in prose, not commands to run.
+for c in openkv 'openkv serve' 'openkv info' 'openkv backup' 'openkv --app NAME …' \
+  'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9'; do
+  cover mention 'named in prose' <<<"$c"
+done
+
+# --- everything accounted for ----------------------------------------------------
+unknown=()
+for c in "${!shown[@]}"; do [[ -n "${handled[$c]:-}" ]] || unknown+=("$c"); done
+if ((${#unknown[@]})); then
+  printf 'readme-commands: %s shows a command this script does not know:\n' "$readme" >&2
+  printf '  %s\n' "${unknown[@]}" >&2
+fi
+if ((${#stale[@]})); then
+  printf 'readme-commands: this script handles a command %s no longer shows:\n' "$readme" >&2
+  printf '  %s\n' "${stale[@]}" >&2
+fi
+((${#unknown[@]} + ${#stale[@]} == 0)) ||
+  die "run it, probe it, or list it as excluded with the reason, in scripts/readme-commands.sh"
+
+if ((list_only)); then
+  printf '%s\n' "${table[@]}"
+else
+  step "all ${#shown[@]} commands of $readme handled"
+fi
