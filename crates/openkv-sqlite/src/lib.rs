@@ -5,7 +5,7 @@
 //!   beside the writer without waiting). A read of several ranges runs inside one read
 //!   transaction, so all ranges see one snapshot.
 //! - Writes go to one writer thread over a channel. The writer takes every write that is
-//!   waiting (up to [`MAX_WRITE_BATCH`](crate::limits::MAX_WRITE_BATCH)), opens one
+//!   waiting (up to [`MAX_WRITE_BATCH`](openkv_core::limits::MAX_WRITE_BATCH)), opens one
 //!   `BEGIN IMMEDIATE` transaction, reads the rows the engine's planner needs, lets it decide
 //!   the group (a failed check or a failed mutation drops that write only; each committed write
 //!   gets the next version), stores the plan and commits once: one fsync for the group. Only
@@ -13,8 +13,13 @@
 //! - The writer also sweeps expired keys when idle.
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
 //!   write fails with [`Error::Poisoned`] until the database is reopened.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
-pub(crate) mod backup;
+// The layers below, under the names this crate's modules use (`crate::backend::…`).
+use openkv_core::{backend, clock, engine, error, value, versionstamp};
+
+pub mod backup;
 mod external;
 mod queue;
 mod schema;
@@ -32,15 +37,15 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
-    ReadRange,
+    AtomicWrite, Backend, BackupSummary, ChangeEvent, CommitOutcome, Consistency, QueuedMessage,
+    RawEntry, ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
-pub use backup::{restore as restore_backup, verify as verify_backup, BackupSummary};
+pub use backup::{restore as restore_backup, verify as verify_backup};
 pub use schema::SCHEMA_VERSION;
 
 /// How long SQLite itself waits for another process's lock before reporting busy.
@@ -59,10 +64,12 @@ const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version, expiration_m
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k desc limit ?4";
 
-/// Options of the SQLite backend, filled in by [`OpenOptions`](crate::OpenOptions).
+/// Options of the SQLite backend, filled in by `openkv::OpenOptions`.
 #[derive(Debug, Clone)]
-pub(crate) struct SqliteConfig {
+pub struct SqliteConfig {
+    /// How often the writer deletes expired keys (and publishes their expiry).
     pub sweep_interval: Duration,
+    /// Seeds the random queue message ids (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
 }
 
@@ -83,7 +90,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<Arc<str>>>,
     changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
-    queue_wakeup: crate::queue::QueueSignal,
+    queue_wakeup: openkv_core::queue::QueueSignal,
 }
 
 impl Shared {
@@ -120,7 +127,7 @@ enum QueueConn {
 
 /// A Deno KV database in one SQLite file (or in memory).
 #[derive(Debug)]
-pub(crate) struct SqliteBackend {
+pub struct SqliteBackend {
     readers: Readers,
     /// Notices other processes' commits while anyone subscribes; `None` in memory.
     external: Option<external::Poller>,
@@ -134,7 +141,7 @@ pub(crate) struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `:memory:`.
-    pub(crate) fn open(path: &str, clock: Arc<dyn Clock>, config: SqliteConfig) -> Result<Self> {
+    pub fn open(path: &str, clock: Arc<dyn Clock>, config: SqliteConfig) -> Result<Self> {
         let in_memory = path == ":memory:";
         let conn = if in_memory {
             Connection::open_in_memory()?
@@ -166,7 +173,7 @@ impl SqliteBackend {
             clock,
             poison: Mutex::new(None),
             changes,
-            queue_wakeup: crate::queue::QueueSignal::new(),
+            queue_wakeup: openkv_core::queue::QueueSignal::new(),
         });
         let queue_conn = Arc::new(if in_memory {
             QueueConn::Shared(conn.clone())
@@ -385,12 +392,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
-        let lease_ms = crate::queue::lease_millis(lease);
+        let lease_ms = openkv_core::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = crate::queue::lease_millis(lease);
+        let lease_ms = openkv_core::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
     }
 

@@ -181,6 +181,10 @@ impl Error {
     }
 }
 
+/// SQLite's errors, classified by their code (never by text). Here, not in `openkv-sqlite`,
+/// because Rust's orphan rule allows the `?` conversion only in the crate of `Error`; behind
+/// the `rusqlite` feature, which only `openkv-sqlite` turns on.
+#[cfg(feature = "rusqlite")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
