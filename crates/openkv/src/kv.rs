@@ -17,11 +17,11 @@ use crate::key::Key;
 use crate::limits::Limits;
 use crate::list::{ListOptions, ListStream, Selector};
 use crate::queue::{EnqueueOptions, QueueMessage};
-use crate::sqlite::{SqliteBackend, SqliteConfig};
 use crate::validate;
 use crate::value::{ToValue, Value};
 use crate::versionstamp::Versionstamp;
 use crate::watch::WatchStream;
+use openkv_sqlite::{SqliteBackend, SqliteConfig};
 
 /// One key's entry: its value as stored ([`Value`]), or decoded into `T` by
 /// [`Kv::get_as`] / [`Entry::decode`].
@@ -75,7 +75,7 @@ pub struct OpenOptions {
     queue_poll_interval: Duration,
     postgres_pool_size: usize,
     #[cfg(feature = "remote")]
-    remote: crate::remote::RemoteConfig,
+    remote: openkv_remote::RemoteConfig,
 }
 
 impl std::fmt::Debug for OpenOptions {
@@ -100,7 +100,7 @@ impl Default for OpenOptions {
             queue_poll_interval: Duration::from_secs(1),
             postgres_pool_size: 16,
             #[cfg(feature = "remote")]
-            remote: crate::remote::RemoteConfig::default(),
+            remote: openkv_remote::RemoteConfig::default(),
         }
     }
 }
@@ -231,20 +231,20 @@ impl OpenOptions {
     #[cfg(feature = "remote")]
     async fn open_remote(self, url: &str) -> Result<Kv> {
         let backend =
-            crate::remote::RemoteBackend::open(url, self.remote.clone(), self.clock.clone())
+            openkv_remote::RemoteBackend::open(url, self.remote.clone(), self.clock.clone())
                 .await?;
         Ok(self.with_backend(Arc::new(backend)))
     }
 
     #[cfg(feature = "postgres")]
     async fn open_postgres(self, url: &str) -> Result<Kv> {
-        let config = crate::postgres::PostgresConfig {
-            sweep_interval: self.sweep_interval,
-            rng_seed: self.rng_seed,
-            pool_size: self.postgres_pool_size,
-        };
+        let config = openkv_postgres::PostgresConfig::new(
+            self.sweep_interval,
+            self.rng_seed,
+            self.postgres_pool_size,
+        );
         let backend =
-            crate::postgres::PostgresBackend::open(url, self.clock.clone(), config).await?;
+            openkv_postgres::PostgresBackend::open(url, self.clock.clone(), config).await?;
         Ok(self.with_backend(Arc::new(backend)))
     }
 
@@ -551,7 +551,7 @@ impl Kv {
     /// Writes an online backup: a consistent copy of the database as of the moment the copy
     /// starts (every write acknowledged before it, none after) to the new file `dest`, while
     /// other tasks and processes keep writing. The copy is written under a temporary name,
-    /// fsynced, checked with [`verify_backup`](crate::verify_backup) and only then renamed to
+    /// fsynced, checked with [`verify_backup`](openkv_sqlite::verify_backup) and only then renamed to
     /// `dest`; `dest` must not exist. On a remote database the server makes the copy (openkv's
     /// backup endpoint, docs/protocol-extensions.md) and it is downloaded and verified here.
     ///
@@ -565,20 +565,23 @@ impl Kv {
     /// assert_eq!(summary.entries, 1);
     /// # Ok::<(), openkv::Error>(()) }).unwrap();
     /// ```
-    pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::BackupSummary> {
+    pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::backend::BackupSummary> {
         self.inner.backend.backup(dest.as_ref().to_path_buf()).await
     }
 
     /// Replaces the whole content of this database — entries and queue — with the backup at
-    /// `backup` (first checked with [`verify_backup`](crate::verify_backup)), in one
+    /// `backup` (first checked with [`verify_backup`](openkv_sqlite::verify_backup)), in one
     /// transaction, while the database stays open: readers and watchers see the old content
     /// or the new, never a mix, and versionstamps keep increasing. On a remote database the
     /// file is uploaded and the server does the same (openkv's restore endpoint). To replace
     /// a closed file instead, see [`restore_backup`](crate::restore_backup).
-    pub async fn restore_from(&self, backup: impl AsRef<Path>) -> Result<crate::BackupSummary> {
+    pub async fn restore_from(
+        &self,
+        backup: impl AsRef<Path>,
+    ) -> Result<crate::backend::BackupSummary> {
         let backup = backup.as_ref().to_path_buf();
         let checked = backup.clone();
-        tokio::task::spawn_blocking(move || crate::verify_backup(&checked))
+        tokio::task::spawn_blocking(move || openkv_sqlite::verify_backup(&checked))
             .await
             .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))??;
         self.inner.backend.restore_from(backup).await

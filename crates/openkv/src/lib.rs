@@ -102,32 +102,22 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod backend;
-mod clock;
-pub mod engine;
-mod error;
-pub mod js;
-mod key;
+// The layers below, under the names this crate's modules use (`crate::backend::…`).
+use openkv_core::{backend, clock, error, value, versionstamp};
+
 mod kv;
-pub mod limits;
 mod list;
 mod paths;
-#[cfg(feature = "postgres")]
-mod postgres;
 mod queue;
-#[cfg(feature = "remote")]
-mod remote;
-mod sqlite;
-mod sum;
 mod validate;
-mod value;
-mod versionstamp;
 mod watch;
+
+pub use openkv_core::{engine, js, key, limits};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
-    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
-    MutationKind, QueuedMessage, RawEntry, ReadRange,
+    AtomicWrite, Backend, BackupSummary, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue,
+    Mutation, MutationKind, QueuedMessage, RawEntry, ReadRange,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};
@@ -140,9 +130,10 @@ pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
+pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};
 pub use paths::default_database_path;
-pub use queue::{EnqueueOptions, QueueMessage, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
-pub use sqlite::{restore_backup, verify_backup, BackupSummary, SCHEMA_VERSION};
+pub use queue::{EnqueueOptions, QueueMessage};
 pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
 pub use versionstamp::Versionstamp;
 pub use watch::WatchStream;

@@ -16,8 +16,10 @@ pub const ENCODING_BYTES: i64 = 3;
 /// `Uint8Array` (raw bytes) and a `Deno.KvU64` (an unsigned 64-bit counter, the only type
 /// `sum`/`min`/`max` work on). This type carries the bytes as they are stored; decoding V8
 /// bytes into JavaScript-like values is a layer above.
+///
+/// Deliberately not `#[non_exhaustive]`: these are Deno KV's three storage encodings, and every
+/// backend and the wire layer must handle each (a new one must break their builds).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Value {
     /// V8 `ValueSerializer` bytes (`0xFF <version>` header), opaque to the engine.
     V8(Vec<u8>),
@@ -79,7 +81,7 @@ impl Value {
     /// Rebuilds the value of a stored row (of `key`, encoded): as
     /// [`from_encoded`](Self::from_encoded), but a row that does not decode is
     /// [`Error::Corrupt`] — the row is bad, not the caller's request.
-    pub(crate) fn from_stored(key: &[u8], encoding: i64, data: Vec<u8>) -> Result<Value, Error> {
+    pub fn from_stored(key: &[u8], encoding: i64, data: Vec<u8>) -> Result<Value, Error> {
         Value::from_encoded(encoding, data).map_err(|e| {
             let key = match crate::key::Key::decode(key) {
                 Ok(key) => key.to_string(),
@@ -126,7 +128,7 @@ impl From<&[u8]> for Value {
     }
 }
 
-/// What [`Kv::set`](crate::Kv::set) and the atomic `set`s accept.
+/// What `openkv::Kv::set` and the atomic `set`s accept.
 ///
 /// - a [`Value`] or `&Value`: stored as it is;
 /// - a [`KvU64`]: a `Deno.KvU64`;

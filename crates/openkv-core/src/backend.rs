@@ -1,4 +1,4 @@
-//! The backend seam: what a storage engine must provide for [`Kv`](crate::Kv) to run on it.
+//! The backend seam: what a storage engine must provide for `openkv::Kv` to run on it.
 //!
 //! The types here are the engine's wire-level vocabulary, shaped like KV Connect's
 //! `datapath.proto` (encoded keys, ranges with limits, checks, mutations, enqueues) so that a
@@ -68,8 +68,11 @@ pub struct Check {
 }
 
 /// What a mutation does to its key.
+///
+/// Deliberately not `#[non_exhaustive]`: the planner and the wire layer match every kind
+/// without a catch-all, so a new kind fails to compile until both handle it (in this crate
+/// and in every crate outside it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum MutationKind {
     /// Store the value (replacing any value and expiry).
     Set(Value),
@@ -106,7 +109,7 @@ impl MutationKind {
     /// True for `sum`, `min` and `max`: their result depends on the stored value, so a backend
     /// must read the key first, and they can reject their write after earlier mutations of it
     /// were applied (a stored value of the wrong type, a bound exceeded).
-    pub(crate) fn combines_stored_value(&self) -> bool {
+    pub fn combines_stored_value(&self) -> bool {
         match self {
             MutationKind::Sum(_)
             | MutationKind::SumWithLimits { .. }
@@ -120,7 +123,7 @@ impl MutationKind {
 
     /// True for the kinds that store a value of the caller's and so may carry an expiry: `set`
     /// and `set` at a versionstamped key. (Numeric results never expire, as in Deno.)
-    pub(crate) fn may_expire(&self) -> bool {
+    pub fn may_expire(&self) -> bool {
         match self {
             MutationKind::Set(_) | MutationKind::SetSuffixVersionstampedKey(_) => true,
             MutationKind::Delete
@@ -154,6 +157,29 @@ pub(crate) fn versionstamped_key(prefix: &[u8], versionstamp: Versionstamp) -> V
     key.extend_from_slice(versionstamp.to_hex().as_bytes());
     key.push(0x00);
     key
+}
+
+/// What a backup or restore found in the database file it made or read (see
+/// [`Backend::backup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupSummary {
+    /// Rows in the `kv` table (expired ones included: they are part of the file).
+    pub entries: u64,
+    /// Messages waiting or running in the queue tables.
+    pub queued_messages: u64,
+    /// The commit counter (the newest versionstamp's first 8 bytes).
+    pub version: u64,
+    /// The file's size in bytes.
+    pub size: u64,
+}
+
+impl BackupSummary {
+    /// A summary of these counts (the struct is `#[non_exhaustive]`: backends outside this
+    /// crate build it here).
+    pub fn new(entries: u64, queued_messages: u64, version: u64, size: u64) -> BackupSummary {
+        BackupSummary { entries, queued_messages, version, size }
+    }
 }
 
 /// One mutation of an atomic write.
@@ -277,7 +303,7 @@ fn no_queue<T>() -> Result<T> {
     Err(crate::Error::Unsupported("this backend does not deliver queue messages".into()))
 }
 
-/// A storage engine under [`Kv`](crate::Kv).
+/// A storage engine under `openkv::Kv`.
 ///
 /// Implementations may assume their input passed `Kv`'s validation (limits, non-empty write
 /// keys, `U64` operands are the caller's business only in the sense that a non-`U64` operand
@@ -349,15 +375,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
     }
 
     /// Writes a consistent, verified copy of the whole database to the new file `dest` (see
-    /// [`Kv::backup`](crate::Kv::backup)) while writers go on.
-    async fn backup(&self, _dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
+    /// `Kv::backup`) while writers go on.
+    async fn backup(&self, _dest: std::path::PathBuf) -> Result<BackupSummary> {
         Err(crate::Error::Unsupported("this backend cannot make backups".into()))
     }
 
     /// Replaces the database's whole content with the backup at `backup` (already verified
     /// by the caller), atomically, while it stays open (see
-    /// [`Kv::restore_from`](crate::Kv::restore_from)).
-    async fn restore_from(&self, _backup: std::path::PathBuf) -> Result<crate::BackupSummary> {
+    /// `Kv::restore_from`).
+    async fn restore_from(&self, _backup: std::path::PathBuf) -> Result<BackupSummary> {
         Err(crate::Error::Unsupported("this backend cannot restore backups".into()))
     }
 

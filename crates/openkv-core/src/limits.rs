@@ -2,7 +2,7 @@
 //!
 //! The defaults equal what the Deno CLI enforces (and the reference `denokv` server, except that
 //! we allow 100 checks per atomic write like the Deno client, where `denokv` refuses more than
-//! 10). An embedded user may raise them through [`OpenOptions::limits`](crate::OpenOptions::limits);
+//! 10). An embedded user may raise them through `OpenOptions::limits`;
 //! values larger than 64 KiB then work here, but a Deno program reading the same file or server
 //! will refuse to *write* such values itself (it still reads them).
 
@@ -44,7 +44,7 @@ pub const DEFAULT_LIST_BATCH_SIZE: usize = 100;
 /// When only `limit` is given, the batch size is `limit` clamped to this.
 pub const MAX_LIST_BATCH_FROM_LIMIT: usize = 500;
 
-/// The limits one [`Kv`](crate::Kv) enforces. `Limits::default()` is Deno's set.
+/// The limits one `openkv::Kv` enforces. `Limits::default()` is Deno's set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

@@ -321,7 +321,7 @@ impl FromIterator<KeyPart> for Key {
 /// Builds a [`Key`] from parts convertible into [`KeyPart`].
 ///
 /// ```
-/// use openkv::{key, KeyPart};
+/// use openkv_core::{key, KeyPart};
 /// let k = key!["users", 42, 3.5, true, b"\x00\x01"];
 /// assert_eq!(k.parts()[1], KeyPart::from(42));
 /// assert_eq!(k.to_string(), r#"["users", 42n, 3.5, true, b"0001"]"#);

@@ -22,8 +22,8 @@ use crate::backend::QueuedMessage;
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::plan::Row;
 use crate::error::Result;
-use crate::queue::{lease_millis, parse_stored_json as parse};
 use crate::versionstamp::Versionstamp;
+use openkv_core::queue::{lease_millis, parse_stored_json as parse};
 
 pub(super) async fn take(
     client: &Object,

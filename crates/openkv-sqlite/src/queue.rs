@@ -22,8 +22,8 @@ use super::writer::{set_version, with_write_txn, write_rows};
 use crate::backend::{ChangeEvent, QueuedMessage};
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::error::Result;
-use crate::queue::parse_stored_json as parse;
 use crate::versionstamp::Versionstamp;
+use openkv_core::queue::parse_stored_json as parse;
 
 /// One row of `queue`/`queue_running`, minus its time column.
 struct Row {

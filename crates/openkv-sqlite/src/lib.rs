@@ -5,7 +5,7 @@
 //!   beside the writer without waiting). A read of several ranges runs inside one read
 //!   transaction, so all ranges see one snapshot.
 //! - Writes go to one writer thread over a channel. The writer takes every write that is
-//!   waiting (up to [`MAX_WRITE_BATCH`](crate::limits::MAX_WRITE_BATCH)), opens one
+//!   waiting (up to [`MAX_WRITE_BATCH`](openkv_core::limits::MAX_WRITE_BATCH)), opens one
 //!   `BEGIN IMMEDIATE` transaction, reads the rows the engine's planner needs, lets it decide
 //!   the group (a failed check or a failed mutation drops that write only; each committed write
 //!   gets the next version), stores the plan and commits once: one fsync for the group. Only
@@ -13,10 +13,15 @@
 //! - The writer also sweeps expired keys when idle.
 //! - An I/O error on the write path, or a panic in the writer, poisons the backend: every later
 //!   write fails with [`Error::Poisoned`] until the database is reopened. What poisons is
-//!   decided by [`ErrorClass`] ([`Shared::poison_if_fatal`]): a malformed row
-//!   ([`Error::Corrupt`]), a full disk or a busy lock does not.
+//!   decided by the error's class (`ErrorClass`, in `Shared::poison_if_fatal`): a malformed
+//!   row (`Error::Corrupt`), a full disk or a busy lock does not.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
-pub(crate) mod backup;
+// The layers below, under the names this crate's modules use (`crate::backend::…`).
+use openkv_core::{backend, clock, engine, error, value, versionstamp};
+
+pub mod backup;
 mod external;
 mod queue;
 mod schema;
@@ -34,15 +39,15 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
-    ReadRange,
+    AtomicWrite, Backend, BackupSummary, ChangeEvent, CommitOutcome, Consistency, QueuedMessage,
+    RawEntry, ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, ErrorClass, Failure, Result};
+use crate::error::{Error, Failure, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
-pub use backup::{restore as restore_backup, verify as verify_backup, BackupSummary};
+pub use backup::{restore as restore_backup, verify as verify_backup};
 pub use schema::SCHEMA_VERSION;
 
 /// How long SQLite itself waits for another process's lock before reporting busy.
@@ -61,10 +66,12 @@ const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version, expiration_m
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k desc limit ?4";
 
-/// Options of the SQLite backend, filled in by [`OpenOptions`](crate::OpenOptions).
+/// Options of the SQLite backend, filled in by `openkv::OpenOptions`.
 #[derive(Debug, Clone)]
-pub(crate) struct SqliteConfig {
+pub struct SqliteConfig {
+    /// How often the writer deletes expired keys (and publishes their expiry).
     pub sweep_interval: Duration,
+    /// Seeds the random queue message ids (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
 }
 
@@ -85,7 +92,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<Failure>>,
     changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
-    queue_wakeup: crate::queue::QueueSignal,
+    queue_wakeup: openkv_core::queue::QueueSignal,
 }
 
 impl Shared {
@@ -97,20 +104,10 @@ impl Shared {
     /// (I/O) failure on a write path. Everything else is the caller's to hear and the store
     /// goes on — above all a corrupt row, which concerns that row only, and a full disk or a
     /// busy lock, which passes.
-    pub(super) fn poison_if_fatal(&self, e: &Error) {
-        match e.class() {
+    pub(crate) fn poison_if_fatal(&self, e: &Error) {
+        if e.class().poisons_the_store() {
             // The failure itself stays the source of every later `Poisoned`.
-            ErrorClass::Storage => {
-                self.set_poison(Failure::with_source(e.to_string(), Arc::new(e.clone())))
-            }
-            ErrorClass::Client
-            | ErrorClass::Transient
-            | ErrorClass::OutcomeUnknown
-            | ErrorClass::Poisoned
-            | ErrorClass::Closed
-            | ErrorClass::Corrupt
-            | ErrorClass::Incompatible
-            | ErrorClass::Internal => {}
+            self.set_poison(Failure::with_source(e.to_string(), Arc::new(e.clone())));
         }
     }
 
@@ -148,7 +145,7 @@ enum QueueConn {
 
 /// A Deno KV database in one SQLite file (or in memory).
 #[derive(Debug)]
-pub(crate) struct SqliteBackend {
+pub struct SqliteBackend {
     readers: Readers,
     /// Notices other processes' commits while anyone subscribes; `None` in memory.
     external: Option<external::Poller>,
@@ -162,7 +159,7 @@ pub(crate) struct SqliteBackend {
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `:memory:`.
-    pub(crate) fn open(path: &str, clock: Arc<dyn Clock>, config: SqliteConfig) -> Result<Self> {
+    pub fn open(path: &str, clock: Arc<dyn Clock>, config: SqliteConfig) -> Result<Self> {
         let in_memory = path == ":memory:";
         let conn = if in_memory {
             Connection::open_in_memory()?
@@ -194,7 +191,7 @@ impl SqliteBackend {
             clock,
             poison: Mutex::new(None),
             changes,
-            queue_wakeup: crate::queue::QueueSignal::new(),
+            queue_wakeup: openkv_core::queue::QueueSignal::new(),
         });
         let queue_conn = Arc::new(if in_memory {
             QueueConn::Shared(conn.clone())
@@ -414,12 +411,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
-        let lease_ms = crate::queue::lease_millis(lease);
+        let lease_ms = openkv_core::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = crate::queue::lease_millis(lease);
+        let lease_ms = openkv_core::queue::lease_millis(lease);
         self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
     }
 

@@ -1,7 +1,7 @@
 //! The PostgreSQL backend: one database per PostgreSQL schema, shared by any number of
 //! processes (`openkv serve` instances) at once with full Deno KV semantics.
 //!
-//! - **Writes** go through one writer task per process ([`writer`]), which commits whatever
+//! - **Writes** go through one writer task per process (`writer.rs`), which commits whatever
 //!   writes are waiting as one PostgreSQL transaction. Every such transaction first bumps the
 //!   schema's single `version` row: the row lock serializes all committing transactions of all
 //!   processes, and the bumped value, followed by the write's 2-byte index in its batch, is its
@@ -10,12 +10,17 @@
 //!   transaction for several (one snapshot).
 //! - **Change feed**: each commit `NOTIFY`s the schema's channel with its versionstamp and
 //!   keys; one `LISTEN`ing connection per process turns other processes' notifications into
-//!   [`ChangeEvent`]s ([`notify`]), so a watcher anywhere sees a write made anywhere.
-//! - **Queues** ([`queue`]): `FOR UPDATE SKIP LOCKED` leases; each message goes to one
+//!   [`ChangeEvent`]s (`notify.rs`), so a watcher anywhere sees a write made anywhere.
+//! - **Queues** (`queue.rs`): `FOR UPDATE SKIP LOCKED` leases; each message goes to one
 //!   listener in the whole cluster at a time.
 //!
 //! URL: a libpq-style `postgres://` or `postgresql://` URL, plus one parameter of ours,
 //! `openkv_schema=NAME` (default `openkv`), removed before the URL reaches the driver.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+// The layers below, under the names this crate's modules use (`crate::backend::…`).
+use openkv_core::{backend, clock, engine, error, value, versionstamp};
 
 mod notify;
 mod queue;
@@ -45,10 +50,20 @@ use crate::versionstamp::Versionstamp;
 /// The schema openkv uses when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "openkv";
 
-/// How a PostgreSQL database is opened (from `OpenOptions`).
+impl PostgresConfig {
+    /// Options with these settings.
+    pub fn new(sweep_interval: Duration, rng_seed: Option<u64>, pool_size: usize) -> Self {
+        PostgresConfig { sweep_interval, rng_seed, pool_size }
+    }
+}
+
+/// How a PostgreSQL database is opened (`openkv::OpenOptions` fills it in).
 #[derive(Clone, Debug)]
-pub(crate) struct PostgresConfig {
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// How often the writer deletes expired keys (and publishes their expiry).
     pub sweep_interval: Duration,
+    /// Seeds the random queue message ids (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
     /// Connections in the pool for reads and queue calls (the writer and the listener have
     /// one each besides).
@@ -208,7 +223,7 @@ pub(crate) struct Shared {
     pub sql: Sql,
     pub clock: Arc<dyn Clock>,
     pub changes: broadcast::Sender<ChangeEvent>,
-    pub queue_wakeup: crate::queue::QueueSignal,
+    pub queue_wakeup: openkv_core::queue::QueueSignal,
     /// Identifies this process's notifications (the writer already published them locally).
     pub instance: String,
     pub driver_config: tokio_postgres::Config,
@@ -228,7 +243,7 @@ pub struct PostgresBackend {
 impl PostgresBackend {
     /// Connects, creates or migrates the schema, and starts the writer, the change listener
     /// and the expiry sweep.
-    pub(crate) async fn open(
+    pub async fn open(
         url: &str,
         clock: Arc<dyn Clock>,
         config: PostgresConfig,
@@ -260,7 +275,7 @@ impl PostgresBackend {
             sql,
             clock,
             changes: broadcast::channel(4096).0,
-            queue_wakeup: crate::queue::QueueSignal::new(),
+            queue_wakeup: openkv_core::queue::QueueSignal::new(),
             instance: hex::encode(instance),
             driver_config,
         });
@@ -445,7 +460,7 @@ impl Backend for PostgresBackend {
         queue::next_due(&client, &self.shared).await
     }
 
-    async fn backup(&self, _dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
+    async fn backup(&self, _dest: std::path::PathBuf) -> Result<crate::backend::BackupSummary> {
         Err(Error::Unsupported(
             "a PostgreSQL database is backed up by PostgreSQL (pg_dump of its schema), or \
              moved with `openkv export` and `openkv import`"
@@ -453,7 +468,10 @@ impl Backend for PostgresBackend {
         ))
     }
 
-    async fn restore_from(&self, _backup: std::path::PathBuf) -> Result<crate::BackupSummary> {
+    async fn restore_from(
+        &self,
+        _backup: std::path::PathBuf,
+    ) -> Result<crate::backend::BackupSummary> {
         Err(Error::Unsupported(
             "a SQLite backup cannot be restored into PostgreSQL directly: restore it to a file, \
              then `openkv export` it and `openkv import` the export here"

@@ -1,5 +1,5 @@
 //! The writer's batch, shared by every backend's writer loop: writes collect here (up to
-//! [`MAX_WRITE_BATCH`](crate::limits::MAX_WRITE_BATCH)), commit together, and are answered
+//! [`MAX_WRITE_BATCH`]), commit together, and are answered
 //! together — after the commit returned, the change events are published and the queue
 //! listeners woken, then every caller hears its outcome.
 

@@ -6,7 +6,7 @@
 //! use std::collections::HashMap;
 //!
 //! use num_bigint::BigInt;
-//! use openkv::{from_js, to_js, JsBigInt, JsBytes, JsDate, JsValue};
+//! use openkv_core::{from_js, to_js, JsBigInt, JsBytes, JsDate, JsValue};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@
 //! // Errors say what was expected, what JavaScript value was found, and where.
 //! let err = from_js::<User>(&JsValue::object([("name", JsValue::from(1.0))])).unwrap_err();
 //! assert_eq!(err.to_string(), "name: invalid type: expected a string, found number 1");
-//! # Ok::<(), openkv::JsSerdeError>(())
+//! # Ok::<(), openkv_core::JsSerdeError>(())
 //! ```
 //!
 //! # Rust → JavaScript ([`to_js`])

@@ -227,6 +227,26 @@ pub enum ErrorClass {
     Internal,
 }
 
+impl ErrorClass {
+    /// True if an error of this class on a backend's write path leaves its storage in a state
+    /// nobody can vouch for, so the backend must poison itself: only [`ErrorClass::Storage`].
+    /// A corrupt row concerns that row only; a full disk or a busy lock passes. Decided here,
+    /// in one exhaustive `match`, for every backend (in this crate or outside it).
+    pub fn poisons_the_store(self) -> bool {
+        match self {
+            ErrorClass::Storage => true,
+            ErrorClass::Client
+            | ErrorClass::Transient
+            | ErrorClass::OutcomeUnknown
+            | ErrorClass::Poisoned
+            | ErrorClass::Closed
+            | ErrorClass::Corrupt
+            | ErrorClass::Incompatible
+            | ErrorClass::Internal => false,
+        }
+    }
+}
+
 impl Error {
     /// What this error means for its caller; see [`ErrorClass`].
     pub fn class(&self) -> ErrorClass {
@@ -275,7 +295,7 @@ impl Error {
     }
 
     /// A storage failure described in words, with no underlying error.
-    pub(crate) fn storage(message: impl Into<String>) -> Error {
+    pub fn storage(message: impl Into<String>) -> Error {
         Error::Storage(Failure::new(message))
     }
 
@@ -289,13 +309,13 @@ impl Error {
     }
 
     /// A malformed stored row, described in words.
-    pub(crate) fn corrupt(message: impl Into<String>) -> Error {
+    pub fn corrupt(message: impl Into<String>) -> Error {
         Error::Corrupt(Failure::new(message))
     }
 
     /// A malformed stored row (`what`, e.g. `"queue message 7: its backoff_schedule"`) and why
     /// it does not decode.
-    pub(crate) fn corrupt_caused(
+    pub fn corrupt_caused(
         what: impl fmt::Display,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
@@ -347,7 +367,7 @@ impl Failure {
     }
 
     /// A failure with its own message and an underlying error (shared, not copied).
-    pub(crate) fn with_source(
+    pub fn with_source(
         message: impl Into<String>,
         source: Arc<dyn std::error::Error + Send + Sync + 'static>,
     ) -> Failure {
@@ -385,6 +405,10 @@ impl std::error::Error for Failure {
     }
 }
 
+/// SQLite's errors, classified by their code (never by text). Here, not in `openkv-sqlite`,
+/// because Rust's orphan rule allows the `?` conversion only in the crate of `Error`; behind
+/// the `rusqlite` feature, which only `openkv-sqlite` turns on.
+#[cfg(feature = "rusqlite")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;

@@ -79,7 +79,7 @@
 //! limit guarding the rest.
 //!
 //! ```
-//! use openkv::{from_json, to_json, JsValue};
+//! use openkv_core::{from_json, to_json, JsValue};
 //! use serde_json::json;
 //!
 //! let value = JsValue::object([

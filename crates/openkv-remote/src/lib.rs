@@ -24,6 +24,11 @@
 //!   (see `watch.rs`). There is no change feed: `subscribe` is [`Error::Unsupported`].
 //!
 //! Not here (yet): queue delivery.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+// The layers below, under the names this crate's modules use (`crate::backend::…`).
+use openkv_core::{backend, clock, error, queue, value, versionstamp};
 
 mod watch;
 mod wire;
@@ -60,14 +65,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// How much of a server's error text goes into an error message.
 const MAX_MESSAGE_CHARS: usize = 1000;
 
-/// The remote-specific settings of [`OpenOptions`](crate::OpenOptions).
+/// The remote-specific settings of `openkv::OpenOptions`.
 #[derive(Clone, Debug)]
-pub(crate) struct RemoteConfig {
+#[non_exhaustive]
+pub struct RemoteConfig {
+    /// The bearer token; `None`: `DENO_KV_ACCESS_TOKEN` from the environment.
     pub access_token: Option<String>,
+    /// How long failing requests are retried before `Error::Unavailable`.
     pub retry_timeout: Duration,
+    /// The longest one request may take.
     pub request_timeout: Duration,
     /// Extra trust anchors (PEM), for servers with a private CA or a self-signed certificate.
     pub root_certificates: Vec<Vec<u8>>,
+    /// Seeds retry jitter (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
 }
 
@@ -118,7 +128,7 @@ struct EndpointJson {
 type QueueWaiter = (Arc<QueueSignal>, tokio::task::JoinHandle<()>);
 
 /// A KV Connect server as a [`Backend`].
-pub(crate) struct RemoteBackend {
+pub struct RemoteBackend {
     url: Url,
     access_token: String,
     http: reqwest::Client,
@@ -191,7 +201,7 @@ fn parse_expires_at(text: &str) -> Result<i64> {
 impl RemoteBackend {
     /// Connects: builds the HTTP client and runs the first metadata exchange, so that a wrong
     /// URL or token fails here rather than at the first read.
-    pub(crate) async fn open(
+    pub async fn open(
         url: &str,
         config: RemoteConfig,
         clock: Arc<dyn Clock>,
@@ -765,8 +775,8 @@ impl Backend for RemoteBackend {
         Ok(None)
     }
 
-    async fn backup(&self, dest: std::path::PathBuf) -> Result<crate::BackupSummary> {
-        use crate::sqlite::backup::{install, temporary_beside, verify_own_copy};
+    async fn backup(&self, dest: std::path::PathBuf) -> Result<crate::backend::BackupSummary> {
+        use openkv_sqlite::backup::{install, temporary_beside, verify_own_copy};
         use std::io::Write as _;
         if dest.exists() {
             return Err(Error::InvalidOption(format!(
@@ -821,11 +831,14 @@ impl Backend for RemoteBackend {
         result
     }
 
-    async fn restore_from(&self, backup: std::path::PathBuf) -> Result<crate::BackupSummary> {
+    async fn restore_from(
+        &self,
+        backup: std::path::PathBuf,
+    ) -> Result<crate::backend::BackupSummary> {
         use tokio::io::AsyncReadExt;
         let summary = {
             let checked = backup.clone();
-            tokio::task::spawn_blocking(move || crate::verify_backup(&checked))
+            tokio::task::spawn_blocking(move || openkv_sqlite::verify_backup(&checked))
                 .await
                 .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))??
         };

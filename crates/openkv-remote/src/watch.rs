@@ -25,7 +25,7 @@ use super::{check_status, decode, lock, wire, Attempt, RemoteBackend, FIRST_BACK
 use crate::backend::{RawEntry, WatchSnapshots};
 use crate::error::{Error, Failure, Result};
 use crate::versionstamp::Versionstamp;
-use crate::watch::{snapshot_stream, versions};
+use openkv_core::watch::{snapshot_stream, versions};
 
 /// The largest frame accepted (a frame holds at most 10 entries of ≤ 64 KiB values by default;
 /// this leaves room for raised limits without letting a bogus length allocate gigabytes).

@@ -12,21 +12,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::schema::SCHEMA_VERSION;
+use crate::backend::BackupSummary;
 use crate::error::{Error, Failure, Result};
-
-/// What [`verify_backup`](crate::verify_backup) found in a database file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BackupSummary {
-    /// Rows in the `kv` table (expired ones included: they are part of the file).
-    pub entries: u64,
-    /// Messages waiting or running in the queue tables.
-    pub queued_messages: u64,
-    /// The commit counter (the newest versionstamp's first 8 bytes).
-    pub version: u64,
-    /// The file's size in bytes.
-    pub size: u64,
-}
 
 /// A file that is not a backup we can use, for a reason in words.
 fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -47,7 +34,7 @@ fn bad_sqlite(path: &Path, e: rusqlite::Error) -> Error {
 /// Verifies a copy this process made itself (a backup it wrote or downloaded): one that does
 /// not verify was broken on its way to the disk, a storage failure of ours, not a bad file
 /// handed to us. Same words, the class of a storage error.
-pub(crate) fn verify_own_copy(path: &Path) -> Result<BackupSummary> {
+pub fn verify_own_copy(path: &Path) -> Result<BackupSummary> {
     verify(path).map_err(|e| match e {
         Error::InvalidBackup(failure) => Error::Storage(failure),
         other => other,
@@ -87,25 +74,23 @@ pub fn verify(path: &Path) -> Result<BackupSummary> {
         let n: i64 = conn.query_row(sql, [], |r| r.get(0)).map_err(|e| bad_sqlite(path, e))?;
         Ok(n.max(0) as u64)
     };
-    Ok(BackupSummary {
-        entries: count("select count(*) from kv")?,
-        queued_messages: count(
-            "select (select count(*) from queue) + (select count(*) from queue_running)",
-        )?,
-        version: count("select version from data_version where k = 0")?,
+    Ok(BackupSummary::new(
+        count("select count(*) from kv")?,
+        count("select (select count(*) from queue) + (select count(*) from queue_running)")?,
+        count("select version from data_version where k = 0")?,
         size,
-    })
+    ))
 }
 
 /// A temporary name beside `dest`, in the same directory so that the final rename is atomic.
-pub(crate) fn temporary_beside(dest: &Path) -> PathBuf {
+pub fn temporary_beside(dest: &Path) -> PathBuf {
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{name}.openkv-partial-{}", std::process::id()))
 }
 
 /// Makes a completed temporary file durable and moves it to `dest`: fsync the file, rename,
 /// fsync the directory.
-pub(crate) fn install(temporary: &Path, dest: &Path) -> Result<()> {
+pub fn install(temporary: &Path, dest: &Path) -> Result<()> {
     let io = |what: &str, e: std::io::Error| Error::storage_caused(what, e);
     std::fs::File::open(temporary)
         .and_then(|f| f.sync_all())
@@ -228,5 +213,7 @@ pub(crate) fn restore_live(conn: &Connection, backup: &Path) -> Result<BackupSum
     let detached = conn.execute("detach database restore_source", []);
     let version = replaced?;
     detached?;
-    Ok(BackupSummary { version: version as u64, ..summary })
+    let mut summary = summary;
+    summary.version = version as u64;
+    Ok(summary)
 }
