@@ -333,18 +333,19 @@ impl Error {
 /// error itself, typed, for downcasting. Cheap to clone: the source is shared.
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// // Walk the sources of an error to the library error under it.
-/// let dir = tempfile::tempdir().unwrap();
-/// let err = openkv::Kv::open(dir.path()).await.unwrap_err(); // a directory, not a file
+/// use openkv_core::{Error, Failure};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+/// let err = Error::Storage(Failure::caused("writing the batch", io));
+/// // The text carries the cause; the chain carries it typed.
+/// assert!(err.to_string().contains("disk on fire"));
 /// let mut source = std::error::Error::source(&err);
-/// let mut sqlite = None;
+/// let mut found = None;
 /// while let Some(cause) = source {
-///     sqlite = sqlite.or(cause.downcast_ref::<rusqlite::Error>());
+///     found = found.or(cause.downcast_ref::<std::io::Error>());
 ///     source = cause.source();
 /// }
-/// assert!(sqlite.is_some(), "{err:?}");
-/// # });
+/// assert_eq!(found.map(|e| e.to_string()), Some("disk on fire".to_string()));
 /// ```
 #[derive(Clone)]
 pub struct Failure {

@@ -56,7 +56,7 @@ pub use backend::{
     Mutation, MutationKind, QueuedMessage, RawEntry, ReadRange, WatchSnapshots,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Failure, Result};
 pub use js::{
     decode_v8, encode_v8, from_js, from_json, to_js, to_json, value_from_json, value_to_json,
     ErrorKind, JsArray, JsBigInt, JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet,

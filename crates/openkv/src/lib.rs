@@ -96,6 +96,26 @@
 //! - Reads run on the calling task (a few microseconds from SQLite's page cache, bounded by
 //!   the read limits); writes go to one writer thread that commits waiting writes together.
 //!
+//! ## Errors
+//! Every error is an [`Error`]; [`Error::class`] ([`ErrorClass`]) says what to do about it
+//! (a client mistake, a passing condition, an unknown outcome, a poisoned store, …), and the
+//! underlying library error stays reachable through `source()`:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // Walk the sources of an error to the library error under it.
+//! let dir = tempfile::tempdir().unwrap();
+//! let err = openkv::Kv::open(dir.path()).await.unwrap_err(); // a directory, not a file
+//! let mut source = std::error::Error::source(&err);
+//! let mut sqlite = None;
+//! while let Some(cause) = source {
+//!     sqlite = sqlite.or(cause.downcast_ref::<rusqlite::Error>());
+//!     source = cause.source();
+//! }
+//! assert!(sqlite.is_some(), "{err:?}");
+//! # });
+//! ```
+//!
 //! ## Limits
 //! Deno's, by default: see [`limits`] and [`Limits`]. Every violation is a typed [`Error`]
 //! whose message names the limit. Embedded users may raise them with [`OpenOptions::limits`].
