@@ -220,8 +220,10 @@ pub struct AtomicWrite {
 }
 
 /// The outcome of an atomic write that reached the store.
+///
+/// Deliberately not `#[non_exhaustive]`: the wire layer maps every outcome without a
+/// catch-all, so a new one must break its build until it has a wire form.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum CommitOutcome {
     /// Everything was applied; this is the commit's versionstamp.
     Committed {

@@ -1,9 +1,18 @@
 //! The KV Connect data-path messages (`com.deno.kv.datapath`, proto3), written from the
 //! protocol's published field list (shared/spec/KV-CONNECT.md §3) as `prost` derives, so no
 //! `protoc` is needed to build. Field numbers are the wire contract: never renumber.
+//!
+//! Besides the messages, this crate is openkv's **one wire layer**: [`convert`] maps the
+//! engine's vocabulary (`openkv-core`) to these messages and back, and [`queue`] holds the
+//! JSON messages and bounds of openkv's queue extension (docs/protocol-extensions.md). The
+//! server (`openkv-server`) and the client (`openkv-remote`) both use them, so each mapping and
+//! each bound is written once and round-trip tested here.
 
 #![deny(unsafe_code)]
 #![allow(missing_docs)]
+
+pub mod convert;
+pub mod queue;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SnapshotRead {

@@ -28,7 +28,7 @@
 #![warn(missing_docs)]
 
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
-use openkv_core::{backend, clock, error, queue, value, versionstamp};
+use openkv_core::{backend, clock, error, queue, versionstamp};
 
 mod watch;
 mod wire;
@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use openkv_proto::queue as queue_ext;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -537,38 +538,15 @@ fn content_type(op: &str) -> &'static str {
     }
 }
 
-/// A lease in milliseconds, within the bounds `openkv serve` accepts (1 s to 5 min): asking
-/// within them beats being refused.
-fn lease_ms(lease: Duration) -> u64 {
-    lease.as_millis().clamp(1_000, 300_000) as u64
-}
-
-/// Where openkv's queue-delivery extension lives, below the data-path endpoint
-/// (docs/protocol-extensions.md).
-const QUEUE_OPS: &str = "openkv/queue/";
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TakenJson {
-    messages: Vec<TakenMessageJson>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TakenMessageJson {
-    id: String,
-    payload: String,
-    due_ms: i64,
-    attempt: u32,
-}
-
 impl RemoteBackend {
     /// One call of the queue extension. Every one of them may be repeated safely (taking
     /// twice only leases more; renewing and finishing twice are no-ops), so all are retried
     /// like reads. A server without the extension (`denokv`) answers 404.
-    async fn queue_call(&self, op: &str, body: serde_json::Value) -> Result<Vec<u8>> {
-        let op = format!("{QUEUE_OPS}{op}");
-        match self.call(&op, body.to_string().into_bytes(), false, false).await {
+    async fn queue_call(&self, op: &str, body: &impl serde::Serialize) -> Result<Vec<u8>> {
+        let op = format!("{}{op}", queue_ext::PATH_PREFIX);
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::Internal(format!("encoding a queue request: {e}")))?;
+        match self.call(&op, body, false, false).await {
             Ok((_, answer)) => Ok(answer),
             Err(Error::Remote { status: 404, .. }) => Err(Error::Unsupported(
                 "the server does not deliver queue messages to remote listeners (openkv \
@@ -584,11 +562,6 @@ impl RemoteBackend {
 /// half the request timeout).
 const QUEUE_WAIT: Duration = Duration::from_secs(20);
 
-#[derive(serde::Deserialize)]
-struct WaitJson {
-    due: bool,
-}
-
 /// The task behind a remote [`Backend::queue_wakeup`]: asks the server (openkv's queue `wait`,
 /// docs/protocol-extensions.md) to answer once a message is due, and bumps the signal when it
 /// does. It ends when no listener holds the signal any more, when the backend is gone or
@@ -603,17 +576,18 @@ async fn wait_for_due(
     loop {
         let Some(remote) = backend.upgrade() else { return };
         let wait = QUEUE_WAIT.min(remote.config.request_timeout / 2);
-        let body = serde_json::json!({ "timeoutMs": wait.as_millis() as u64 });
+        let timeout_ms = u64::try_from(wait.as_millis()).unwrap_or(queue_ext::MAX_WAIT_MS);
+        let body = queue_ext::WaitRequest { timeout_ms: timeout_ms.min(queue_ext::MAX_WAIT_MS) };
         let answer = tokio::select! {
             _ = signal.closed() => return,
-            answer = remote.queue_call("wait", body) => answer,
+            answer = remote.queue_call("wait", &body) => answer,
         };
         drop(remote);
         match answer.and_then(|a| {
-            serde_json::from_slice::<WaitJson>(&a)
+            serde_json::from_slice::<queue_ext::WaitResponse>(&a)
                 .map_err(|e| Error::Protocol(format!("queue wait answer: {e}")))
         }) {
-            Ok(WaitJson { due: true }) => {
+            Ok(queue_ext::WaitResponse { due: true }) => {
                 pause = FIRST_BACKOFF;
                 signal.wake();
                 tokio::select! {
@@ -621,7 +595,7 @@ async fn wait_for_due(
                     _ = taken.notified() => {}
                 }
             }
-            Ok(WaitJson { due: false }) => pause = FIRST_BACKOFF,
+            Ok(queue_ext::WaitResponse { due: false }) => pause = FIRST_BACKOFF,
             Err(Error::Closed) => return,
             Err(e @ (Error::Unsupported(_) | Error::Remote { .. })) => {
                 tracing::debug!("queue long-poll unavailable, the listener polls: {e}");
@@ -684,7 +658,7 @@ impl Backend for RemoteBackend {
         ranges: Vec<ReadRange>,
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
-        let body = wire::snapshot_read(&ranges).encode_to_vec();
+        let body = openkv_proto::convert::read_to_wire(&ranges).encode_to_vec();
         let eventual = consistency == Consistency::Eventual;
         let (metadata, answer) = self.call("snapshot_read", body, eventual, false).await?;
         let output = decode(&answer, "snapshot_read")?;
@@ -694,7 +668,7 @@ impl Backend for RemoteBackend {
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
-        let body = wire::atomic_write(&write).encode_to_vec();
+        let body = openkv_proto::convert::write_to_wire(&write).encode_to_vec();
         let (_, answer) = self.call("atomic_write", body, false, true).await?;
         wire::atomic_write_output(&write, decode(&answer, "atomic_write")?)
     }
@@ -702,11 +676,10 @@ impl Backend for RemoteBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
         self.queue_taken.notify_one();
         // The server caps both; ask within its bounds rather than be refused.
-        let max = max.clamp(1, 100);
-        let lease_ms = lease_ms(lease);
-        let answer =
-            self.queue_call("take", serde_json::json!({"max": max, "leaseMs": lease_ms})).await?;
-        let taken: TakenJson = serde_json::from_slice(&answer)
+        let max = max.clamp(1, queue_ext::MAX_TAKE);
+        let lease_ms = queue_ext::lease_ms_within_bounds(lease);
+        let answer = self.queue_call("take", &queue_ext::TakeRequest { max, lease_ms }).await?;
+        let taken: queue_ext::TakeResponse = serde_json::from_slice(&answer)
             .map_err(|e| Error::Protocol(format!("queue take answer: {e}")))?;
         taken
             .messages
@@ -731,17 +704,17 @@ impl Backend for RemoteBackend {
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = lease_ms(lease);
-        self.queue_call("renew", serde_json::json!({"ids": ids, "leaseMs": lease_ms})).await?;
+        let lease_ms = queue_ext::lease_ms_within_bounds(lease);
+        self.queue_call("renew", &queue_ext::RenewRequest { ids, lease_ms }).await?;
         Ok(())
     }
 
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
-        let results: Vec<serde_json::Value> = outcomes
+        let results = outcomes
             .into_iter()
-            .map(|(id, delivered)| serde_json::json!({"id": id, "delivered": delivered}))
+            .map(|(id, delivered)| queue_ext::FinishResult { id, delivered })
             .collect();
-        self.queue_call("finish", serde_json::json!({ "results": results })).await?;
+        self.queue_call("finish", &queue_ext::FinishRequest { results }).await?;
         Ok(())
     }
 

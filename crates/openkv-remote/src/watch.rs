@@ -91,7 +91,7 @@ pub(super) fn follow(backend: Arc<RemoteBackend>, keys: Vec<Vec<u8>>) -> Result<
     if let Some(metadata) = known.filter(|m| m.version < 3) {
         return Err(unsupported(metadata.version));
     }
-    let body = wire::watch(&keys).encode_to_vec();
+    let body = openkv_proto::convert::watch_to_wire(&keys).encode_to_vec();
     let watch = RemoteWatch {
         backend,
         keys,

@@ -1,69 +1,22 @@
-//! Engine vocabulary ↔ KV Connect messages, for the client side. The server does the
-//! opposite translation (and the validation of untrusted input) in `openkv-server`; here the
-//! input was validated by `Kv` already, and the output comes from a server we must not trust
-//! blindly: every answer is checked and a malformed one is [`Error::Protocol`].
+//! The checks of a server's answers, client side. The mapping itself (requests to the wire,
+//! entries and values from it) is the shared wire layer's (`openkv_proto::convert`); here the
+//! answers of a server we must not trust blindly are checked against what was asked, and a
+//! malformed one is [`Error::Protocol`].
 
 use openkv_proto as proto;
-use proto::{AtomicWriteStatus, MutationType, SnapshotReadStatus, ValueEncoding};
+use proto::convert::{self, WireError};
+use proto::{AtomicWriteStatus, SnapshotReadStatus};
 
-use crate::backend::{AtomicWrite, CommitOutcome, MutationKind, RawEntry, ReadRange};
+use crate::backend::{AtomicWrite, CommitOutcome, RawEntry, ReadRange};
 use crate::error::{Error, Failure, Result};
-use crate::value::Value;
-use crate::versionstamp::Versionstamp;
 
-pub(super) fn snapshot_read(ranges: &[ReadRange]) -> proto::SnapshotRead {
-    proto::SnapshotRead {
-        ranges: ranges
-            .iter()
-            .map(|r| proto::ReadRange {
-                start: r.start.clone(),
-                end: r.end.clone(),
-                // `Kv` caps limits far below i32::MAX; saturate rather than wrap regardless.
-                limit: i32::try_from(r.limit).unwrap_or(i32::MAX),
-                reverse: r.reverse,
-            })
-            .collect(),
-    }
-}
-
-fn value_to_wire(value: &Value) -> proto::KvValue {
-    let (data, encoding) = match value {
-        Value::V8(bytes) => (bytes.clone(), ValueEncoding::VeV8),
-        Value::Bytes(bytes) => (bytes.clone(), ValueEncoding::VeBytes),
-        Value::U64(n) => (n.to_le_bytes().to_vec(), ValueEncoding::VeLe64),
-    };
-    proto::KvValue { data, encoding: encoding as i32 }
-}
-
-fn value_from_wire(data: Vec<u8>, encoding: i32) -> Result<Value> {
-    match ValueEncoding::try_from(encoding) {
-        Ok(ValueEncoding::VeV8) => Ok(Value::V8(data)),
-        Ok(ValueEncoding::VeBytes) => Ok(Value::Bytes(data)),
-        Ok(ValueEncoding::VeLe64) => {
-            let bytes: [u8; 8] = data.as_slice().try_into().map_err(|_| {
-                Error::Protocol(format!("a KvU64 value has {} bytes, not 8", data.len()))
-            })?;
-            Ok(Value::U64(u64::from_le_bytes(bytes)))
-        }
-        _ => Err(Error::Protocol(format!("unknown value encoding {encoding}"))),
-    }
-}
-
-fn versionstamp_from_wire(bytes: &[u8]) -> Result<Versionstamp> {
-    let raw: [u8; 10] = bytes.try_into().map_err(|_| {
-        Error::Protocol(format!("a versionstamp has {} bytes, not 10", bytes.len()))
-    })?;
-    Ok(Versionstamp(raw))
+/// A wire decoding failure in a server's answer: the server broke the protocol.
+fn protocol(e: WireError) -> Error {
+    Error::Protocol(e.0)
 }
 
 fn entry_from_wire(e: proto::KvEntry) -> Result<RawEntry> {
-    Ok(RawEntry {
-        versionstamp: versionstamp_from_wire(&e.versionstamp)?,
-        value: value_from_wire(e.value, e.encoding)?,
-        key: e.key,
-        // KV Connect's KvEntry has no expiry.
-        expire_at_ms: None,
-    })
+    convert::entry_from_wire(e).map_err(protocol)
 }
 
 /// The entries of a read, checked: one list per requested range, each within its range and
@@ -117,10 +70,6 @@ pub(super) fn snapshot_read_output(
         .collect()
 }
 
-pub(super) fn watch(keys: &[Vec<u8>]) -> proto::Watch {
-    proto::Watch { keys: keys.iter().map(|k| proto::WatchKey { key: k.clone() }).collect() }
-}
-
 /// The state of the watched `keys` after one `WatchOutput` frame, checked: one answer per key,
 /// each entry for its own key. A key reported unchanged keeps its entry from `previous` (the
 /// state after the last frame; `None` before the first, when every key must be reported).
@@ -169,75 +118,14 @@ pub(super) fn watch_output(
         .collect()
 }
 
-pub(super) fn atomic_write(write: &AtomicWrite) -> proto::AtomicWrite {
-    proto::AtomicWrite {
-        checks: write
-            .checks
-            .iter()
-            .map(|c| proto::Check {
-                key: c.key.clone(),
-                versionstamp: c.versionstamp.map(|v| v.as_bytes().to_vec()).unwrap_or_default(),
-            })
-            .collect(),
-        mutations: write
-            .mutations
-            .iter()
-            .map(|m| {
-                let mut out = proto::Mutation {
-                    key: m.key.clone(),
-                    value: m.kind.value().map(value_to_wire),
-                    mutation_type: 0,
-                    // 0 is "never" on the wire.
-                    expire_at_ms: m.expire_at_ms.unwrap_or(0),
-                    sum_min: Vec::new(),
-                    sum_max: Vec::new(),
-                    sum_clamp: false,
-                };
-                let kind = match &m.kind {
-                    MutationKind::Set(_) => MutationType::MSet,
-                    MutationKind::Delete => MutationType::MDelete,
-                    MutationKind::Sum(_) => MutationType::MSum,
-                    MutationKind::SumWithLimits { min, max, clamp, .. } => {
-                        let bound = |b: &Option<Value>| match b {
-                            Some(Value::V8(bytes)) => bytes.clone(),
-                            _ => Vec::new(),
-                        };
-                        out.sum_min = bound(min);
-                        out.sum_max = bound(max);
-                        out.sum_clamp = *clamp;
-                        MutationType::MSum
-                    }
-                    MutationKind::Min(_) => MutationType::MMin,
-                    MutationKind::Max(_) => MutationType::MMax,
-                    MutationKind::SetSuffixVersionstampedKey(_) => {
-                        MutationType::MSetSuffixVersionstampedKey
-                    }
-                };
-                out.mutation_type = kind as i32;
-                out
-            })
-            .collect(),
-        enqueues: write
-            .enqueues
-            .iter()
-            .map(|e| proto::Enqueue {
-                payload: e.payload.clone(),
-                deadline_ms: e.deadline_ms,
-                keys_if_undelivered: e.keys_if_undelivered.clone(),
-                // Empty means "the server's default schedule", as Deno sends it.
-                backoff_schedule: e.backoff_schedule.clone().unwrap_or_default(),
-            })
-            .collect(),
-    }
-}
-
 pub(super) fn atomic_write_output(
     write: &AtomicWrite,
     output: proto::AtomicWriteOutput,
 ) -> Result<CommitOutcome> {
     match AtomicWriteStatus::try_from(output.status) {
         Ok(AtomicWriteStatus::AwSuccess) => Ok(CommitOutcome::Committed {
-            versionstamp: versionstamp_from_wire(&output.versionstamp)?,
+            versionstamp: convert::versionstamp_from_wire(&output.versionstamp)
+                .map_err(protocol)?,
         }),
         Ok(AtomicWriteStatus::AwCheckFailure) => {
             if let Some(bad) =
@@ -258,6 +146,9 @@ pub(super) fn atomic_write_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::versionstamp::Versionstamp;
+    use openkv_core::Value;
+    use proto::ValueEncoding;
 
     fn range(start: &[u8], end: &[u8], limit: u32) -> ReadRange {
         ReadRange { start: start.to_vec(), end: end.to_vec(), limit, reverse: false }

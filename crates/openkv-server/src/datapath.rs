@@ -1,5 +1,6 @@
 //! The data path: `POST /v2/snapshot_read` and `/v2/atomic_write` (protobuf), the check of the
-//! data-path headers every `/v2` endpoint shares, and the mapping between wire and engine types.
+//! data-path headers every `/v2` endpoint shares. The mapping between wire and engine types is
+//! `openkv_proto::convert`'s, shared with the client.
 
 use std::sync::Arc;
 
@@ -7,13 +8,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use openkv::{
-    AtomicWrite, Check, CommitOutcome, Consistency, Enqueue, Error, Mutation, MutationKind,
-    ReadRange, Value, Versionstamp,
-};
+use openkv::Consistency;
 use prost::Message;
 
-use crate::proto::{self, AtomicWriteStatus, MutationType, SnapshotReadStatus, ValueEncoding};
+use crate::proto::convert::{
+    outcome_to_wire, read_from_wire, read_output_to_wire, write_from_wire,
+};
+use crate::proto::{self, AtomicWriteStatus};
 use crate::response::{bad_request, engine_error, protobuf};
 use crate::AppState;
 
@@ -65,123 +66,14 @@ pub(crate) async fn snapshot_read(
         Ok(r) => r,
         Err(rejected) => return *rejected,
     };
-    let mut ranges = Vec::with_capacity(request.ranges.len());
-    for r in request.ranges {
-        let Ok(limit) = u32::try_from(r.limit) else {
-            return bad_request(format!("a read range's limit must be positive, got {}", r.limit));
-        };
-        ranges.push(ReadRange { start: r.start, end: r.end, limit, reverse: r.reverse });
-    }
+    let ranges = match read_from_wire(request) {
+        Ok(ranges) => ranges,
+        Err(e) => return bad_request(e.to_string()),
+    };
     match state.kv.snapshot_read(ranges, Consistency::Strong).await {
-        Ok(results) => protobuf(&proto::SnapshotReadOutput {
-            ranges: results
-                .into_iter()
-                .map(|entries| proto::ReadRangeOutput {
-                    values: entries.into_iter().map(entry_to_wire).collect(),
-                })
-                .collect(),
-            read_disabled: false,
-            read_is_strongly_consistent: true,
-            status: SnapshotReadStatus::SrSuccess as i32,
-        }),
+        Ok(results) => protobuf(&read_output_to_wire(results)),
         Err(e) => engine_error(e),
     }
-}
-
-fn encoding_of(v: &Value) -> ValueEncoding {
-    match v {
-        Value::V8(_) => ValueEncoding::VeV8,
-        Value::U64(_) => ValueEncoding::VeLe64,
-        _ => ValueEncoding::VeBytes,
-    }
-}
-
-/// An engine entry as a wire entry (snapshot reads and watch frames).
-pub(crate) fn entry_to_wire(e: openkv::RawEntry) -> proto::KvEntry {
-    proto::KvEntry {
-        key: e.key,
-        encoding: encoding_of(&e.value) as i32,
-        value: e.value.to_bytes(),
-        versionstamp: e.versionstamp.as_bytes().to_vec(),
-    }
-}
-
-/// A wire value as an engine value: unknown encodings and LE64 of the wrong length are the
-/// client's mistakes.
-fn value_from_wire(v: Option<proto::KvValue>, what: &str) -> Result<Value, String> {
-    let v = v.ok_or_else(|| format!("{what} needs a value"))?;
-    match ValueEncoding::try_from(v.encoding) {
-        Ok(ValueEncoding::VeV8) => Ok(Value::V8(v.data)),
-        Ok(ValueEncoding::VeBytes) => Ok(Value::Bytes(v.data)),
-        Ok(ValueEncoding::VeLe64) => {
-            let n = <[u8; 8]>::try_from(v.data.as_slice()).map_err(|_| {
-                format!("a KvU64 (VE_LE64) value must be 8 bytes, got {}", v.data.len())
-            })?;
-            Ok(Value::U64(u64::from_le_bytes(n)))
-        }
-        _ => Err(format!("unknown value encoding {}", v.encoding)),
-    }
-}
-
-fn write_from_wire(w: proto::AtomicWrite) -> Result<AtomicWrite, String> {
-    let checks = w
-        .checks
-        .into_iter()
-        .map(|c| {
-            let versionstamp = match c.versionstamp.len() {
-                0 => None,
-                10 => Some(Versionstamp::from_slice(&c.versionstamp).expect("10 bytes")),
-                n => return Err(format!("a check's versionstamp must be 0 or 10 bytes, got {n}")),
-            };
-            Ok(Check { key: c.key, versionstamp })
-        })
-        .collect::<Result<_, _>>()?;
-    let mutations = w
-        .mutations
-        .into_iter()
-        .map(|m| {
-            let expire_at_ms = match m.expire_at_ms {
-                0 | -1 => None,
-                t if t > 0 => Some(t),
-                t => return Err(format!("invalid expire_at_ms {t}")),
-            };
-            let kind = match MutationType::try_from(m.mutation_type) {
-                Ok(MutationType::MSet) => MutationKind::Set(value_from_wire(m.value, "M_SET")?),
-                Ok(MutationType::MDelete) => MutationKind::Delete,
-                Ok(MutationType::MSum) => {
-                    let operand = value_from_wire(m.value, "M_SUM")?;
-                    let bound = |b: Vec<u8>| (!b.is_empty()).then_some(Value::V8(b));
-                    let (min, max) = (bound(m.sum_min), bound(m.sum_max));
-                    if min.is_none() && max.is_none() && !m.sum_clamp {
-                        MutationKind::Sum(operand)
-                    } else {
-                        MutationKind::SumWithLimits { operand, min, max, clamp: m.sum_clamp }
-                    }
-                }
-                Ok(MutationType::MMin) => MutationKind::Min(value_from_wire(m.value, "M_MIN")?),
-                Ok(MutationType::MMax) => MutationKind::Max(value_from_wire(m.value, "M_MAX")?),
-                Ok(MutationType::MSetSuffixVersionstampedKey) => {
-                    MutationKind::SetSuffixVersionstampedKey(value_from_wire(
-                        m.value,
-                        "M_SET_SUFFIX_VERSIONSTAMPED_KEY",
-                    )?)
-                }
-                _ => return Err(format!("unknown mutation type {}", m.mutation_type)),
-            };
-            Ok(Mutation { key: m.key, kind, expire_at_ms })
-        })
-        .collect::<Result<_, _>>()?;
-    let enqueues = w
-        .enqueues
-        .into_iter()
-        .map(|e| Enqueue {
-            payload: e.payload,
-            deadline_ms: e.deadline_ms,
-            keys_if_undelivered: e.keys_if_undelivered,
-            backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
-        })
-        .collect();
-    Ok(AtomicWrite { checks, mutations, enqueues })
 }
 
 /// `POST /v2/atomic_write`.
@@ -202,20 +94,10 @@ pub(crate) async fn atomic_write(
     }
     let write = match write_from_wire(request) {
         Ok(w) => w,
-        Err(message) => return bad_request(message),
+        Err(e) => return bad_request(e.to_string()),
     };
     match state.kv.atomic_write(write).await {
-        Ok(CommitOutcome::Committed { versionstamp }) => protobuf(&proto::AtomicWriteOutput {
-            status: AtomicWriteStatus::AwSuccess as i32,
-            versionstamp: versionstamp.as_bytes().to_vec(),
-            failed_checks: vec![],
-        }),
-        Ok(CommitOutcome::CheckFailed { failed_checks }) => protobuf(&proto::AtomicWriteOutput {
-            status: AtomicWriteStatus::AwCheckFailure as i32,
-            versionstamp: vec![],
-            failed_checks,
-        }),
-        Ok(other) => engine_error(Error::Internal(format!("unknown commit outcome {other:?}"))),
+        Ok(outcome) => protobuf(&outcome_to_wire(outcome)),
         Err(e) => engine_error(e),
     }
 }

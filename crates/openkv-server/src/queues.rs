@@ -24,15 +24,15 @@ use base64::Engine as _;
 use openkv::{Kv, QueueMessage};
 
 use crate::datapath::reject_headers;
-use crate::response::{bad_request, engine_error, json, plain};
+use crate::response::{bad_request, engine_error, json, plain, typed_json};
 use crate::AppState;
 
-/// Most messages one `take` hands out.
-pub const MAX_TAKE: usize = 100;
-/// Longest a `wait` may be asked to wait, in milliseconds.
-pub const MAX_WAIT_MS: u64 = 60_000;
-/// Shortest and longest lease a remote listener may ask for.
-pub const LEASE_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=300_000;
+// The extension's bounds and messages are the wire layer's (`openkv_proto::queue`), shared with
+// the client; re-exported at the crate root as they always were.
+use crate::proto::queue::{
+    FinishRequest, RenewRequest, TakeRequest, TakeResponse, TakenMessage, WaitRequest, WaitResponse,
+};
+pub use crate::proto::queue::{LEASE_RANGE_MS, MAX_TAKE, MAX_WAIT_MS};
 
 /// Where and how the server pushes queue messages.
 #[derive(Clone, Debug)]
@@ -48,39 +48,6 @@ impl WebhookConfig {
     pub fn new(url: impl Into<String>) -> Self {
         WebhookConfig { url: url.into(), timeout: Duration::from_secs(30) }
     }
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TakeRequest {
-    max: usize,
-    lease_ms: u64,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct WaitRequest {
-    timeout_ms: u64,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RenewRequest {
-    ids: Vec<String>,
-    lease_ms: u64,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FinishRequest {
-    results: Vec<FinishResult>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FinishResult {
-    id: String,
-    delivered: bool,
 }
 
 /// Checks the data-path headers, refuses on a read-only server (delivering changes the queue),
@@ -131,18 +98,16 @@ pub(crate) async fn take(
     };
     match state.kv.queue_take(request.max, lease).await {
         Ok(messages) => {
-            let messages: Vec<serde_json::Value> = messages
+            let messages = messages
                 .into_iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "id": m.id,
-                        "payload": base64::engine::general_purpose::STANDARD.encode(&m.payload),
-                        "dueMs": m.due_ms,
-                        "attempt": m.attempt,
-                    })
+                .map(|m| TakenMessage {
+                    payload: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+                    id: m.id,
+                    due_ms: m.due_ms,
+                    attempt: m.attempt,
                 })
                 .collect();
-            json(serde_json::json!({ "messages": messages }))
+            typed_json(&TakeResponse { messages })
         }
         Err(e) => engine_error(e),
     }
@@ -167,10 +132,10 @@ pub(crate) async fn wait(
     let mut stopping = state.stopping.clone();
     tokio::select! {
         due = state.kv.queue_wait_due(Duration::from_millis(request.timeout_ms)) => match due {
-            Ok(due) => json(serde_json::json!({ "due": due })),
+            Ok(due) => typed_json(&WaitResponse { due }),
             Err(e) => engine_error(e),
         },
-        _ = stopping.wait_for(|&stopping| stopping) => json(serde_json::json!({ "due": false })),
+        _ = stopping.wait_for(|&stopping| stopping) => typed_json(&WaitResponse { due: false }),
     }
 }
 

@@ -41,3 +41,12 @@ pub(crate) fn protobuf(message: &impl Message) -> Response {
 pub(crate) fn json(value: serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
+
+/// A typed JSON answer (the queue extension's messages). Their serialization cannot fail (plain
+/// structs of strings and numbers); if it ever did, that is a 500, not a panic.
+pub(crate) fn typed_json(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the answer: {e}")),
+    }
+}

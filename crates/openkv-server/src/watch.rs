@@ -12,7 +12,8 @@ use futures::StreamExt;
 use openkv::{Error, RawEntry, WatchSnapshots};
 use prost::Message;
 
-use crate::datapath::{decode_request, entry_to_wire};
+use crate::datapath::decode_request;
+use crate::proto::convert::{entry_to_wire, watch_from_wire};
 use crate::proto::{self, SnapshotReadStatus};
 use crate::response::{bad_request, engine_error};
 use crate::AppState;
@@ -35,7 +36,7 @@ pub(crate) async fn watch(
     if request.keys.len() > max {
         return bad_request(format!("Too many keys to watch (max {max})"));
     }
-    let keys: Vec<Vec<u8>> = request.keys.into_iter().map(|k| k.key).collect();
+    let keys: Vec<Vec<u8>> = watch_from_wire(request);
     let (first, snapshots) = if keys.is_empty() {
         // `watch_encoded` refuses an empty list; the server has always answered it with a
         // frame of no keys, then keep-alives until shutdown. Kept for the clients that send it.
