@@ -40,6 +40,10 @@
 //! the write figures a lot: `--rounds R` runs everything R times (openkv and Deno
 //! alternately) and reports medians; `--only` runs some workloads, `--no-deno` skips Deno.
 
+// why: a benchmark tool, not product code; a failed setup or measurement ends the run with a
+// panic naming it, which is what this tool should do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::error::Error;
 use std::fs::OpenOptions as FileOptions;
 use std::os::unix::fs::FileExt;

@@ -275,7 +275,12 @@ fn set_value(args: &SetArgs) -> CliResult<Value> {
             CliError::Usage(format!("--bytes-base64 is not standard padded base64: {e}"))
         });
     }
-    let text = args.value.as_deref().expect("clap requires one input");
+    // clap requires one of the inputs; this is the last.
+    let Some(text) = args.value.as_deref() else {
+        return Err(CliError::Usage(
+            "give the value: VALUE, --u64, --bytes or --bytes-base64".into(),
+        ));
+    };
     let (json_text, from) = if text == "-" || text.starts_with('@') {
         let bytes = read_source("the value", text)?;
         let text = String::from_utf8(bytes)

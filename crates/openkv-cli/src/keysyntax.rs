@@ -84,7 +84,7 @@ pub fn format_key(key: &Key) -> String {
 
 fn format_part(part: &KeyPart) -> String {
     match part {
-        KeyPart::String(s) => serde_json::to_string(s).expect("a string always serializes"),
+        KeyPart::String(s) => serde_json::Value::from(s.as_str()).to_string(),
         KeyPart::Bytes(b) => format!("b\"{}\"", BASE64.encode(b)),
         KeyPart::Int(n) => format!("{n}n"),
         KeyPart::Float(x) => format_number(*x),
@@ -262,15 +262,16 @@ impl Parser<'_> {
             0xDC00..=0xDFFF => return Err(self.lone_surrogate(escape_at, first)),
             _ => first,
         };
-        Ok(char::from_u32(code).expect("a valid scalar value"))
+        char::from_u32(code).ok_or_else(|| {
+            self.error_at(escape_at, format!("\\u{code:04X} is not a Unicode scalar value"))
+        })
     }
 
     fn hex4(&mut self, escape_at: usize) -> Result<u32, KeySyntaxError> {
         let digits = self.rest().get(..4).filter(|d| d.bytes().all(|b| b.is_ascii_hexdigit()));
-        let Some(digits) = digits else {
+        let Some(code) = digits.and_then(|d| u32::from_str_radix(d, 16).ok()) else {
             return Err(self.error_at(escape_at, "\\u must be followed by 4 hex digits".into()));
         };
-        let code = u32::from_str_radix(digits, 16).expect("checked hex digits");
         self.pos += 4;
         Ok(code)
     }
@@ -330,7 +331,9 @@ impl Parser<'_> {
         }
         if self.peek() == Some(b'n') {
             self.pos += 1;
-            let n: BigInt = self.input[start..self.pos - 1].parse().expect("checked digits");
+            let n: BigInt = self.input[start..self.pos - 1]
+                .parse()
+                .map_err(|_| self.error_at(start, "not a whole number before n".into()))?;
             return Ok(KeyPart::Int(n));
         }
         if self.peek() == Some(b'.') {
@@ -356,7 +359,8 @@ impl Parser<'_> {
             ));
         }
         let text = &self.input[start..self.pos];
-        let x: f64 = text.parse().expect("a JSON number parses as f64");
+        let x: f64 =
+            text.parse().map_err(|_| self.error_at(start, format!("{text} is not a number")))?;
         if x.is_infinite() {
             return Err(self.error_at(
                 start,

@@ -109,7 +109,9 @@ fn progress(enabled: bool, total: Option<u64>, unit: &str) -> ProgressBar {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::no_length(),
     };
-    let style = ProgressStyle::with_template(template).expect("a valid template").with_key(
+    // The templates are constants; were one rejected, indicatif's plain bar stands in.
+    let style = ProgressStyle::with_template(template);
+    let style = style.unwrap_or_else(|_| ProgressStyle::default_bar()).with_key(
         "rate",
         |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
             let _ = write!(w, "{:.0}/s", state.per_sec());

@@ -2,6 +2,9 @@
 //! binary on a real SQLite file, and the same test body against a real `openkv serve`.
 //! Also every kind of bad input, and the default database location (`--app`).
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod support;
 

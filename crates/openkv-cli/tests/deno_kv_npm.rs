@@ -3,6 +3,9 @@
 //! is stopped with SIGTERM and must exit cleanly. Also: messages `@deno/kv` enqueues through
 //! the server reach a Rust listener on the library's remote backend (queues over the network).
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{start_server, workspace_root};

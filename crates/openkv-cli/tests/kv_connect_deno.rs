@@ -5,6 +5,9 @@
 //! and on a fresh schema of a PostgreSQL database (`$OPENKV_TEST_POSTGRES_URL`; skipped when
 //! unset, unless `OPENKV_REQUIRE_POSTGRES=1`).
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{deno_bin, fresh_postgres_url, start_server, workspace_root};

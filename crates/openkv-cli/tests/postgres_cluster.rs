@@ -13,6 +13,9 @@
 //! `OPENKV_REQUIRE_POSTGRES=1`). The tests of this file run one at a time: each one loads the
 //! servers and the cluster, and they share two cores in CI.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{HashMap, HashSet};

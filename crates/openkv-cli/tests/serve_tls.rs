@@ -2,6 +2,9 @@
 //! (trusting the test CA through `--cert`), SIGTERM still stops it cleanly; bad certificate or
 //! key files and half the flag pair are refused with a clear message and a failing exit status.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 #[path = "../../openkv-server/tests/support/pki.rs"]
 mod pki;

@@ -3,6 +3,9 @@
 //! store, on a file and through `openkv serve`; batches, expiry, resuming, bad lines, bad
 //! files, a wrong token; and the progress bar on a real terminal.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod support;
 

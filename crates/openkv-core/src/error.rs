@@ -443,6 +443,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
+    // The conversion exists only with the feature (openkv-sqlite turns it on).
+    #[cfg(feature = "rusqlite")]
     #[test]
     fn sqlite_errors_keep_their_source_and_class() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();

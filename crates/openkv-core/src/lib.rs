@@ -35,8 +35,9 @@
 //! assert_eq!(plan.rows.len(), 1);
 //! # Ok::<(), openkv_core::Error>(())
 //! ```
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backend;
 pub mod clock;

@@ -21,8 +21,9 @@
 //! versionstamps `counter ‖ 0x0000` as in Deno's SQLite files, expired keys invisible at once
 //! (and never swept: they are only dropped when overwritten), at-least-once queues with leases.
 //! No persistence, no backup, no other process.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;

@@ -16,8 +16,9 @@
 //!
 //! URL: a libpq-style `postgres://` or `postgresql://` URL, plus one parameter of ours,
 //! `openkv_schema=NAME` (default `openkv`), removed before the URL reaches the driver.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
@@ -363,7 +364,8 @@ impl Backend for PostgresBackend {
         let fwd = if ranges.iter().any(|r| !r.reverse) { prepare(false).await? } else { None };
         let rev = if ranges.iter().any(|r| r.reverse) { prepare(true).await? } else { None };
         let statement = |reverse: bool| {
-            if reverse { rev.as_ref() } else { fwd.as_ref() }.expect("prepared above")
+            if reverse { rev.as_ref() } else { fwd.as_ref() }
+                .ok_or_else(|| Error::Internal("a read statement was not prepared".into()))
         };
         let run = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<RawEntry>> {
             rows.iter().map(entry_from_row).collect()
@@ -371,7 +373,7 @@ impl Backend for PostgresBackend {
         if ranges.len() == 1 {
             // One statement is one snapshot already.
             let r = &ranges[0];
-            let stmt = statement(r.reverse);
+            let stmt = statement(r.reverse)?;
             let rows = client
                 .query(stmt, &[&r.start, &r.end, &now, &i64::from(r.limit)])
                 .await
@@ -386,13 +388,16 @@ impl Backend for PostgresBackend {
             .await
             .map_err(|e| pg_error("starting a read", e))?;
         // Sent together (the driver pipelines them), answered in order, one snapshot.
-        let queries = ranges.iter().map(|r| {
-            let stmt = statement(r.reverse);
-            let limit = i64::from(r.limit);
-            let (start, end) = (&r.start, &r.end);
-            let tx = &tx;
-            async move { tx.query(stmt, &[start, end, &now, &limit]).await }
-        });
+        let queries = ranges
+            .iter()
+            .map(|r| {
+                let stmt = statement(r.reverse)?;
+                let limit = i64::from(r.limit);
+                let (start, end) = (&r.start, &r.end);
+                let tx = &tx;
+                Ok(async move { tx.query(stmt, &[start, end, &now, &limit]).await })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let results =
             futures::future::try_join_all(queries).await.map_err(|e| pg_error("reading", e))?;
         tx.commit().await.map_err(|e| pg_error("ending a read", e))?;

@@ -208,11 +208,12 @@ async fn connection<'a>(
     conn: &'a mut Option<Connection>,
     shared: &Shared,
 ) -> Result<&'a mut Connection> {
-    if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-        *conn = None;
-        *conn = Some(open_connection(shared).await?);
+    // A broken connection is dropped before its successor opens.
+    conn.take_if(|c| c.client.is_closed());
+    match conn {
+        Some(conn) => Ok(conn),
+        None => Ok(conn.insert(open_connection(shared).await?)),
     }
-    Ok(conn.as_mut().expect("just opened"))
 }
 
 /// Versionstamp `v ‖ index`.

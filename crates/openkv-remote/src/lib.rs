@@ -24,8 +24,9 @@
 //!   (see `watch.rs`). There is no change feed: `subscribe` is [`Error::Unsupported`].
 //!
 //! Not here (yet): queue delivery.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, error, queue, versionstamp};

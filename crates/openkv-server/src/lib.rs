@@ -25,8 +25,9 @@
 //!   the port then speaks HTTPS only, ALPN `h2` and `http/1.1` (rustls, ring). A client that
 //!   fails or stalls its handshake (plain HTTP, an untrusted certificate, garbage) is dropped
 //!   after at most [`DEFAULT_HANDSHAKE_TIMEOUT`] without holding up anyone else.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 /// The data-path messages, re-exported from `openkv-proto` for the server's users and tests.
 pub use openkv_proto as proto;

@@ -3,6 +3,9 @@
 //! nothing partly written, and the server still answering afterwards; and a corrupt stored
 //! row, which is the server's failure (500), not the client's, and poisons nothing.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/watch_frames.rs"]
 mod watch_frames;
 

@@ -3,6 +3,9 @@
 //! fail or stall their handshake (none takes the server down or holds up another client),
 //! graceful shutdown, every key format, and clear errors for bad certificate and key files.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "support/pki.rs"]
 mod pki;
 #[path = "support/watch_frames.rs"]

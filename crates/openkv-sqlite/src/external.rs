@@ -251,10 +251,10 @@ fn advance(expected: &mut u64, ours: &mut BTreeSet<u64>) {
 
 fn read_counter(path: &std::path::Path, state: &mut State) -> Result<u64> {
     let result = (|| {
-        if state.conn.is_none() {
-            state.conn = Some(open_connection(path, true)?);
-        }
-        let conn = state.conn.as_ref().expect("just opened");
+        let conn = match &mut state.conn {
+            Some(conn) => conn,
+            empty => empty.insert(open_connection(path, true)?),
+        };
         let version: i64 = conn.prepare_cached(READ_COUNTER)?.query_row([], |r| r.get(0))?;
         Ok(u64::try_from(version).unwrap_or(0))
     })();

@@ -15,8 +15,9 @@
 //!   write fails with [`Error::Poisoned`] until the database is reopened. What poisons is
 //!   decided by the error's class (`ErrorClass`, in `Shared::poison_if_fatal`): a malformed
 //!   row (`Error::Corrupt`), a full disk or a busy lock does not.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
@@ -253,10 +254,11 @@ impl SqliteBackend {
                 QueueConn::Shared(conn) => op(&lock(conn), now),
                 QueueConn::Own { path, conn } => {
                     let mut conn = lock(conn);
-                    if conn.is_none() {
-                        *conn = Some(open_connection(path, false)?);
-                    }
-                    op(conn.as_ref().expect("just opened"), now)
+                    let conn = match &mut *conn {
+                        Some(conn) => conn,
+                        empty => empty.insert(open_connection(path, false)?),
+                    };
+                    op(conn, now)
                 }
             }
         })

@@ -3,6 +3,9 @@
 //! `$OPENKV_TEST_POSTGRES_URL`), KV Connect to `openkv serve` on SQLite and on PostgreSQL, KV
 //! Connect to `denokv` (core behaviours only; it fails the strict ones, see the crate docs).
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use openkv_testsuite::fixtures;
 use openkv_testsuite::{backend_suite, core_behaviours, strict_behaviours};
 

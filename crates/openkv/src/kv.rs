@@ -399,7 +399,7 @@ impl Kv {
     /// Stores a value, replacing any value (and expiry) the key had. Returns the commit's
     /// versionstamp.
     pub async fn set(&self, key: &Key, value: impl ToValue) -> Result<Versionstamp> {
-        self.atomic().set(key, value).commit().await.map(committed)
+        self.atomic().set(key, value).commit().await.and_then(committed)
     }
 
     /// Stores a value that expires `expire_in` from now (Deno's `expireIn`). From then on no
@@ -410,14 +410,14 @@ impl Kv {
         value: impl ToValue,
         expire_in: Duration,
     ) -> Result<Versionstamp> {
-        self.atomic().set_with_expiry(key, value, expire_in).commit().await.map(committed)
+        self.atomic().set_with_expiry(key, value, expire_in).commit().await.and_then(committed)
     }
 
     /// Stores a value under `key` + one string part holding the commit's versionstamp
     /// (Deno's `kv.set([...key, kv.commitVersionstamp()], value)`). Returns the versionstamp;
     /// the full key is `key.with(versionstamp.to_hex())`.
     pub async fn set_versionstamped(&self, key: &Key, value: impl ToValue) -> Result<Versionstamp> {
-        self.atomic().set_versionstamped(key, value).commit().await.map(committed)
+        self.atomic().set_versionstamped(key, value).commit().await.and_then(committed)
     }
 
     /// Deletes a key; a no-op if it does not exist.
@@ -614,7 +614,7 @@ impl Kv {
         value: impl ToValue,
         options: &EnqueueOptions,
     ) -> Result<Versionstamp> {
-        Ok(committed(self.atomic().enqueue(value, options).commit().await?))
+        committed(self.atomic().enqueue(value, options).commit().await?)
     }
 
     /// Delivers queue messages to `handler` until the database is closed, then returns
@@ -656,8 +656,11 @@ impl Kv {
     }
 }
 
-fn committed(outcome: CommitOutcome) -> Versionstamp {
-    outcome.versionstamp().expect("a write without checks cannot fail a check")
+/// The versionstamp of a write without checks, which cannot fail a check.
+fn committed(outcome: CommitOutcome) -> Result<Versionstamp> {
+    outcome
+        .versionstamp()
+        .ok_or_else(|| Error::Internal("a write without checks failed a check".into()))
 }
 
 /// A group of checks and mutations applied all together or not at all, with one versionstamp.

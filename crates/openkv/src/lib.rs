@@ -119,8 +119,9 @@
 //! ## Limits
 //! Deno's, by default: see [`limits`] and [`Limits`]. Every violation is a typed [`Error`]
 //! whose message names the limit. Embedded users may raise them with [`OpenOptions::limits`].
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+// A library reports through its return values and `tracing`, never on stdout/stderr;
+// `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, error, value, versionstamp};

@@ -317,10 +317,11 @@ impl Stream for ListStream {
                 this.exhausted = true;
                 return Poll::Ready(None);
             }
-            if this.pending.is_none() {
-                this.pending = Some(this.start_fetch());
-            }
-            let (fut, asked) = this.pending.as_mut().expect("set above");
+            let pending = match this.pending.take() {
+                Some(pending) => pending,
+                None => this.start_fetch(),
+            };
+            let (fut, asked) = this.pending.insert(pending);
             let asked = *asked;
             match fut.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,

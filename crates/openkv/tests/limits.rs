@@ -1,6 +1,9 @@
 //! Bad input: every limit one past its edge, invalid keys and selectors — each a typed error
 //! naming the limit, and the store still works afterwards.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use openkv::{
     key, AtomicWrite, Check, Enqueue, Error, Key, KeyPart, Kv, Limits, ListOptions, Mutation,
     MutationKind, OpenOptions, ReadRange, Selector, Value,

@@ -3,6 +3,9 @@
 //! at-least-once across a SIGKILL of the listening process, and Deno-file compatibility with
 //! the real Deno CLI in both directions.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::{Command, Stdio};

@@ -3,6 +3,9 @@
 //! to the same thing. (The fuzz target `fuzz/fuzz_targets/v8_decode.rs` runs the same checks
 //! coverage-guided.)
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use num_bigint::BigInt;
 use openkv::{decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, ViewKind};
 use proptest::prelude::*;

@@ -5,6 +5,9 @@
 //! Every wait for a snapshot has a generous timeout, only so that a bug fails the test instead
 //! of hanging it; nothing here measures speed.
 
+// Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod fresh;
 

@@ -199,7 +199,8 @@ impl Reader<'_> {
 
     fn double(&mut self) -> Result<f64, V8Error> {
         let b = self.bytes(8)?;
-        Ok(f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        let b = b.try_into().map_err(|_| V8Error::UnexpectedEnd(self.pos))?;
+        Ok(f64::from_le_bytes(b))
     }
 
     /// The next tag, skipping padding.
@@ -217,12 +218,11 @@ impl Reader<'_> {
     }
 
     fn consume_tag(&mut self, expected: u8) -> bool {
-        if self.peek_tag() == Some(expected) {
-            self.tag().expect("peeked");
-            true
-        } else {
-            false
+        if self.peek_tag() != Some(expected) {
+            return false;
         }
+        // The peek saw the tag, so taking it succeeds.
+        self.tag().is_ok()
     }
 
     fn new_id(&mut self) -> u32 {
@@ -459,7 +459,7 @@ impl Reader<'_> {
         Ok(match t {
             // Latin-1: each byte is the code point; ASCII (the common case) is already UTF-8.
             tag::ONE_BYTE_STRING if raw.is_ascii() => {
-                JsValue::String(std::str::from_utf8(raw).expect("ASCII is UTF-8").to_owned())
+                JsValue::String(String::from_utf8_lossy(raw).into_owned())
             }
             tag::ONE_BYTE_STRING => JsValue::String(raw.iter().map(|&b| char::from(b)).collect()),
             tag::UTF8_STRING => JsValue::String(
