@@ -153,7 +153,10 @@ pub fn plan_batch(
     mut versionstamp: impl FnMut(usize) -> Result<Versionstamp>,
     rng: &mut dyn rand::RngCore,
 ) -> Result<BatchPlan> {
-    // The batch's state so far: stored rows, then committed writes' rows (`None`: deleted).
+    // The batch's state so far: stored rows, then committed writes' rows (`None`: deleted) —
+    // only of the keys some write of the batch reads (checks, sum/min/max): nothing else is
+    // ever looked up, so a batch of plain sets copies no row twice.
+    let read: std::collections::HashSet<Vec<u8>> = keys_to_read(writes).into_iter().collect();
     let mut view: HashMap<Vec<u8>, Option<Row>> =
         stored.into_iter().map(|(k, row)| (k, Some(row))).collect();
     let mut plan = BatchPlan { outcomes: Vec::with_capacity(writes.len()), ..Default::default() };
@@ -166,7 +169,9 @@ pub fn plan_batch(
                 }
                 let keys: Vec<Vec<u8>> = changes.iter().map(|(k, _)| k.clone()).collect();
                 for (key, row) in changes {
-                    view.insert(key.clone(), row.clone());
+                    if read.contains(&key) {
+                        view.insert(key.clone(), row.clone());
+                    }
                     plan.rows.insert(key, row);
                 }
                 plan.events.push(ChangeEvent { versionstamp: vs, keys: keys.into() });
