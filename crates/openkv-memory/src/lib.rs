@@ -40,6 +40,7 @@ use openkv::{
     AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, Error, Kv, OpenOptions,
     QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value, Versionstamp,
 };
+use openkv_core::queue::{lease_millis, parse_stored_json};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::broadcast;
@@ -157,8 +158,9 @@ fn versionstamp_after(base: u64, i: usize) -> Result<Versionstamp> {
         .ok_or_else(|| Error::Internal("the version counter is exhausted".into()))
 }
 
+/// When a lease taken at `now` runs out (the core's saturating lease arithmetic).
 fn lease_end(now: i64, lease: Duration) -> i64 {
-    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+    now.saturating_add(lease_millis(lease))
 }
 
 #[async_trait]
@@ -252,8 +254,16 @@ impl Backend for MemoryBackend {
                 id: id.clone(),
                 payload: message.payload.clone(),
                 due_ms: at,
-                backoff_schedule: parse_json(&id, &message.backoff_schedule)?,
-                keys_if_undelivered: parse_json(&id, &message.keys_if_undelivered)?,
+                backoff_schedule: parse_stored_json(
+                    "backoff_schedule",
+                    &id,
+                    &message.backoff_schedule,
+                )?,
+                keys_if_undelivered: parse_stored_json(
+                    "keys_if_undelivered",
+                    &id,
+                    &message.keys_if_undelivered,
+                )?,
                 attempt: message.attempts,
             });
             state.running.insert(id, (lease_end(now, lease), at, message));
@@ -320,10 +330,4 @@ impl Backend for MemoryBackend {
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.queue_wakeup.subscribe())
     }
-}
-
-/// A JSON column this backend wrote itself; the planner makes them, so a failure is a bug.
-fn parse_json<T: for<'de> serde::Deserialize<'de>>(id: &str, json: &str) -> Result<T> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::Internal(format!("queue message {id}: column {json:?}: {e}")))
 }
