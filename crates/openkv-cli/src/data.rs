@@ -11,8 +11,8 @@ use serde_json::Value as Json;
 
 use crate::db::{Access, DbArgs};
 use crate::exit::{CliError, CliResult};
-use crate::keysyntax::{format_key, parse_key};
 use crate::output::{entry_json, flush, write_line, write_out};
+use openkv::key::syntax::{format_key, parse_key};
 
 /// Parses a key given on the command line; `what` names the argument in the message.
 pub fn key_arg(what: &str, text: &str) -> CliResult<Key> {

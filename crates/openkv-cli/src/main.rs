@@ -4,7 +4,7 @@
 //!   (or `https://…` with `--tls-cert`/`--tls-key`). `denokv`'s command line works unchanged
 //!   (`openkv --sqlite-path X serve --access-token T`).
 //! - `openkv get | set | delete | list | count | watch`: the data, with keys written in the
-//!   syntax of [`keysyntax`] and values as typed JSON (`data.rs`).
+//!   syntax of `openkv::key::syntax` and values as typed JSON (`data.rs`).
 //! - `openkv export | import`: a database as NDJSON and back (`transfer.rs`).
 //! - `openkv info`: what a database holds, and where `--app` databases live.
 //!
@@ -15,7 +15,6 @@ mod data;
 mod db;
 mod exit;
 mod info;
-mod keysyntax;
 mod output;
 mod transfer;
 

@@ -8,7 +8,7 @@ use openkv::{Key, Value, Versionstamp};
 use serde_json::{json, Map, Value as Json};
 
 use crate::exit::{CliError, CliResult};
-use crate::keysyntax::format_key;
+use openkv::key::syntax::format_key;
 
 /// The storage encoding's name in exports: `v8`, `bytes` or `u64`.
 pub fn encoding_name(value: &Value) -> &'static str {

@@ -40,8 +40,8 @@ use serde_json::{json, Map, Value as Json};
 use crate::data::key_arg;
 use crate::db::{Access, DbArgs};
 use crate::exit::{CliError, CliResult};
-use crate::keysyntax::{format_key, parse_key};
 use crate::output::{encoding_name, put_value, write_line};
+use openkv::key::syntax::{format_key, parse_key};
 
 /// `openkv export`'s options.
 #[derive(clap::Args, Debug)]

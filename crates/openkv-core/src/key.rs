@@ -12,6 +12,8 @@ use num_bigint::{BigInt, Sign};
 
 use crate::error::Error;
 
+pub mod syntax;
+
 const BYTES: u8 = 0x01;
 const STRING: u8 = 0x02;
 const NEG_INT_LONG: u8 = 0x0b;

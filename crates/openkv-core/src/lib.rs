@@ -2,8 +2,8 @@
 //!
 //! The layer under every storage engine of [openkv](https://docs.rs/openkv) (users depend on
 //! the `openkv` crate, which re-exports what they need from here): Deno KV's data model —
-//! [`Key`]s, [`Value`]s, [`Versionstamp`]s, [`limits`], typed [`Error`]s, the JavaScript value
-//! codec ([`js`]) — and the seam a storage engine implements: the [`Backend`] trait, the
+//! [`Key`]s, [`Value`]s, [`Versionstamp`]s, [`limits`], typed [`Error`]s (the JavaScript value
+//! codec under them is the `openkv-js` crate, re-exported as [`js`]) — and the seam a storage engine implements: the [`Backend`] trait, the
 //! [`engine`] that decides what every commit does (so a backend only reads rows, allocates
 //! versions and flushes plans), the queue mechanics ([`queue`]) and the change-feed follower
 //! behind `watch` ([`watch`]).
@@ -43,7 +43,8 @@ pub mod backend;
 pub mod clock;
 pub mod engine;
 pub mod error;
-pub mod js;
+/// The JavaScript value layer under this crate (`openkv-js`), under the path it always had.
+pub use openkv_js as js;
 pub mod key;
 pub mod limits;
 pub mod queue;
@@ -59,12 +60,15 @@ pub use backend::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};
 pub use js::{
-    decode_v8, encode_v8, from_js, from_json, to_js, to_json, value_from_json, value_to_json,
-    ErrorKind, JsArray, JsBigInt, JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet,
-    JsUndefined, JsValue, JsonError, V8Error, ViewKind, V8_WRITE_VERSION,
+    decode_v8, encode_v8, from_js, from_json, to_js, to_json, ErrorKind, JsArray, JsBigInt,
+    JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet, JsUndefined, JsValue, JsonError, V8Error,
+    ViewKind, V8_WRITE_VERSION,
 };
 pub use key::{Key, KeyPart};
 pub use limits::Limits;
 pub use queue::{QueueSignal, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
-pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
+pub use value::{
+    value_from_json, value_to_json, KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64,
+    ENCODING_V8,
+};
 pub use versionstamp::Versionstamp;

@@ -1,7 +1,9 @@
 //! Values as the storage layer sees them: one of three encodings.
 
 use crate::error::Error;
-use crate::js::{decode_v8, encode_v8, JsValue, ViewKind};
+use crate::js::{
+    decode_v8, encode_v8, stored_from_json, stored_to_json, JsValue, JsonError, Stored, ViewKind,
+};
 
 /// `v_encoding` of a V8-serialized value (Deno's `VE_V8`).
 pub const ENCODING_V8: i64 = 1;
@@ -133,7 +135,9 @@ impl From<&[u8]> for Value {
 /// - a [`Value`] or `&Value`: stored as it is;
 /// - a [`KvU64`]: a `Deno.KvU64`;
 /// - `Vec<u8>`: raw bytes (a `Uint8Array` in Deno);
-/// - a `&JsValue`: V8-encoded;
+/// - a `&JsValue`: V8-encoded, exactly as [`Value::from_js`] stores it (it goes through the
+///   `Serialize` blanket below: a `JsValue` serializes as its typed JSON, which reads back to
+///   an equal value);
 /// - a reference to anything `Serialize` (`&my_struct`): converted with
 ///   [`to_js`](crate::to_js) and V8-encoded, so Deno reads the natural JavaScript value (a
 ///   top-level `Uint8Array` is stored as raw bytes, as Deno does). Note `&vec_of_u8` is a
@@ -165,12 +169,6 @@ impl ToValue for KvU64 {
 impl ToValue for Vec<u8> {
     fn to_value(self) -> Result<Value, Error> {
         Ok(Value::Bytes(self))
-    }
-}
-
-impl ToValue for &JsValue {
-    fn to_value(self) -> Result<Value, Error> {
-        Value::from_js(self)
     }
 }
 
@@ -215,9 +213,33 @@ impl Value {
     }
 }
 
+/// Renders a stored value as typed JSON: `{"$kvu64": "n"}`, `{"$bytes": "<base64>"}`, or the
+/// rendering of the JavaScript value V8 bytes decode to (the `js` crate's JSON docs have the
+/// full table).
+pub fn value_to_json(value: &Value) -> Result<serde_json::Value, JsonError> {
+    stored_to_json(match value {
+        Value::V8(bytes) => Stored::V8(bytes.as_slice()),
+        Value::Bytes(bytes) => Stored::Bytes(bytes.as_slice()),
+        Value::U64(n) => Stored::U64(*n),
+    })
+}
+
+/// Reads a stored value back from typed JSON: a top-level `{"$kvu64": ...}` is `Value::U64`, a
+/// top-level `{"$bytes": ...}` is `Value::Bytes`, anything else is read with
+/// [`from_json`](crate::js::from_json) and V8-encoded.
+pub fn value_from_json(json: &serde_json::Value) -> Result<Value, JsonError> {
+    Ok(match stored_from_json(json)? {
+        Stored::V8(bytes) => Value::V8(bytes),
+        Stored::Bytes(bytes) => Value::Bytes(bytes),
+        Stored::U64(n) => Value::U64(n),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::js::from_json;
+    use serde_json::json;
 
     #[test]
     fn encodings_round_trip_and_reject_bad_input() {
@@ -226,5 +248,71 @@ mod tests {
         }
         assert!(matches!(Value::from_encoded(2, vec![1, 2, 3]), Err(Error::InvalidValue(_))));
         assert!(matches!(Value::from_encoded(9, vec![]), Err(Error::InvalidValue(_))));
+    }
+
+    #[test]
+    fn stored_values() {
+        let cases = [
+            (Value::U64(0), json!({"$kvu64": "0"})),
+            (Value::U64(u64::MAX), json!({"$kvu64": "18446744073709551615"})),
+            (Value::Bytes(vec![]), json!({"$bytes": ""})),
+            (Value::Bytes(b"hi".to_vec()), json!({"$bytes": "aGk="})),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(value_to_json(&value).unwrap(), expected);
+            assert_eq!(value_from_json(&expected).unwrap(), value);
+        }
+        assert_eq!(value_from_json(&json!({"$kvu64": 5})).unwrap(), Value::U64(5));
+        for bad in [json!("18446744073709551616"), json!("-1"), json!(""), json!(1.5), json!(null)]
+        {
+            let message = value_from_json(&json!({ "$kvu64": bad })).unwrap_err().to_string();
+            assert!(
+                message.starts_with(r#"at $: "$kvu64" must hold a decimal string"#),
+                "{message}"
+            );
+        }
+        // Any other value is V8.
+        let js = JsValue::object([("a", JsValue::BigInt(1.into())), ("b", JsValue::Undefined)]);
+        let v8 = Value::V8(encode_v8(&js).unwrap());
+        let json = value_to_json(&v8).unwrap();
+        assert_eq!(json, json!({"a": {"$bigint": "1"}, "b": {"$undefined": null}}));
+        assert_eq!(value_from_json(&json).unwrap(), v8);
+        // A V8 value that is a plain Uint8Array keeps being V8 (not raw bytes).
+        let v8 = Value::V8(encode_v8(&JsValue::uint8_array(vec![7])).unwrap());
+        let json = value_to_json(&v8).unwrap();
+        assert_eq!(json["$typedarray"]["kind"], json!("Uint8Array"));
+        assert_eq!(value_from_json(&json).unwrap(), v8);
+        // Nested, a Uint8Array is `$bytes` again.
+        assert_eq!(
+            from_json(&json!([{"$bytes": "Bw=="}])).unwrap(),
+            JsValue::array([JsValue::uint8_array(vec![7])])
+        );
+        assert!(matches!(value_to_json(&Value::V8(vec![1, 2])), Err(JsonError::Decode(_))));
+        assert!(matches!(value_from_json(&json!({"$ref": 5})), Err(JsonError::Encode(_))));
+        // Strings, numbers, … at the top level are V8 values.
+        let v = value_from_json(&json!("s")).unwrap();
+        assert_eq!(decode_v8(&v.to_bytes()).unwrap(), JsValue::from("s"));
+    }
+
+    /// `&JsValue` reaches `ToValue` through `Serialize` (the JS crate is below this one, so the
+    /// blanket impl covers it): the result must be exactly what `Value::from_js` stores.
+    #[test]
+    fn a_js_value_is_stored_as_from_js_stores_it() {
+        let shared = JsValue::object([("x", JsValue::Number(-0.0))]);
+        let cases = [
+            JsValue::uint8_array(vec![1, 2, 3]), // top level: raw bytes
+            JsValue::array([JsValue::uint8_array(vec![7]), JsValue::Undefined]),
+            JsValue::BigInt((-12).into()),
+            JsValue::Number(f64::NAN),
+            JsValue::Date(1.5),
+            JsValue::object([("$bigint", JsValue::from("not a tag"))]),
+            JsValue::array([shared, JsValue::Ref(1)]),
+            JsValue::Map(vec![(JsValue::Null, JsValue::Set(vec![JsValue::Bool(true)]))]),
+        ];
+        for js in cases {
+            let via_trait = (&js).to_value().unwrap();
+            assert_eq!(via_trait, Value::from_js(&js).unwrap(), "{js:?}");
+            assert_eq!(via_trait.to_js().unwrap(), js);
+        }
     }
 }

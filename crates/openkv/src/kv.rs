@@ -7,20 +7,17 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue, Mutation,
-    MutationKind, QueuedMessage, RawEntry, ReadRange,
+    AtomicWrite, Backend, ChangeEvent, Check, CommitOutcome, Consistency, Mutation, MutationKind,
+    QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::js::{encode_v8, JsValue};
 use crate::key::Key;
 use crate::limits::Limits;
-use crate::list::{ListOptions, ListStream, Selector};
-use crate::queue::{EnqueueOptions, QueueMessage};
 use crate::validate;
 use crate::value::{ToValue, Value};
 use crate::versionstamp::Versionstamp;
-use crate::watch::WatchStream;
 use openkv_sqlite::{SqliteBackend, SqliteConfig};
 
 /// One key's entry: its value as stored ([`Value`]), or decoded into `T` by
@@ -372,30 +369,6 @@ impl Kv {
         results.into_iter().map(|mut r| r.pop().map(Entry::from_raw).transpose()).collect()
     }
 
-    /// Lists the entries a selector picks, as a stream fetched in batches.
-    ///
-    /// Fails at once (before any read) on a malformed selector, cursor or option.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use futures::TryStreamExt;
-    /// use openkv::{key, Kv, ListOptions, Selector, Value};
-    /// let kv = Kv::open_in_memory().await?;
-    /// for name in ["alice", "bob", "carol"] {
-    ///     kv.set(&key!["users", name], Value::Bytes(name.into())).await?;
-    /// }
-    /// let page: Vec<_> = kv
-    ///     .list(Selector::prefix(key!["users"]), ListOptions::new().limit(2))?
-    ///     .try_collect()
-    ///     .await?;
-    /// assert_eq!(page.len(), 2);
-    /// assert_eq!(page[1].key, key!["users", "bob"]);
-    /// # Ok::<(), openkv::Error>(()) }).unwrap();
-    /// ```
-    pub fn list(&self, selector: Selector, options: ListOptions) -> Result<ListStream> {
-        ListStream::new(self.clone(), &selector, options)
-    }
-
     /// Stores a value, replacing any value (and expiry) the key had. Returns the commit's
     /// versionstamp.
     pub async fn set(&self, key: &Key, value: impl ToValue) -> Result<Versionstamp> {
@@ -461,42 +434,6 @@ impl Kv {
         self.inner.backend.subscribe()
     }
 
-    /// Follows up to 10 keys (Deno's `kv.watch`): the stream yields their current entries
-    /// first, then a new snapshot each time one of their versionstamps changes (a write, a
-    /// delete, an expiry), and ends when the database is closed. See [`WatchStream`] for
-    /// expiry latency, other processes and remote databases.
-    ///
-    /// Fails at once on an empty list, on more than [`Limits::max_watched_keys`] keys
-    /// ([`Error::TooManyWatchedKeys`]) or on a key too large to read. (Deno answers an empty
-    /// list with a stream that ends at once; a watch of nothing is a mistake here.)
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use futures::StreamExt;
-    /// use openkv::{key, Kv, Value};
-    /// let kv = Kv::open_in_memory().await?;
-    /// let mut changes = kv.watch(&[key!["config"]])?;
-    /// assert_eq!(changes.next().await.unwrap()?, vec![None]); // the current state first
-    /// let stamp = kv.set(&key!["config"], Value::Bytes(b"v1".to_vec())).await?;
-    /// let now = changes.next().await.unwrap()?;
-    /// assert_eq!(now[0].as_ref().unwrap().versionstamp, stamp);
-    /// kv.close().await?;
-    /// assert!(changes.next().await.is_none()); // it ends with the database
-    /// # Ok::<(), openkv::Error>(()) }).unwrap();
-    /// ```
-    pub fn watch(&self, keys: &[Key]) -> Result<WatchStream> {
-        let encoded = keys.iter().map(Key::encode).collect::<Result<Vec<_>>>()?;
-        Ok(WatchStream::new(keys, self.watch_encoded(encoded)?))
-    }
-
-    /// [`watch`](Self::watch) on encoded keys, yielding raw entries: the building block of a
-    /// KV Connect server's `/watch`. Checked like `watch`; ends when this `Kv` is closed.
-    pub fn watch_encoded(&self, keys: Vec<Vec<u8>>) -> Result<crate::WatchSnapshots> {
-        validate::watch_keys(&self.inner.limits, &keys)?;
-        let snapshots = self.inner.backend.clone().watch(keys)?;
-        Ok(crate::watch::until_closed(self.clone(), snapshots))
-    }
-
     /// Waits for queued writes to finish and closes the store. Every handle cloned from this
     /// one fails with [`Error::Closed`] afterwards.
     pub async fn close(&self) -> Result<()> {
@@ -520,6 +457,14 @@ impl Kv {
         self.inner.backend.clone()
     }
 
+    /// What `listen_queue` needs: the one-listener flag, the concurrency and the poll interval.
+    pub(crate) fn queue_listener_settings(
+        &self,
+    ) -> (Arc<std::sync::atomic::AtomicBool>, usize, Duration) {
+        let inner = &self.inner;
+        (inner.queue_listening.clone(), inner.queue_max_concurrency, inner.queue_poll_interval)
+    }
+
     /// Queue delivery, one step at a time (the building blocks of
     /// [`listen_queue`](Self::listen_queue), for a server that hands messages to remote
     /// listeners): takes up to `max` due messages, leased for `lease`. See
@@ -538,14 +483,6 @@ impl Kv {
     /// schedule or dead-lettered.
     pub async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
         self.inner.backend.queue_finish(outcomes).await
-    }
-
-    /// Waits until a queue message is due — one that falls due, is enqueued ready, or whose
-    /// lease ran out — and returns `true`, or returns `false` once `timeout` passed with none.
-    /// For a server that long-polls for remote listeners (`openkv serve`'s queue `wait`):
-    /// this process's enqueues wake it at once, other processes' within about a second.
-    pub async fn queue_wait_due(&self, timeout: Duration) -> Result<bool> {
-        crate::queue::wait_due(self, timeout).await
     }
 
     /// Writes an online backup: a consistent copy of the database as of the moment the copy
@@ -593,71 +530,10 @@ impl Kv {
     pub fn queue_wakeup(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.backend.clone().queue_wakeup()
     }
-
-    /// Enqueues a message (any value [`set`](Self::set) takes but a `KvU64`, which Deno cannot
-    /// enqueue either) for [`listen_queue`](Self::listen_queue) — in this process, another, or
-    /// a Deno program on the same file. Returns the commit's versionstamp.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use std::time::Duration;
-    /// use openkv::{key, EnqueueOptions, Kv};
-    /// let kv = Kv::open_in_memory().await?;
-    /// let options = EnqueueOptions::new()
-    ///     .delay(Duration::from_millis(10))
-    ///     .keys_if_undelivered([key!["failed", "welcome-mail"]]);
-    /// kv.enqueue(&serde_json::json!({"to": "ada@example.com"}), &options).await?;
-    /// # Ok::<(), openkv::Error>(()) }).unwrap();
-    /// ```
-    pub async fn enqueue(
-        &self,
-        value: impl ToValue,
-        options: &EnqueueOptions,
-    ) -> Result<Versionstamp> {
-        committed(self.atomic().enqueue(value, options).commit().await?)
-    }
-
-    /// Delivers queue messages to `handler` until the database is closed, then returns
-    /// `Ok(())`. At least once: a message is removed only after `handler` returned `Ok`; an
-    /// `Err` or a panic is a failed attempt, retried per the message's backoff schedule, and
-    /// after the last attempt its value goes to its `keys_if_undelivered`. Up to
-    /// [`OpenOptions::queue_max_concurrency`] messages are delivered at once, earliest due
-    /// first. One listener per database: a second call fails while the first runs. Dropping
-    /// the returned future stops listening; the messages it was delivering are delivered again
-    /// once their lease ([`QUEUE_LEASE`](crate::QUEUE_LEASE)) runs out.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use openkv::{EnqueueOptions, Kv};
-    /// let kv = Kv::open_in_memory().await?;
-    /// kv.enqueue(&"hello".to_string(), &EnqueueOptions::new()).await?;
-    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    /// let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
-    ///     let tx = tx.clone();
-    ///     async move {
-    ///         let text: String = message.value.decode().map_err(|e| e.to_string())?;
-    ///         tx.send(text).map_err(|e| e.to_string())
-    ///     }
-    /// }));
-    /// assert_eq!(rx.recv().await.unwrap(), "hello");
-    /// kv.close().await?;
-    /// listener.await.unwrap()?; // returns once the database is closed
-    /// # Ok::<(), openkv::Error>(()) }).unwrap();
-    /// ```
-    pub async fn listen_queue<F, Fut, E>(self, handler: F) -> Result<()>
-    where
-        F: Fn(QueueMessage) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
-    {
-        let listening = self.inner.queue_listening.clone();
-        let (max, poll) = (self.inner.queue_max_concurrency, self.inner.queue_poll_interval);
-        crate::queue::listen(self, listening, max, poll, handler).await
-    }
 }
 
 /// The versionstamp of a write without checks, which cannot fail a check.
-fn committed(outcome: CommitOutcome) -> Result<Versionstamp> {
+pub(crate) fn committed(outcome: CommitOutcome) -> Result<Versionstamp> {
     outcome
         .versionstamp()
         .ok_or_else(|| Error::Internal("a write without checks failed a check".into()))
@@ -684,10 +560,10 @@ fn committed(outcome: CommitOutcome) -> Result<Versionstamp> {
 #[derive(Debug)]
 #[must_use = "an atomic operation does nothing until commit() is awaited"]
 pub struct AtomicOperation {
-    kv: Kv,
-    write: AtomicWrite,
+    pub(crate) kv: Kv,
+    pub(crate) write: AtomicWrite,
     /// The first key that failed to encode; reported by commit so that chaining stays simple.
-    error: Option<Error>,
+    pub(crate) error: Option<Error>,
 }
 
 impl AtomicOperation {
@@ -716,47 +592,11 @@ impl AtomicOperation {
     }
 
     /// The stored form of `value`; a conversion error is reported by `commit`.
-    fn stored(&mut self, value: impl ToValue) -> Value {
+    pub(crate) fn stored(&mut self, value: impl ToValue) -> Value {
         value.to_value().unwrap_or_else(|e| {
             self.error.get_or_insert(e);
             Value::Bytes(Vec::new())
         })
-    }
-
-    /// Enqueues a message with this write: delivered only if the write commits. See
-    /// [`Kv::enqueue`].
-    pub fn enqueue(mut self, value: impl ToValue, options: &EnqueueOptions) -> Self {
-        let payload = match self.stored(value) {
-            Value::V8(bytes) => Ok(bytes),
-            // Deno enqueues a Uint8Array as a V8 value; do the same for raw bytes.
-            Value::Bytes(bytes) => crate::js::to_js(&crate::js::JsBytes(bytes))
-                .map_err(|e| Error::InvalidValue(e.to_string()))
-                .and_then(|js| encode_v8(&js).map_err(|e| Error::InvalidValue(e.to_string()))),
-            Value::U64(_) => {
-                Err(Error::InvalidEnqueue("a KvU64 cannot be enqueued (nor can it in Deno)".into()))
-            }
-        };
-        let keys: Result<Vec<Vec<u8>>> =
-            options.keys_if_undelivered.iter().map(Key::encode).collect();
-        let schedule: Option<Vec<u32>> = options
-            .backoff_schedule
-            .as_ref()
-            .map(|s| s.iter().map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)).collect());
-        let delay_ms = i64::try_from(options.delay.as_millis()).unwrap_or(i64::MAX);
-        match (payload, keys) {
-            (Ok(payload), Ok(keys_if_undelivered)) => {
-                self.write.enqueues.push(Enqueue {
-                    payload,
-                    deadline_ms: self.kv.now_ms().saturating_add(delay_ms),
-                    keys_if_undelivered,
-                    backoff_schedule: schedule,
-                });
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                self.error.get_or_insert(e);
-            }
-        }
-        self
     }
 
     /// Stores a value ([`Value`], [`KvU64`](crate::KvU64), `Vec<u8>`, `&JsValue` or `&T` for

@@ -143,9 +143,9 @@ pub use backend::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};
 pub use js::{
-    decode_v8, encode_v8, from_js, from_json, to_js, to_json, value_from_json, value_to_json,
-    ErrorKind, JsArray, JsBigInt, JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet,
-    JsUndefined, JsValue, JsonError, V8Error, ViewKind, V8_WRITE_VERSION,
+    decode_v8, encode_v8, from_js, from_json, to_js, to_json, ErrorKind, JsArray, JsBigInt,
+    JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet, JsUndefined, JsValue, JsonError, V8Error,
+    ViewKind, V8_WRITE_VERSION,
 };
 pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
@@ -155,6 +155,9 @@ pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
 pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};
 pub use paths::default_database_path;
 pub use queue::{EnqueueOptions, QueueMessage};
-pub use value::{KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64, ENCODING_V8};
+pub use value::{
+    value_from_json, value_to_json, KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64,
+    ENCODING_V8,
+};
 pub use versionstamp::Versionstamp;
 pub use watch::WatchStream;

@@ -22,6 +22,32 @@ const CURSOR_B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+impl Kv {
+    /// Lists the entries a selector picks, as a stream fetched in batches.
+    ///
+    /// Fails at once (before any read) on a malformed selector, cursor or option.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::TryStreamExt;
+    /// use openkv::{key, Kv, ListOptions, Selector, Value};
+    /// let kv = Kv::open_in_memory().await?;
+    /// for name in ["alice", "bob", "carol"] {
+    ///     kv.set(&key!["users", name], Value::Bytes(name.into())).await?;
+    /// }
+    /// let page: Vec<_> = kv
+    ///     .list(Selector::prefix(key!["users"]), ListOptions::new().limit(2))?
+    ///     .try_collect()
+    ///     .await?;
+    /// assert_eq!(page.len(), 2);
+    /// assert_eq!(page[1].key, key!["users", "bob"]);
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub fn list(&self, selector: Selector, options: ListOptions) -> Result<ListStream> {
+        ListStream::new(self.clone(), &selector, options)
+    }
+}
+
 /// Which keys a [`Kv::list`] visits.
 ///
 /// - [`Selector::prefix`]: every key that starts with the prefix, **not** the prefix itself.

@@ -17,12 +17,122 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::backend::QueuedMessage;
+use crate::backend::{Enqueue, QueuedMessage};
 use crate::error::{Error, Result};
+use crate::js::encode_v8;
 use crate::key::Key;
-use crate::kv::Kv;
-use crate::value::Value;
+use crate::kv::{committed, AtomicOperation, Kv};
+use crate::value::{ToValue, Value};
+use crate::versionstamp::Versionstamp;
 use openkv_core::queue::{queue_changed, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+
+impl Kv {
+    /// Waits until a queue message is due — one that falls due, is enqueued ready, or whose
+    /// lease ran out — and returns `true`, or returns `false` once `timeout` passed with none.
+    /// For a server that long-polls for remote listeners (`openkv serve`'s queue `wait`):
+    /// this process's enqueues wake it at once, other processes' within about a second.
+    pub async fn queue_wait_due(&self, timeout: Duration) -> Result<bool> {
+        wait_due(self, timeout).await
+    }
+
+    /// Enqueues a message (any value [`set`](Self::set) takes but a `KvU64`, which Deno cannot
+    /// enqueue either) for [`listen_queue`](Self::listen_queue) — in this process, another, or
+    /// a Deno program on the same file. Returns the commit's versionstamp.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use openkv::{key, EnqueueOptions, Kv};
+    /// let kv = Kv::open_in_memory().await?;
+    /// let options = EnqueueOptions::new()
+    ///     .delay(Duration::from_millis(10))
+    ///     .keys_if_undelivered([key!["failed", "welcome-mail"]]);
+    /// kv.enqueue(&serde_json::json!({"to": "ada@example.com"}), &options).await?;
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn enqueue(
+        &self,
+        value: impl ToValue,
+        options: &EnqueueOptions,
+    ) -> Result<Versionstamp> {
+        committed(self.atomic().enqueue(value, options).commit().await?)
+    }
+
+    /// Delivers queue messages to `handler` until the database is closed, then returns
+    /// `Ok(())`. At least once: a message is removed only after `handler` returned `Ok`; an
+    /// `Err` or a panic is a failed attempt, retried per the message's backoff schedule, and
+    /// after the last attempt its value goes to its `keys_if_undelivered`. Up to
+    /// [`OpenOptions::queue_max_concurrency`] messages are delivered at once, earliest due
+    /// first. One listener per database: a second call fails while the first runs. Dropping
+    /// the returned future stops listening; the messages it was delivering are delivered again
+    /// once their lease ([`QUEUE_LEASE`](crate::QUEUE_LEASE)) runs out.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use openkv::{EnqueueOptions, Kv};
+    /// let kv = Kv::open_in_memory().await?;
+    /// kv.enqueue(&"hello".to_string(), &EnqueueOptions::new()).await?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let listener = tokio::spawn(kv.clone().listen_queue(move |message| {
+    ///     let tx = tx.clone();
+    ///     async move {
+    ///         let text: String = message.value.decode().map_err(|e| e.to_string())?;
+    ///         tx.send(text).map_err(|e| e.to_string())
+    ///     }
+    /// }));
+    /// assert_eq!(rx.recv().await.unwrap(), "hello");
+    /// kv.close().await?;
+    /// listener.await.unwrap()?; // returns once the database is closed
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn listen_queue<F, Fut, E>(self, handler: F) -> Result<()>
+    where
+        F: Fn(QueueMessage) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let (listening, max, poll) = self.queue_listener_settings();
+        listen(self, listening, max, poll, handler).await
+    }
+}
+
+impl AtomicOperation {
+    /// Enqueues a message with this write: delivered only if the write commits. See
+    /// [`Kv::enqueue`].
+    pub fn enqueue(mut self, value: impl ToValue, options: &EnqueueOptions) -> Self {
+        let payload = match self.stored(value) {
+            Value::V8(bytes) => Ok(bytes),
+            // Deno enqueues a Uint8Array as a V8 value; do the same for raw bytes.
+            Value::Bytes(bytes) => crate::js::to_js(&crate::js::JsBytes(bytes))
+                .map_err(|e| Error::InvalidValue(e.to_string()))
+                .and_then(|js| encode_v8(&js).map_err(|e| Error::InvalidValue(e.to_string()))),
+            Value::U64(_) => {
+                Err(Error::InvalidEnqueue("a KvU64 cannot be enqueued (nor can it in Deno)".into()))
+            }
+        };
+        let keys: Result<Vec<Vec<u8>>> =
+            options.keys_if_undelivered.iter().map(Key::encode).collect();
+        let schedule: Option<Vec<u32>> = options
+            .backoff_schedule
+            .as_ref()
+            .map(|s| s.iter().map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)).collect());
+        let delay_ms = i64::try_from(options.delay.as_millis()).unwrap_or(i64::MAX);
+        match (payload, keys) {
+            (Ok(payload), Ok(keys_if_undelivered)) => {
+                self.write.enqueues.push(Enqueue {
+                    payload,
+                    deadline_ms: self.kv.now_ms().saturating_add(delay_ms),
+                    keys_if_undelivered,
+                    backoff_schedule: schedule,
+                });
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.error.get_or_insert(e);
+            }
+        }
+        self
+    }
+}
 
 /// How a message is enqueued: [`Kv::enqueue`](crate::Kv::enqueue) and
 /// [`AtomicOperation::enqueue`](crate::AtomicOperation::enqueue).

@@ -12,6 +12,44 @@ use crate::error::{Error, Result};
 use crate::key::Key;
 use crate::kv::{Entry, Kv};
 
+impl Kv {
+    /// Follows up to 10 keys (Deno's `kv.watch`): the stream yields their current entries
+    /// first, then a new snapshot each time one of their versionstamps changes (a write, a
+    /// delete, an expiry), and ends when the database is closed. See [`WatchStream`] for
+    /// expiry latency, other processes and remote databases.
+    ///
+    /// Fails at once on an empty list, on more than [`Limits::max_watched_keys`] keys
+    /// ([`Error::TooManyWatchedKeys`]) or on a key too large to read. (Deno answers an empty
+    /// list with a stream that ends at once; a watch of nothing is a mistake here.)
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use openkv::{key, Kv, Value};
+    /// let kv = Kv::open_in_memory().await?;
+    /// let mut changes = kv.watch(&[key!["config"]])?;
+    /// assert_eq!(changes.next().await.unwrap()?, vec![None]); // the current state first
+    /// let stamp = kv.set(&key!["config"], Value::Bytes(b"v1".to_vec())).await?;
+    /// let now = changes.next().await.unwrap()?;
+    /// assert_eq!(now[0].as_ref().unwrap().versionstamp, stamp);
+    /// kv.close().await?;
+    /// assert!(changes.next().await.is_none()); // it ends with the database
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub fn watch(&self, keys: &[Key]) -> Result<WatchStream> {
+        let encoded = keys.iter().map(Key::encode).collect::<Result<Vec<_>>>()?;
+        Ok(WatchStream::new(keys, self.watch_encoded(encoded)?))
+    }
+
+    /// [`watch`](Self::watch) on encoded keys, yielding raw entries: the building block of a
+    /// KV Connect server's `/watch`. Checked like `watch`; ends when this `Kv` is closed.
+    pub fn watch_encoded(&self, keys: Vec<Vec<u8>>) -> Result<crate::WatchSnapshots> {
+        crate::validate::watch_keys(self.limits(), &keys)?;
+        let snapshots = self.backend().watch(keys)?;
+        Ok(until_closed(self.clone(), snapshots))
+    }
+}
+
 /// The stream [`Kv::watch`] returns: the watched keys' current entries first, then a new
 /// snapshot (one `Option<Entry>` per key, in the order given) each time at least one of
 /// their versionstamps changes — a write, a delete, or an expiry. Two snapshots in a row always

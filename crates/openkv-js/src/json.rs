@@ -57,12 +57,13 @@
 //! (`"2024-01-02T03:04:05Z"`), flags in any order, a missing `properties` (of `$array`,
 //! `$sparse`) or `kind` (of `$error`, meaning `"Error"`).
 //!
-//! Stored values ([`crate::Value`], through [`value_to_json`] / [`value_from_json`]) add, at
-//! the top level only: `Value::U64(n)` ↔ `{"$kvu64": "n"}` (decimal string; a number is
-//! accepted too), and `Value::Bytes(b)` ↔ `{"$bytes": "<base64>"}` (as Deno stores a top-level
-//! `Uint8Array`). A `Value::V8` is rendered as the value it decodes to; in the rare case that
-//! is a `Uint8Array` which would render as `$bytes`, it is written in the `$typedarray` form so
-//! that it reads back as `Value::V8`. Everything else reads back as `Value::V8` (encoded by
+//! Stored values ([`Stored`], through [`stored_to_json`] / [`stored_from_json`]; openkv's
+//! `value_to_json` / `value_from_json` for its `Value`) add, at the top level only:
+//! `U64(n)` ↔ `{"$kvu64": "n"}` (decimal string; a number is accepted too), and `Bytes(b)` ↔
+//! `{"$bytes": "<base64>"}` (as Deno stores a top-level `Uint8Array`). A `V8` value is
+//! rendered as the value it decodes to; in the rare case that is a `Uint8Array` which would
+//! render as `$bytes`, it is written in the `$typedarray` form so that it reads back as `V8`.
+//! Everything else reads back as `V8` (encoded by
 //! [`encode_v8`], so its bytes may differ from the original ones while decoding to the same
 //! value).
 //!
@@ -79,7 +80,7 @@
 //! limit guarding the rest.
 //!
 //! ```
-//! use openkv_core::{from_json, to_json, JsValue};
+//! use openkv_js::{from_json, to_json, JsValue};
 //! use serde_json::json;
 //!
 //! let value = JsValue::object([
@@ -120,9 +121,8 @@ use base64::Engine as _;
 use num_bigint::BigInt;
 use serde_json::{Map, Number, Value as Json};
 
-use super::v8::MAX_DEPTH;
-use super::{decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, V8Error, ViewKind};
-use crate::Value;
+use crate::v8::MAX_DEPTH;
+use crate::{decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, V8Error, ViewKind};
 
 /// Why a JSON rendering could not be read, or a value could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,16 +181,31 @@ pub fn from_json(json: &Json) -> Result<JsValue, JsonError> {
     Parser { path: Vec::new(), depth: 0 }.parse(json)
 }
 
+/// A stored value as [`stored_to_json`] and [`stored_from_json`] see it: Deno KV's three value
+/// encodings. openkv-core's `Value` has the same three variants (this crate sits below it, so
+/// it cannot name it); `openkv::value_to_json` / `value_from_json` map one onto the other.
+/// Deliberately exhaustive: the encodings are Deno's file format, and a fourth would be a
+/// format change that every `match` should have to face.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored<B> {
+    /// V8-serialized bytes (encoding 1).
+    V8(B),
+    /// Raw bytes (encoding 3).
+    Bytes(B),
+    /// A `Deno.KvU64` (encoding 2).
+    U64(u64),
+}
+
 /// Renders a stored value: `{"$kvu64": "n"}`, `{"$bytes": "<base64>"}`, or the rendering of
 /// the JavaScript value V8 bytes decode to.
-pub fn value_to_json(value: &Value) -> Result<Json, JsonError> {
+pub fn stored_to_json(value: Stored<&[u8]>) -> Result<Json, JsonError> {
     match value {
-        Value::U64(n) => Ok(tag("$kvu64", Json::String(n.to_string()))),
-        Value::Bytes(bytes) => Ok(tag("$bytes", Json::String(BASE64.encode(bytes)))),
-        Value::V8(bytes) => {
+        Stored::U64(n) => Ok(tag("$kvu64", Json::String(n.to_string()))),
+        Stored::Bytes(bytes) => Ok(tag("$bytes", Json::String(BASE64.encode(bytes)))),
+        Stored::V8(bytes) => {
             let js = decode_v8(bytes).map_err(JsonError::Decode)?;
             if let Some(bytes) = exact_uint8_bytes(&js) {
-                // `$bytes` at the top level means `Value::Bytes`: use the long form.
+                // `$bytes` at the top level means `Stored::Bytes`: use the long form.
                 return Ok(tag(
                     "$typedarray",
                     object([
@@ -206,23 +221,23 @@ pub fn value_to_json(value: &Value) -> Result<Json, JsonError> {
     }
 }
 
-/// Reads a stored value back: a top-level `{"$kvu64": ...}` is `Value::U64`, a top-level
-/// `{"$bytes": ...}` is `Value::Bytes`, anything else is read with [`from_json`] and
+/// Reads a stored value back: a top-level `{"$kvu64": ...}` is `Stored::U64`, a top-level
+/// `{"$bytes": ...}` is `Stored::Bytes`, anything else is read with [`from_json`] and
 /// V8-encoded.
-pub fn value_from_json(json: &Json) -> Result<Value, JsonError> {
+pub fn stored_from_json(json: &Json) -> Result<Stored<Vec<u8>>, JsonError> {
     let parser = Parser { path: Vec::new(), depth: 0 };
     if let Json::Object(map) = json {
         if map.len() == 1 {
             if let Some(payload) = map.get("$kvu64") {
-                return parser.kvu64(payload).map(Value::U64);
+                return parser.kvu64(payload).map(Stored::U64);
             }
             if let Some(payload) = map.get("$bytes") {
-                return parser.base64("$bytes", payload).map(Value::Bytes);
+                return parser.base64("$bytes", payload).map(Stored::Bytes);
             }
         }
     }
     let js = from_json(json)?;
-    encode_v8(&js).map(Value::V8).map_err(JsonError::Encode)
+    encode_v8(&js).map(Stored::V8).map_err(JsonError::Encode)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,7 +458,7 @@ impl Renderer {
         self.depth += 1;
         let json = match render_leaf(value) {
             Some(json) => json,
-            None => super::v8::grow_stack(|| self.render_container(value)),
+            None => crate::v8::grow_stack(|| self.render_container(value)),
         };
         self.depth -= 1;
         json
@@ -686,8 +701,8 @@ impl<'j> Parser<'j> {
         }
         self.depth += 1;
         let value = match json {
-            Json::Array(items) => super::v8::grow_stack(|| self.plain_array(items)),
-            Json::Object(map) => super::v8::grow_stack(|| self.object_or_tag(map)),
+            Json::Array(items) => crate::v8::grow_stack(|| self.plain_array(items)),
+            Json::Object(map) => crate::v8::grow_stack(|| self.object_or_tag(map)),
             Json::Null => Ok(JsValue::Null),
             Json::Bool(b) => Ok(JsValue::Bool(*b)),
             Json::Number(n) => n.as_f64().map(JsValue::Number).ok_or_else(|| self.out_of_range(n)),
@@ -1801,50 +1816,6 @@ mod tests {
         assert_eq!(from_json(&try_to_json(&v).unwrap()).unwrap(), v);
     }
 
-    #[test]
-    fn stored_values() {
-        let cases = [
-            (Value::U64(0), json!({"$kvu64": "0"})),
-            (Value::U64(u64::MAX), json!({"$kvu64": "18446744073709551615"})),
-            (Value::Bytes(vec![]), json!({"$bytes": ""})),
-            (Value::Bytes(b"hi".to_vec()), json!({"$bytes": "aGk="})),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(value_to_json(&value).unwrap(), expected);
-            assert_eq!(value_from_json(&expected).unwrap(), value);
-        }
-        assert_eq!(value_from_json(&json!({"$kvu64": 5})).unwrap(), Value::U64(5));
-        for bad in [json!("18446744073709551616"), json!("-1"), json!(""), json!(1.5), json!(null)]
-        {
-            let message = value_from_json(&json!({ "$kvu64": bad })).unwrap_err().to_string();
-            assert!(
-                message.starts_with(r#"at $: "$kvu64" must hold a decimal string"#),
-                "{message}"
-            );
-        }
-        // Any other value is V8.
-        let js = JsValue::object([("a", JsValue::BigInt(1.into())), ("b", JsValue::Undefined)]);
-        let v8 = Value::V8(encode_v8(&js).unwrap());
-        let json = value_to_json(&v8).unwrap();
-        assert_eq!(json, json!({"a": {"$bigint": "1"}, "b": {"$undefined": null}}));
-        assert_eq!(value_from_json(&json).unwrap(), v8);
-        // A V8 value that is a plain Uint8Array keeps being V8 (not raw bytes).
-        let v8 = Value::V8(encode_v8(&JsValue::uint8_array(vec![7])).unwrap());
-        let json = value_to_json(&v8).unwrap();
-        assert_eq!(json["$typedarray"]["kind"], json!("Uint8Array"));
-        assert_eq!(value_from_json(&json).unwrap(), v8);
-        // Nested, a Uint8Array is `$bytes` again.
-        assert_eq!(
-            from_json(&json!([{"$bytes": "Bw=="}])).unwrap(),
-            JsValue::array([JsValue::uint8_array(vec![7])])
-        );
-        assert!(matches!(value_to_json(&Value::V8(vec![1, 2])), Err(JsonError::Decode(_))));
-        assert!(matches!(value_from_json(&json!({"$ref": 5})), Err(JsonError::Encode(_))));
-        // Strings, numbers, … at the top level are V8 values.
-        let v = value_from_json(&json!("s")).unwrap();
-        assert_eq!(decode_v8(&v.to_bytes()).unwrap(), JsValue::from("s"));
-    }
-
     // ------------------------------------------------------------------------------------
     // Property tests
 
@@ -2003,15 +1974,18 @@ mod tests {
         /// Stored values round-trip; a V8 value reads back to bytes decoding to the same value.
         #[test]
         fn stored_value_round_trip(value in arb_value(), bytes in prop::collection::vec(any::<u8>(), 0..16), n in any::<u64>()) {
-            for stored in [Value::Bytes(bytes), Value::U64(n)] {
-                prop_assert_eq!(value_from_json(&value_to_json(&stored).unwrap()).unwrap(), stored);
-            }
+            let bytes_json = stored_to_json(Stored::Bytes(&bytes)).unwrap();
+            prop_assert_eq!(stored_from_json(&bytes_json).unwrap(), Stored::Bytes(bytes.clone()));
+            let n_json = stored_to_json(Stored::U64(n)).unwrap();
+            prop_assert_eq!(stored_from_json(&n_json).unwrap(), Stored::U64(n));
             if let Ok(encoded) = encode_v8(&value) {
                 let decoded = decode_v8(&encoded).unwrap();
-                let json = value_to_json(&Value::V8(encoded)).unwrap();
-                let back = value_from_json(&json).unwrap();
-                prop_assert!(matches!(back, Value::V8(_)));
-                prop_assert_eq!(decode_v8(&back.to_bytes()).unwrap(), decoded);
+                let json = stored_to_json(Stored::V8(&encoded)).unwrap();
+                let back = stored_from_json(&json).unwrap();
+                let Stored::V8(back) = back else {
+                    return Err(TestCaseError::fail(format!("not read back as V8: {back:?}")));
+                };
+                prop_assert_eq!(decode_v8(&back).unwrap(), decoded);
             }
         }
 

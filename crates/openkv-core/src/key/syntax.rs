@@ -1,5 +1,6 @@
-//! Keys on the command line: a JSON-like array of typed parts, parsed by hand so that every
-//! mistake gets a column and a word on what was expected.
+//! Keys as people type them (the CLI's arguments, the console's search box): a JSON-like array
+//! of typed parts, parsed by hand so that every mistake gets a column and a word on what was
+//! expected.
 //!
 //! ```text
 //! key     = "[" [ part *( "," part ) ] "]"          (whitespace allowed around everything)
@@ -19,11 +20,22 @@
 //!
 //! [`format_key`] prints a key in the same syntax, so that what `openkv list` prints can be
 //! pasted back: `parse_key(&format_key(k)) == k` for every key.
+//!
+//! ```
+//! use openkv_core::key::syntax::{format_key, parse_key};
+//! use openkv_core::{key, KeyPart};
+//! let k = parse_key(r#"["users", 12n, 3.5, true, b"AAE="]"#)?;
+//! assert_eq!(k.parts()[1], KeyPart::from(12));
+//! assert_eq!(format_key(&k), r#"["users", 12n, 3.5, true, b"AAE="]"#);
+//! let err = parse_key(r#"["users", 12x]"#).unwrap_err();
+//! assert_eq!(err.column, 13);
+//! # Ok::<(), openkv_core::key::syntax::KeySyntaxError>(())
+//! ```
 
+use crate::key::{Key, KeyPart};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use num_bigint::BigInt;
-use openkv::{Key, KeyPart};
 
 /// An example shown with every error, so a user sees the shape of a key.
 const EXAMPLE: &str = r#"keys look like ["users", 12n, 3.5, true, b"AAE="]"#;
@@ -88,9 +100,8 @@ fn format_part(part: &KeyPart) -> String {
         KeyPart::Bytes(b) => format!("b\"{}\"", BASE64.encode(b)),
         KeyPart::Int(n) => format!("{n}n"),
         KeyPart::Float(x) => format_number(*x),
+        // Exhaustive on purpose: a new part type must get a syntax here (and in `part`).
         KeyPart::Bool(b) => b.to_string(),
-        // KeyPart is non-exhaustive; a new part type needs a syntax here.
-        other => format!("{other}"),
     }
 }
 
@@ -381,7 +392,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openkv::key;
+    use crate::key;
     use proptest::prelude::*;
 
     fn parse(s: &str) -> Key {

@@ -8,7 +8,7 @@
 
 use num_bigint::{BigInt, Sign};
 
-use super::value::{ErrorKind, JsArray, JsError, JsValue, ViewKind};
+use crate::value::{ErrorKind, JsArray, JsError, JsValue, ViewKind};
 
 /// The format version [`encode_v8`] writes.
 pub const V8_WRITE_VERSION: u32 = 15;

@@ -6,7 +6,7 @@
 //! use std::collections::HashMap;
 //!
 //! use num_bigint::BigInt;
-//! use openkv_core::{from_js, to_js, JsBigInt, JsBytes, JsDate, JsValue};
+//! use openkv_js::{from_js, to_js, JsBigInt, JsBytes, JsDate, JsValue};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -64,7 +64,7 @@
 //! // Errors say what was expected, what JavaScript value was found, and where.
 //! let err = from_js::<User>(&JsValue::object([("name", JsValue::from(1.0))])).unwrap_err();
 //! assert_eq!(err.to_string(), "name: invalid type: expected a string, found number 1");
-//! # Ok::<(), openkv_core::JsSerdeError>(())
+//! # Ok::<(), openkv_js::JsSerdeError>(())
 //! ```
 //!
 //! # Rust → JavaScript ([`to_js`])
@@ -184,7 +184,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, Expected, Visitor};
 use serde::ser::{self, Serialize};
 use serde::{Deserialize, Deserializer, Serializer};
 
-use super::value::{JsArray, JsError, JsValue, ViewKind};
+use crate::value::{JsArray, JsError, JsValue, ViewKind};
 
 /// Containers (arrays, objects, maps, sets, variants with content) nested deeper than this are
 /// an error.
@@ -204,6 +204,8 @@ const BIGINT: &str = "$openkv::BigInt";
 const UNDEFINED: &str = "$openkv::Undefined";
 const MAP: &str = "$openkv::Map";
 const SET: &str = "$openkv::Set";
+/// A whole [`JsValue`] passing through serde: its typed JSON rendering, read back by [`to_js`].
+const JSVALUE: &str = "$openkv::JsValue";
 
 /// `undefined`/hole stand-in that sequences borrow.
 static NULL: JsValue = JsValue::Null;
@@ -538,6 +540,15 @@ impl TryFrom<JsDate> for SystemTime {
         time.ok_or_else(|| {
             JsSerdeError::new(format!("Date {} is out of range for SystemTime", js_number(ms)))
         })
+    }
+}
+
+/// A `JsValue` serializes as its typed JSON rendering ([`to_json`](crate::to_json)): that is what
+/// `serde_json` prints, and [`to_js`] reads it back to an equal value, so a `JsValue` goes
+/// wherever a `Serialize` value goes (a field of a struct, openkv's `Kv::set`).
+impl Serialize for JsValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct(JSVALUE, &crate::to_json(self))
     }
 }
 
@@ -1072,6 +1083,11 @@ impl Serializer for Ser {
     ) -> Result<JsValue, JsSerdeError> {
         if let DATE | BIGINT | UNDEFINED | MAP | SET = name {
             return self.special(name, value);
+        }
+        if name == JSVALUE {
+            // The payload is `to_json` of a `JsValue`, which `from_json` reads back exactly.
+            let json = value.serialize(serde_json::value::Serializer).map_err(JsSerdeError::new)?;
+            return crate::from_json(&json).map_err(JsSerdeError::new);
         }
         value.serialize(Ser { depth: self.depth.wrap()? })
     }
@@ -2321,7 +2337,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::js::{decode_v8, encode_v8, ErrorKind, JsError};
+    use crate::{decode_v8, encode_v8, ErrorKind, JsError};
 
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(x: &T) -> JsValue {
         let js = to_js(x).unwrap();
