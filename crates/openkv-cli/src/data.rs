@@ -412,7 +412,7 @@ pub async fn watch(db: &DbArgs, args: WatchArgs) -> CliResult {
     let kv = db.open(Access::Read).await?;
     let mut stream = kv.watch(&keys).map_err(|e| CliError::kv("cannot watch", e))?;
     let mut out = std::io::stdout().lock();
-    let stop = crate::shutdown_signal();
+    let stop = crate::signal::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let snapshot = tokio::select! {

@@ -16,6 +16,7 @@ mod db;
 mod exit;
 mod info;
 mod output;
+mod signal;
 mod transfer;
 
 use std::path::PathBuf;
@@ -152,23 +153,6 @@ struct ServeArgs {
     queue_webhook_timeout: std::time::Duration,
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-    }
-}
-
 async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     let ServeArgs { addr, access_token, read_only, tls_cert, tls_key, .. } = args;
     // clap's `requires` makes these both present or both absent.
@@ -199,7 +183,7 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
         webhook.timeout = args.queue_webhook_timeout;
         config = config.queue_webhook(webhook);
     }
-    let served = serve(kv.clone(), listener, config, shutdown_signal()).await;
+    let served = serve(kv.clone(), listener, config, signal::shutdown_signal()).await;
     // Whatever happened, close the store: queued writes finish before the process exits.
     let closed = kv.close().await;
     served.map_err(|e| e.to_string())?;

@@ -580,7 +580,7 @@ pub async fn import(db: &DbArgs, args: ImportArgs) -> CliResult {
     let watcher = tokio::spawn({
         let interrupted = interrupted.clone();
         async move {
-            crate::shutdown_signal().await;
+            crate::signal::shutdown_signal().await;
             interrupted.store(true, Ordering::SeqCst);
             // The import stops at its next line; if it is stuck waiting for input, leave
             // anyway (every committed batch stays committed).

@@ -335,14 +335,14 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// a row. An error item ends the stream. `Kv` has checked `keys` (1 to
     /// `max_watched_keys` keys, each a valid read key) and ends the stream when it is closed.
     ///
-    /// The default follows the change feed: [`subscribe`](Self::subscribe) first (so no
-    /// commit between it and the first read is missed), then one
-    /// [`snapshot_read`](Self::snapshot_read) of the keys per event that
-    /// [may affect](ChangeEvent::may_affect) one of them, or after a lag. A backend without a
-    /// change feed overrides it (the KV Connect client speaks `/watch`).
-    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots> {
-        crate::watch::follow_change_feed(self, keys)
-    }
+    /// A backend with a change feed answers
+    /// [`watch::follow_change_feed(self, keys)`](crate::watch::follow_change_feed): it
+    /// [`subscribe`](Self::subscribe)s first (so no commit between it and the first read is
+    /// missed), then does one [`snapshot_read`](Self::snapshot_read) of the keys per event that
+    /// [may affect](ChangeEvent::may_affect) one of them, or after a lag. A backend without one
+    /// follows the keys its own way (the KV Connect client speaks `/watch`). (No default body:
+    /// the follower is built on this trait, and the trait does not depend back on it.)
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots>;
 
     /// A stable, random identifier of this database, kept with its data (KV Connect's
     /// `databaseId`). Created on first use.

@@ -229,6 +229,10 @@ impl Backend for MemoryBackend {
         Ok(self.changes.subscribe())
     }
 
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<openkv_core::WatchSnapshots> {
+        openkv_core::watch::follow_change_feed(self, keys)
+    }
+
     async fn database_id(&self) -> Result<uuid::Uuid> {
         drop(self.open_state()?);
         Ok(self.id)

@@ -17,9 +17,9 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio_postgres::AsyncMessage;
 
-use super::{pg_error, Shared};
 use crate::backend::ChangeEvent;
 use crate::error::Result;
+use crate::shared::{pg_error, Shared};
 use crate::versionstamp::Versionstamp;
 
 /// Payloads longer than this carry `*` instead of keys (PostgreSQL's limit is 8000 bytes).

@@ -17,11 +17,11 @@ use std::time::Duration;
 use deadpool_postgres::Object;
 
 use super::writer::encoding_column;
-use super::{pg_error, Shared};
 use crate::backend::QueuedMessage;
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::plan::Row;
 use crate::error::Result;
+use crate::shared::{pg_error, Shared};
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::{lease_millis, parse_stored_json as parse};
 

@@ -11,8 +11,8 @@
 //! Migrations run in one transaction under an advisory lock keyed by the schema name, so
 //! servers starting together do not race; a schema newer than this build is refused.
 
-use super::{pg_error, Sql};
 use crate::error::{Error, Result};
+use crate::shared::{pg_error, Sql};
 
 /// The schema version this build writes.
 pub const POSTGRES_SCHEMA_VERSION: i64 = 1;

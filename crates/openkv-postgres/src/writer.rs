@@ -18,11 +18,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
-use super::{connect, notify, pg_error, PostgresConfig, Shared};
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
 use crate::engine::batch::Batch;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row};
 use crate::error::{Error, Result};
+use crate::notify;
+use crate::shared::{connect, pg_error, PostgresConfig, Shared};
 use crate::versionstamp::Versionstamp;
 
 pub(crate) enum Request {

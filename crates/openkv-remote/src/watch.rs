@@ -21,10 +21,13 @@ use prost::Message;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::{check_status, decode, lock, wire, Attempt, RemoteBackend, FIRST_BACKOFF, MAX_BACKOFF};
 use crate::backend::{RawEntry, WatchSnapshots};
+use crate::client::{
+    check_status, decode, lock, Attempt, RemoteBackend, FIRST_BACKOFF, MAX_BACKOFF,
+};
 use crate::error::{Error, Failure, Result};
 use crate::versionstamp::Versionstamp;
+use crate::wire;
 use openkv_core::watch::{snapshot_stream, versions};
 
 /// The largest frame accepted (a frame holds at most 10 entries of ≤ 64 KiB values by default;

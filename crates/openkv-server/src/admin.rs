@@ -12,7 +12,7 @@ use openkv::Error;
 
 use crate::datapath::reject_headers;
 use crate::response::{bad_request, engine_error, json, plain};
-use crate::AppState;
+use crate::state::AppState;
 
 /// `POST /v2/openkv/backup`: an online backup of the served database, made with
 /// [`Kv::backup`](openkv::Kv::backup) into a temporary directory and streamed as the body

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::response::plain;
-use crate::AppState;
+use crate::state::AppState;
 
 /// What the layer does with the body of a request it refuses, per endpoint: whatever the
 /// endpoint's handler did with it before the token was checked (by the handler itself), so

@@ -1,9 +1,11 @@
-//! How the server runs ([`ServerConfig`] and its builders) and why it could not start
+//! How the server runs ([`ServerConfig`] and its builders, [`WebhookConfig`]) and why it could not start
 //! ([`ServeError`]).
+
+use std::time::Duration;
 
 use openkv::Error;
 
-use crate::{TlsConfig, WebhookConfig};
+use crate::tls::TlsConfig;
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -67,4 +69,20 @@ pub enum ServeError {
     /// The listener failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Where and how the server pushes queue messages.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// The URL each message is POSTed to.
+    pub url: String,
+    /// How long one POST may take before it counts as a failed attempt (default 30 s).
+    pub timeout: Duration,
+}
+
+impl WebhookConfig {
+    /// A webhook at `url` with the default timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookConfig { url: url.into(), timeout: Duration::from_secs(30) }
+    }
 }

@@ -16,7 +16,7 @@ use crate::proto::convert::{
 };
 use crate::proto::{self, AtomicWriteStatus};
 use crate::response::{bad_request, engine_error, protobuf};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Checks the data-path headers (database id, protocol version): the response that rejects
 /// the request, or `None` if it may go on. The token was checked before, by the auth layer.

@@ -39,11 +39,12 @@ mod datapath;
 mod metadata;
 mod queues;
 mod response;
+mod state;
 mod tls;
 mod watch;
-pub use config::{ServeError, ServerConfig};
+pub use config::{ServeError, ServerConfig, WebhookConfig};
 pub use metadata::{METADATA_TTL, SUPPORTED_VERSIONS};
-pub use queues::{WebhookConfig, LEASE_RANGE_MS, MAX_TAKE};
+pub use queues::{LEASE_RANGE_MS, MAX_TAKE};
 pub use tls::{TlsConfig, TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use watch::WATCH_KEEPALIVE;
 
@@ -60,16 +61,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Refusal::{self, AfterBody, AtOnce};
 use crate::response::plain;
-
-/// What every handler reads: the store, the configuration, and the shutdown flag.
-struct AppState {
-    kv: Kv,
-    config: ServerConfig,
-    database_id: String,
-    /// Flips to `true` at shutdown, ending watch streams (graceful shutdown waits for every
-    /// response body to finish, and a watch never finishes by itself).
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
+use crate::state::AppState;
 
 /// One endpoint of the router: its path, how the authentication layer refuses a request
 /// without the token, and its handler (every endpoint is `POST`).

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 
 use crate::response::{bad_request, json};
-use crate::AppState;
+use crate::state::AppState;
 
 /// The protocol versions this server speaks.
 pub const SUPPORTED_VERSIONS: [u64; 3] = [1, 2, 3];

@@ -23,9 +23,10 @@ use axum::response::Response;
 use base64::Engine as _;
 use openkv::{Kv, QueueMessage};
 
+use crate::config::WebhookConfig;
 use crate::datapath::reject_headers;
 use crate::response::{bad_request, engine_error, json, plain, typed_json};
-use crate::AppState;
+use crate::state::AppState;
 
 // The extension's bounds and messages are the wire layer's (`openkv_proto::queue`), shared with
 // the client; re-exported at the crate root as they always were.
@@ -33,22 +34,6 @@ use crate::proto::queue::{
     FinishRequest, RenewRequest, TakeRequest, TakeResponse, TakenMessage, WaitRequest, WaitResponse,
 };
 pub use crate::proto::queue::{LEASE_RANGE_MS, MAX_TAKE, MAX_WAIT_MS};
-
-/// Where and how the server pushes queue messages.
-#[derive(Clone, Debug)]
-pub struct WebhookConfig {
-    /// The URL each message is POSTed to.
-    pub url: String,
-    /// How long one POST may take before it counts as a failed attempt (default 30 s).
-    pub timeout: Duration,
-}
-
-impl WebhookConfig {
-    /// A webhook at `url` with the default timeout.
-    pub fn new(url: impl Into<String>) -> Self {
-        WebhookConfig { url: url.into(), timeout: Duration::from_secs(30) }
-    }
-}
 
 /// Checks the data-path headers, refuses on a read-only server (delivering changes the queue),
 /// and parses the JSON body.

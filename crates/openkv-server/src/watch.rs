@@ -16,7 +16,7 @@ use crate::datapath::decode_request;
 use crate::proto::convert::{entry_to_wire, watch_from_wire};
 use crate::proto::{self, SnapshotReadStatus};
 use crate::response::{bad_request, engine_error};
-use crate::AppState;
+use crate::state::AppState;
 
 /// How often an idle watch stream sends an empty keep-alive frame.
 pub const WATCH_KEEPALIVE: Duration = Duration::from_secs(5);

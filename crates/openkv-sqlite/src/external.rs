@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use super::{lock, open_connection};
 use crate::backend::ChangeEvent;
 use crate::error::Result;
+use crate::shared::{lock, open_connection};
 use crate::versionstamp::Versionstamp;
 
 /// How often the counter is read while anyone subscribes.

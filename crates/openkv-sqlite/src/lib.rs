@@ -26,17 +26,18 @@ pub mod backup;
 mod external;
 mod queue;
 mod schema;
+mod shared;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::backend::{
@@ -44,17 +45,17 @@ use crate::backend::{
     RawEntry, ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Failure, Result};
+use crate::error::{Error, Result};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
 pub use backup::{restore as restore_backup, verify as verify_backup};
 pub use schema::SCHEMA_VERSION;
+pub use shared::SqliteConfig;
 
-/// How long SQLite itself waits for another process's lock before reporting busy.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long we keep retrying a busy database before giving up with [`Error::Busy`].
-const BUSY_DEADLINE: Duration = Duration::from_secs(60);
+use shared::{lock, open_connection, retry_busy, Shared};
+use writer::Request;
+
 /// Idle reader connections kept open.
 const MAX_IDLE_READERS: usize = 16;
 /// Capacity of the change feed before slow subscribers see `Lagged`.
@@ -67,15 +68,6 @@ const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version, expiration_m
      where k >= ?1 and k < ?2 and (expiration_ms < 0 or expiration_ms > ?3) \
      order by k desc limit ?4";
 
-/// Options of the SQLite backend, filled in by `openkv::OpenOptions`.
-#[derive(Debug, Clone)]
-pub struct SqliteConfig {
-    /// How often the writer deletes expired keys (and publishes their expiry).
-    pub sweep_interval: Duration,
-    /// Seeds the random queue message ids (tests); `None`: from the OS.
-    pub rng_seed: Option<u64>,
-}
-
 /// Where reads get a connection.
 #[derive(Debug)]
 enum Readers {
@@ -83,57 +75,6 @@ enum Readers {
     Pool { path: PathBuf, idle: Mutex<Vec<Connection>> },
     /// `:memory:`: the one connection there is, shared with the writer under a mutex.
     Shared(Arc<Mutex<Connection>>),
-}
-
-/// State shared by callers and the writer thread.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    clock: Arc<dyn Clock>,
-    /// Set once, by the first fatal write error or writer panic; never cleared.
-    poison: Mutex<Option<Failure>>,
-    changes: broadcast::Sender<ChangeEvent>,
-    /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
-    queue_wakeup: openkv_core::queue::QueueSignal,
-}
-
-impl Shared {
-    fn poisoned(&self) -> Option<Failure> {
-        lock(&self.poison).clone()
-    }
-
-    /// Poisons the store if `e` leaves the file in a state nobody can vouch for: a storage
-    /// (I/O) failure on a write path. Everything else is the caller's to hear and the store
-    /// goes on — above all a corrupt row, which concerns that row only, and a full disk or a
-    /// busy lock, which passes.
-    pub(crate) fn poison_if_fatal(&self, e: &Error) {
-        if e.class().poisons_the_store() {
-            // The failure itself stays the source of every later `Poisoned`.
-            self.set_poison(Failure::with_source(e.to_string(), Arc::new(e.clone())));
-        }
-    }
-
-    /// Poisons the store for a reason in words (a panic of the writer).
-    fn poison(&self, why: String) {
-        self.set_poison(Failure::new(why));
-    }
-
-    fn set_poison(&self, why: Failure) {
-        let mut p = lock(&self.poison);
-        if p.is_none() {
-            tracing::error!("openkv: store poisoned, refusing further writes: {why}");
-            *p = Some(why);
-        }
-    }
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section here leaves its data valid.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-enum Request {
-    Write { write: AtomicWrite, reply: oneshot::Sender<Result<CommitOutcome>> },
-    Close { reply: oneshot::Sender<()> },
 }
 
 /// Where queue operations run: their own connection to the file, or the one in-memory
@@ -188,12 +129,7 @@ impl SqliteBackend {
             Readers::Pool { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) }
         };
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
-        let shared = Arc::new(Shared {
-            clock,
-            poison: Mutex::new(None),
-            changes,
-            queue_wakeup: openkv_core::queue::QueueSignal::new(),
-        });
+        let shared = Arc::new(Shared::new(clock, changes));
         let queue_conn = Arc::new(if in_memory {
             QueueConn::Shared(conn.clone())
         } else {
@@ -287,41 +223,6 @@ impl SqliteBackend {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::storage_caused(format_args!("could not open {}", path.display()), e))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    if read_only {
-        // A reader never writes; this makes a bug that tries fail loudly.
-        conn.pragma_update(None, "query_only", true)?;
-    }
-    Ok(conn)
-}
-
-/// A duration in whole milliseconds, saturating (queue times are i64 Unix milliseconds).
-/// Retries an operation that failed because another process held a lock.
-fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match f() {
-            Err(Error::Busy(why)) => {
-                if start.elapsed() > BUSY_DEADLINE {
-                    return Err(Error::Busy(why));
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
-}
-
 fn read_ranges(conn: &Connection, ranges: &[ReadRange], now: i64) -> Result<Vec<Vec<RawEntry>>> {
     // One range is one statement, already a consistent snapshot; several need a transaction.
     let txn = ranges.len() > 1;
@@ -395,6 +296,10 @@ impl Backend for SqliteBackend {
             external.watching();
         }
         Ok(changes)
+    }
+
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<openkv_core::WatchSnapshots> {
+        openkv_core::watch::follow_change_feed(self, keys)
     }
 
     async fn database_id(&self) -> Result<uuid::Uuid> {

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
 
-use super::{lock, retry_busy, Request, Shared, SqliteConfig};
-use crate::backend::{AtomicWrite, ChangeEvent};
+use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
 use crate::engine::batch::Batch;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
+use crate::shared::{lock, retry_busy, Shared, SqliteConfig};
 use crate::versionstamp::Versionstamp;
 
 const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
@@ -40,6 +41,12 @@ const QUEUE_ADD: &str = "insert into queue (ts, id, data, backoff_schedule, keys
 const SPIN_AFTER_COMMIT: Duration = Duration::from_micros(50);
 /// The longest the writer waits for a group to regrow to its previous size.
 const MAX_LINGER: Duration = Duration::from_micros(500);
+
+/// What callers send the writer thread.
+pub(crate) enum Request {
+    Write { write: AtomicWrite, reply: oneshot::Sender<Result<CommitOutcome>> },
+    Close { reply: oneshot::Sender<()> },
+}
 
 /// Waits for the next request: polling (and yielding the CPU) for up to `spin`, then sleeping
 /// for up to `wait`.
