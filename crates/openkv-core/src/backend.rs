@@ -160,7 +160,7 @@ pub(crate) fn versionstamped_key(prefix: &[u8], versionstamp: Versionstamp) -> V
 }
 
 /// What a backup or restore found in the database file it made or read (see
-/// [`Backend::backup`]).
+/// [`BackupBackend::backup`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BackupSummary {
@@ -301,10 +301,6 @@ pub struct QueuedMessage {
     pub attempt: u32,
 }
 
-fn no_queue<T>() -> Result<T> {
-    Err(crate::Error::Unsupported("this backend does not deliver queue messages".into()))
-}
-
 /// A storage engine under `openkv::Kv`.
 ///
 /// Implementations may assume their input passed `Kv`'s validation (limits, non-empty write
@@ -351,43 +347,44 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Finishes queued writes and releases the storage. Later calls fail with `Closed`.
     async fn close(&self) -> Result<()>;
 
-    /// Queue delivery: takes up to `max` messages that are due, earliest first, leasing each
-    /// for `lease` (a message whose lease runs out is due again: its taker is presumed dead).
-    async fn queue_take(&self, _max: usize, _lease: Duration) -> Result<Vec<QueuedMessage>> {
-        no_queue()
+    /// This backend's queue delivery ([`QueueBackend`]), or why it has none
+    /// ([`Error::Unsupported`](crate::Error::Unsupported), in words). A backend with queues
+    /// implements the trait and answers `Ok(self)`. (Enqueuing is part of
+    /// [`atomic_write`](Self::atomic_write) on every backend; this is delivery.)
+    fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Err(crate::Error::Unsupported("this backend does not deliver queue messages".into()))
     }
 
-    /// Extends the leases of running messages (ids no longer running are ignored).
-    async fn queue_renew(&self, _ids: Vec<String>, _lease: Duration) -> Result<()> {
-        no_queue()
+    /// This backend's online backup and restore ([`BackupBackend`]), or why it has none
+    /// ([`Error::Unsupported`](crate::Error::Unsupported), in words: the PostgreSQL backend
+    /// points at `pg_dump` and `openkv export`).
+    fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
+        Err(crate::Error::Unsupported("this backend cannot make backups".into()))
     }
+}
+
+/// Queue delivery, an optional capability of a [`Backend`] (handed out by
+/// [`Backend::queues`]): the four steps `Kv::listen_queue` and `openkv serve`'s queue
+/// endpoints are built on, and the wake-up that spares a listener from polling.
+#[async_trait]
+pub trait QueueBackend: Send + Sync + 'static {
+    /// Takes up to `max` messages that are due, earliest first, leasing each for `lease` (a
+    /// message whose lease runs out is due again: its taker is presumed dead).
+    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>>;
+
+    /// Extends the leases of running messages (ids no longer running are ignored).
+    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()>;
 
     /// Ends delivery attempts, one `(id, delivered)` per message, together (one transaction
     /// where the backend can): `delivered` removes the message; otherwise it is due again
     /// after the next backoff interval, or, with none left, its payload is written to its
-    /// `keys_if_undelivered` keys. Ids that are no longer running are ignored.
-    async fn queue_finish(&self, _outcomes: Vec<(String, bool)>) -> Result<()> {
-        no_queue()
-    }
+    /// `keys_if_undelivered` keys (the engine's [`finish_attempt`](crate::engine::finish::finish_attempt)
+    /// decides which). Ids that are no longer running are ignored.
+    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()>;
 
     /// When the queue next needs attention (Unix ms): a message falling due or a lease
     /// running out; `None` when the queue is empty.
-    async fn queue_next_due(&self) -> Result<Option<i64>> {
-        no_queue()
-    }
-
-    /// Writes a consistent, verified copy of the whole database to the new file `dest` (see
-    /// `Kv::backup`) while writers go on.
-    async fn backup(&self, _dest: std::path::PathBuf) -> Result<BackupSummary> {
-        Err(crate::Error::Unsupported("this backend cannot make backups".into()))
-    }
-
-    /// Replaces the database's whole content with the backup at `backup` (already verified
-    /// by the caller), atomically, while it stays open (see
-    /// `Kv::restore_from`).
-    async fn restore_from(&self, _backup: std::path::PathBuf) -> Result<BackupSummary> {
-        Err(crate::Error::Unsupported("this backend cannot restore backups".into()))
-    }
+    async fn queue_next_due(&self) -> Result<Option<i64>>;
 
     /// Changes (at least) when this process enqueues a message or closes the store, so that
     /// a listener need not poll for its own messages; a remote backend's changes when its
@@ -395,4 +392,17 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+}
+
+/// Online backup and restore, an optional capability of a [`Backend`] (handed out by
+/// [`Backend::backups`]). A backup is a SQLite file in Deno's format, whatever the backend.
+#[async_trait]
+pub trait BackupBackend: Send + Sync + 'static {
+    /// Writes a consistent, verified copy of the whole database to the new file `dest` (see
+    /// `Kv::backup`) while writers go on.
+    async fn backup(&self, dest: std::path::PathBuf) -> Result<BackupSummary>;
+
+    /// Replaces the database's whole content with the backup at `backup` (already verified
+    /// by the caller), atomically, while it stays open (see `Kv::restore_from`).
+    async fn restore_from(&self, backup: std::path::PathBuf) -> Result<BackupSummary>;
 }

@@ -54,8 +54,9 @@ pub mod versionstamp;
 pub mod watch;
 
 pub use backend::{
-    AtomicWrite, Backend, BackupSummary, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue,
-    Mutation, MutationKind, QueuedMessage, RawEntry, ReadRange, WatchSnapshots,
+    AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
+    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
+    WatchSnapshots,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

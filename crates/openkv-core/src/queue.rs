@@ -60,7 +60,7 @@ impl QueueSignal {
     }
 
     /// A receiver that sees every later [`wake`](Self::wake): what
-    /// [`Backend::queue_wakeup`](crate::Backend::queue_wakeup) hands out.
+    /// [`QueueBackend::queue_wakeup`](crate::QueueBackend::queue_wakeup) hands out.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.0.subscribe()
     }

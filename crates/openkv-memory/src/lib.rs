@@ -38,7 +38,7 @@ use openkv::engine::plan::{keys_to_read, plan_batch, Row, Rows};
 use openkv::engine::QueueSignal;
 use openkv::{
     AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, Error, Kv, OpenOptions,
-    QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value, Versionstamp,
+    QueueBackend, QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value, Versionstamp,
 };
 use openkv_core::queue::{lease_millis, parse_stored_json};
 use rand::rngs::StdRng;
@@ -244,6 +244,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Ok(self)
+    }
+}
+
+#[async_trait]
+impl QueueBackend for MemoryBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
         let mut state = self.open_state()?;
         let now = self.clock.now_ms();

@@ -54,3 +54,26 @@ async fn a_message_is_retried_on_its_schedule_then_written_to_its_dead_letter_ke
     kv.close().await.unwrap();
     let _ = listener.await;
 }
+
+/// Optional capabilities are types: this backend implements `QueueBackend` and not
+/// `BackupBackend`, so `Backend::queues` hands out its queue and `Backend::backups` says no —
+/// before any file is touched.
+#[tokio::test]
+async fn queues_are_a_capability_this_backend_has_and_backups_one_it_lacks() {
+    use openkv::{Backend, ErrorClass, SystemClock};
+    let backend = Arc::new(openkv_memory::MemoryBackend::new(Arc::new(SystemClock)));
+    let queue = backend.clone().queues().expect("the memory backend delivers queue messages");
+    assert_eq!(queue.queue_next_due().await.unwrap(), None);
+    let refused = backend.clone().backups().err().expect("the memory backend has no backups");
+    assert!(matches!(refused, openkv::Error::Unsupported(_)), "{refused:?}");
+    assert_eq!(refused.class(), ErrorClass::Client);
+    let kv = openkv::OpenOptions::new().with_backend(backend);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-backup.sqlite3");
+    let err = kv.restore_from(&missing).await.unwrap_err();
+    // Refused for what the backend is, not for the missing file.
+    assert!(matches!(err, openkv::Error::Unsupported(_)), "{err:?}");
+    let err = kv.backup(dir.path().join("copy.sqlite3")).await.unwrap_err();
+    assert!(matches!(err, openkv::Error::Unsupported(_)), "{err:?}");
+    assert!(!dir.path().join("copy.sqlite3").exists());
+}

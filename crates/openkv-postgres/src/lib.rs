@@ -41,8 +41,8 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
-    ReadRange,
+    AtomicWrite, Backend, BackupBackend, ChangeEvent, CommitOutcome, Consistency, QueueBackend,
+    QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Failure, Result};
@@ -301,6 +301,22 @@ impl Backend for PostgresBackend {
         Ok(())
     }
 
+    fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Ok(self)
+    }
+
+    fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
+        Err(Error::Unsupported(
+            "a PostgreSQL database is backed up by PostgreSQL (pg_dump of its schema), and a \
+             SQLite backup is not restored into it directly: move data with `openkv export` \
+             and `openkv import`"
+                .into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl QueueBackend for PostgresBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
         let client = self.client().await?;
         queue::take(&client, &self.shared, max, lease).await
@@ -319,25 +335,6 @@ impl Backend for PostgresBackend {
     async fn queue_next_due(&self) -> Result<Option<i64>> {
         let client = self.client().await?;
         queue::next_due(&client, &self.shared).await
-    }
-
-    async fn backup(&self, _dest: std::path::PathBuf) -> Result<crate::backend::BackupSummary> {
-        Err(Error::Unsupported(
-            "a PostgreSQL database is backed up by PostgreSQL (pg_dump of its schema), or \
-             moved with `openkv export` and `openkv import`"
-                .into(),
-        ))
-    }
-
-    async fn restore_from(
-        &self,
-        _backup: std::path::PathBuf,
-    ) -> Result<crate::backend::BackupSummary> {
-        Err(Error::Unsupported(
-            "a SQLite backup cannot be restored into PostgreSQL directly: restore it to a file, \
-             then `openkv export` it and `openkv import` the export here"
-                .into(),
-        ))
     }
 
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -103,7 +103,7 @@ pub struct RemoteBackend {
     pub(crate) refreshing: tokio::sync::Mutex<()>,
     pub(crate) rng: Mutex<StdRng>,
     pub(crate) closed: AtomicBool,
-    /// The long-poll task behind [`Backend::queue_wakeup`](crate::backend::Backend::queue_wakeup) and its signal, once a listener
+    /// The long-poll task behind [`QueueBackend::queue_wakeup`](crate::backend::QueueBackend::queue_wakeup) and its signal, once a listener
     /// asked for it.
     pub(crate) queue_waiter: Mutex<Option<QueueWaiter>>,
     /// Signalled by every `queue_take`: after the server said a message is due, the long-poll
@@ -529,7 +529,7 @@ impl RemoteBackend {
 /// half the request timeout).
 pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(20);
 
-/// The task behind a remote [`Backend::queue_wakeup`](crate::backend::Backend::queue_wakeup): asks the server (openkv's queue `wait`,
+/// The task behind a remote [`QueueBackend::queue_wakeup`](crate::backend::QueueBackend::queue_wakeup): asks the server (openkv's queue `wait`,
 /// docs/protocol-extensions.md) to answer once a message is due, and bumps the signal when it
 /// does. It ends when no listener holds the signal any more, when the backend is gone or
 /// closed, and when the server cannot wait (denokv, a read-only server): the listener then

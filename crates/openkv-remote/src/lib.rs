@@ -45,8 +45,8 @@ use prost::Message;
 use tokio::sync::broadcast;
 
 use crate::backend::{
-    AtomicWrite, Backend, ChangeEvent, CommitOutcome, Consistency, QueuedMessage, RawEntry,
-    ReadRange, WatchSnapshots,
+    AtomicWrite, Backend, BackupBackend, ChangeEvent, CommitOutcome, Consistency, QueueBackend,
+    QueuedMessage, RawEntry, ReadRange, WatchSnapshots,
 };
 use crate::error::{Error, Failure, Result};
 use crate::queue::QueueSignal;
@@ -76,6 +76,47 @@ impl Backend for RemoteBackend {
         wire::atomic_write_output(&write, decode(&answer, "atomic_write")?)
     }
 
+    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
+        Err(Error::Unsupported(
+            "a remote database has no change feed (Kv::watch works: it speaks KV Connect's \
+             /watch)"
+                .into(),
+        ))
+    }
+
+    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots> {
+        watch::follow(self, keys)
+    }
+
+    async fn database_id(&self) -> Result<uuid::Uuid> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(self.metadata().await?.database_id)
+    }
+
+    async fn close(&self) -> Result<()> {
+        // Nothing is buffered on the client: every write was answered before it returned.
+        self.closed.store(true, Ordering::Release);
+        if let Some((signal, task)) = lock(&self.queue_waiter).take() {
+            // No long poll outlives the handle; its listener sees the change, then `Closed`.
+            task.abort();
+            signal.wake();
+        }
+        Ok(())
+    }
+
+    fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Ok(self)
+    }
+
+    fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
+        Ok(self)
+    }
+}
+
+#[async_trait]
+impl QueueBackend for RemoteBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
         self.queue_taken.notify_one();
         // The server caps both; ask within its bounds rather than be refused.
@@ -121,6 +162,15 @@ impl Backend for RemoteBackend {
         Ok(())
     }
 
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        // Unknown from here: the listener polls (OpenOptions::queue_poll_interval), and the
+        // server's long-poll (queue_wakeup) wakes it sooner.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(None)
+    }
+
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         let mut slot = lock(&self.queue_waiter);
         if let Some((signal, task)) = slot.as_ref() {
@@ -141,16 +191,10 @@ impl Backend for RemoteBackend {
         *slot = Some((signal, task));
         Some(receiver)
     }
+}
 
-    async fn queue_next_due(&self) -> Result<Option<i64>> {
-        // Unknown from here: the listener polls (OpenOptions::queue_poll_interval), and the
-        // server's long-poll (queue_wakeup) wakes it sooner.
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(None)
-    }
-
+#[async_trait]
+impl BackupBackend for RemoteBackend {
     async fn backup(&self, dest: std::path::PathBuf) -> Result<crate::backend::BackupSummary> {
         use openkv_sqlite::backup::{install, temporary_beside, verify_own_copy};
         use std::io::Write as _;
@@ -253,35 +297,5 @@ impl Backend for RemoteBackend {
             code @ 400..=499 => Err(Error::Remote { status: code, message: text }),
             code => Err(Error::Unavailable(Failure::new(format!("restore: HTTP {code}: {text}")))),
         }
-    }
-
-    fn subscribe(&self) -> Result<broadcast::Receiver<ChangeEvent>> {
-        Err(Error::Unsupported(
-            "a remote database has no change feed (Kv::watch works: it speaks KV Connect's \
-             /watch)"
-                .into(),
-        ))
-    }
-
-    fn watch(self: Arc<Self>, keys: Vec<Vec<u8>>) -> Result<WatchSnapshots> {
-        watch::follow(self, keys)
-    }
-
-    async fn database_id(&self) -> Result<uuid::Uuid> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        Ok(self.metadata().await?.database_id)
-    }
-
-    async fn close(&self) -> Result<()> {
-        // Nothing is buffered on the client: every write was answered before it returned.
-        self.closed.store(true, Ordering::Release);
-        if let Some((signal, task)) = lock(&self.queue_waiter).take() {
-            // No long poll outlives the handle; its listener sees the change, then `Closed`.
-            task.abort();
-            signal.wake();
-        }
-        Ok(())
     }
 }

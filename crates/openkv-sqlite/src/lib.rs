@@ -41,8 +41,8 @@ use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::backend::{
-    AtomicWrite, Backend, BackupSummary, ChangeEvent, CommitOutcome, Consistency, QueuedMessage,
-    RawEntry, ReadRange,
+    AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, CommitOutcome, Consistency,
+    QueueBackend, QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -317,48 +317,6 @@ impl Backend for SqliteBackend {
         Ok(*self.database_id.get_or_init(|| id))
     }
 
-    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
-        let lease_ms = openkv_core::queue::lease_millis(lease);
-        self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
-    }
-
-    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        let lease_ms = openkv_core::queue::lease_millis(lease);
-        self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
-    }
-
-    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
-        let event = self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now)).await?;
-        if let Some(event) = event {
-            let _ = self.shared.changes.send(event);
-        }
-        Ok(())
-    }
-
-    async fn queue_next_due(&self) -> Result<Option<i64>> {
-        self.queue_op(|conn, _| queue::next_due(conn)).await
-    }
-
-    async fn backup(&self, dest: PathBuf) -> Result<BackupSummary> {
-        // The copy is one long read transaction beside the writer. A failure (the destination's
-        // disk is full, say) concerns the copy, not this store: no poisoning.
-        self.side_op(move |conn, _| backup::backup(conn, &dest)).await
-    }
-
-    async fn restore_from(&self, backup: PathBuf) -> Result<BackupSummary> {
-        let summary = self.side_op(move |conn, _| backup::restore_live(conn, &backup)).await?;
-        // Any key may have changed: watchers re-read.
-        let _ = self
-            .shared
-            .changes
-            .send(ChangeEvent::unknown_keys(Versionstamp::from_version(summary.version)));
-        Ok(summary)
-    }
-
-    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
-        Some(self.shared.queue_wakeup.subscribe())
-    }
-
     async fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -386,6 +344,62 @@ impl Backend for SqliteBackend {
             Some(why) => Err(Error::Poisoned(why)),
             None => Ok(()),
         }
+    }
+
+    fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Ok(self)
+    }
+
+    fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
+        Ok(self)
+    }
+}
+
+#[async_trait]
+impl QueueBackend for SqliteBackend {
+    async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
+        let lease_ms = openkv_core::queue::lease_millis(lease);
+        self.queue_op(move |conn, now| queue::dequeue(conn, now, max, lease_ms)).await
+    }
+
+    async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
+        let lease_ms = openkv_core::queue::lease_millis(lease);
+        self.queue_op(move |conn, now| queue::renew(conn, &ids, now, lease_ms)).await
+    }
+
+    async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let event = self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now)).await?;
+        if let Some(event) = event {
+            let _ = self.shared.changes.send(event);
+        }
+        Ok(())
+    }
+
+    async fn queue_next_due(&self) -> Result<Option<i64>> {
+        self.queue_op(|conn, _| queue::next_due(conn)).await
+    }
+
+    fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.shared.queue_wakeup.subscribe())
+    }
+}
+
+#[async_trait]
+impl BackupBackend for SqliteBackend {
+    async fn backup(&self, dest: PathBuf) -> Result<BackupSummary> {
+        // The copy is one long read transaction beside the writer. A failure (the destination's
+        // disk is full, say) concerns the copy, not this store: no poisoning.
+        self.side_op(move |conn, _| backup::backup(conn, &dest)).await
+    }
+
+    async fn restore_from(&self, backup: PathBuf) -> Result<BackupSummary> {
+        let summary = self.side_op(move |conn, _| backup::restore_live(conn, &backup)).await?;
+        // Any key may have changed: watchers re-read.
+        let _ = self
+            .shared
+            .changes
+            .send(ChangeEvent::unknown_keys(Versionstamp::from_version(summary.version)));
+        Ok(summary)
     }
 }
 

@@ -468,21 +468,21 @@ impl Kv {
     /// Queue delivery, one step at a time (the building blocks of
     /// [`listen_queue`](Self::listen_queue), for a server that hands messages to remote
     /// listeners): takes up to `max` due messages, leased for `lease`. See
-    /// [`Backend::queue_take`].
+    /// [`QueueBackend::queue_take`](crate::QueueBackend::queue_take).
     pub async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
-        self.inner.backend.queue_take(max, lease).await
+        self.backend().queues()?.queue_take(max, lease).await
     }
 
     /// Extends the leases of messages taken with [`queue_take`](Self::queue_take).
     pub async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {
-        self.inner.backend.queue_renew(ids, lease).await
+        self.backend().queues()?.queue_renew(ids, lease).await
     }
 
     /// Ends delivery attempts of messages taken with [`queue_take`](Self::queue_take), one
     /// `(id, delivered)` each: removed if delivered, else retried per the message's backoff
     /// schedule or dead-lettered.
     pub async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
-        self.inner.backend.queue_finish(outcomes).await
+        self.backend().queues()?.queue_finish(outcomes).await
     }
 
     /// Writes an online backup: a consistent copy of the database as of the moment the copy
@@ -503,7 +503,7 @@ impl Kv {
     /// # Ok::<(), openkv::Error>(()) }).unwrap();
     /// ```
     pub async fn backup(&self, dest: impl AsRef<Path>) -> Result<crate::backend::BackupSummary> {
-        self.inner.backend.backup(dest.as_ref().to_path_buf()).await
+        self.backend().backups()?.backup(dest.as_ref().to_path_buf()).await
     }
 
     /// Replaces the whole content of this database — entries and queue — with the backup at
@@ -516,19 +516,21 @@ impl Kv {
         &self,
         backup: impl AsRef<Path>,
     ) -> Result<crate::backend::BackupSummary> {
+        // A backend that cannot restore says so before the file is read.
+        let backups = self.backend().backups()?;
         let backup = backup.as_ref().to_path_buf();
         let checked = backup.clone();
         tokio::task::spawn_blocking(move || openkv_sqlite::verify_backup(&checked))
             .await
             .map_err(|e| Error::Internal(format!("verifying the backup panicked: {e}")))??;
-        self.inner.backend.restore_from(backup).await
+        backups.restore_from(backup).await
     }
 
     /// A value that changes when this process enqueues a message or the store closes, and,
     /// on a KV Connect database, when `openkv serve` says a message is due (`None`: the
     /// backend cannot tell; poll). Each receiver sees every change, whenever it looks.
     pub fn queue_wakeup(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.inner.backend.clone().queue_wakeup()
+        self.backend().queues().ok()?.queue_wakeup()
     }
 }
 

@@ -137,8 +137,8 @@ pub use openkv_core::{engine, js, key, limits};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
-    AtomicWrite, Backend, BackupSummary, ChangeEvent, Check, CommitOutcome, Consistency, Enqueue,
-    Mutation, MutationKind, QueuedMessage, RawEntry, ReadRange,
+    AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
+    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

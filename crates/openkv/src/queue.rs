@@ -197,7 +197,7 @@ pub(crate) const DUE_WAIT_POLL: Duration = Duration::from_secs(1);
 /// Waits until some message is due — now, when it falls due, or when its lease runs out —
 /// (`true`) or `timeout` passed (`false`). Behind `Kv::queue_wait_due`.
 pub(crate) async fn wait_due(kv: &Kv, timeout: Duration) -> Result<bool> {
-    let backend = kv.backend();
+    let backend = kv.backend().queues()?;
     let mut signal = backend.clone().queue_wakeup();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -246,7 +246,7 @@ where
     }
     let _release = Release(listening);
 
-    let backend = kv.backend();
+    let backend = kv.backend().queues()?;
     let mut wakeup = backend.clone().queue_wakeup();
     let handler = Arc::new(handler);
     // Deliveries in flight: task id → message id.
