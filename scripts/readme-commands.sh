@@ -525,7 +525,7 @@ cover exclude 'the test command itself, which runs this script' <<<'./scripts/te
 cover exclude "CI's entry point: exec ./scripts/test.sh" <<<'.ci/run'
 cover exclude 'what ./scripts/test.sh runs (its last step)' <<<'cargo test --workspace --release'
 cover exclude 'a fuzzer runs until stopped, and needs cargo-fuzz, which CI does not install' \
-  <<<'cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O v8_decode'
+  <<<'cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O v8_decode -- -dict=v8.dict'
 cover exclude '--open starts a browser; scripts/test.sh builds the docs (cargo doc, -D warnings)' \
   <<<'cargo doc -p openkv --open'
 cover exclude 'scripts/test.sh builds denokv with this command, pinned (--version) into target/tools' \

@@ -1,12 +1,19 @@
-// Usage: deno run -A --unstable-kv check_values.ts <dbpath>
+// Usage: deno run -A --unstable-kv check_values.ts <dbpath> [prefix]
 //
-// Reads ["r", name] for every fixture of values_fixture.ts (normally written
+// Reads [prefix, name] (prefix "r" unless given; "v" checks what write_values.ts
+// wrote after it went through openkv, e.g. export and import) for every fixture of values_fixture.ts (normally written
 // by openkv's V8 encoder) and compares it deeply with the fixture: numbers by
 // Object.is, dates by time, regexps by source and flags, Map/Set in order,
 // buffers and views by type, offset, length and bytes, boxed primitives by type
 // and value, errors by type, message and cause (a `stack` string must exist but
 // its text is ignored), arrays by length, holes and extra properties, plain
-// objects by key order and values. Identity is checked too: where the fixture
+// objects by key order and values; web objects by what survives another process:
+// a Blob's size and type (its bytes stay in the process that made it; only an
+// empty Blob is whole), a File's name and lastModified too, a DOMException's
+// name, message and stack's presence, a CryptoKey's type, extractable,
+// algorithm and usages, and its key material: the raw export of an extractable
+// key, the ciphertext of a fixed message under a non-extractable AES key.
+// Identity is checked too: where the fixture
 // holds one object twice the value read must hold one object twice (`===`),
 // where it holds two distinct objects the value read must too, and cycles must
 // be cycles.
@@ -17,11 +24,12 @@
 // key. On success prints `ok <fixtures checked>` and exits 0; otherwise prints
 // every mismatch to stderr and exits 1.
 
-import { fixtures, hasFloat16Array } from "./values_fixture.ts";
+import { fixtures, hasFloat16Array, hostObjectFixtures } from "./values_fixture.ts";
 
 const dbPath = Deno.args[0];
-if (!dbPath || Deno.args.length !== 1) {
-  console.error("usage: check_values.ts <dbpath>");
+const prefix = Deno.args[1] ?? "r";
+if (!dbPath || Deno.args.length > 2) {
+  console.error("usage: check_values.ts <dbpath> [prefix]");
   Deno.exit(2);
 }
 try {
@@ -58,7 +66,55 @@ class Comparer {
   private readonly expToAct = new Map<object, object>();
   private readonly actToExp = new Map<object, object>();
 
+  /** Checks that need WebCrypto (async): awaited by `settle`. */
+  private readonly pending: Promise<void>[] = [];
+
   constructor(private readonly problems: string[]) {}
+
+  async settle(): Promise<void> {
+    await Promise.all(this.pending);
+  }
+
+  private cryptoKey(exp: CryptoKey, b: CryptoKey, path: string) {
+    if (exp.type !== b.type || exp.extractable !== b.extractable) {
+      this.fail(path, `expected a ${exp.type} key (extractable ${exp.extractable}), got a ${b.type} key (extractable ${b.extractable})`);
+    }
+    if (JSON.stringify(exp.algorithm) !== JSON.stringify(b.algorithm)) {
+      this.fail(path, `expected algorithm ${JSON.stringify(exp.algorithm)}, got ${JSON.stringify(b.algorithm)}`);
+    }
+    if (JSON.stringify(exp.usages) !== JSON.stringify(b.usages)) {
+      this.fail(path, `expected usages ${exp.usages}, got ${b.usages}`);
+    }
+    const same = (x: ArrayBuffer, y: ArrayBuffer, what: string) => {
+      const [p, q] = [new Uint8Array(x), new Uint8Array(y)];
+      if (p.length !== q.length || p.some((v, i) => v !== q[i])) {
+        this.fail(path, `${what} differ: expected [${p}], got [${q}]`);
+      }
+    };
+    this.pending.push((async () => {
+      try {
+        if (exp.extractable) {
+          const [x, y] = await Promise.all([
+            crypto.subtle.exportKey("raw", exp),
+            crypto.subtle.exportKey("raw", b),
+          ]);
+          same(x, y, "raw key exports");
+        } else if (exp.algorithm.name === "AES-GCM") {
+          const iv = new Uint8Array(12), message = new TextEncoder().encode("openkv");
+          const [x, y] = await Promise.all([
+            crypto.subtle.encrypt({ name: "AES-GCM", iv }, exp, message),
+            crypto.subtle.encrypt({ name: "AES-GCM", iv }, b, message),
+          ]);
+          same(x, y, "ciphertexts under the two keys");
+        } else {
+          this.fail(path, "the comparer cannot compare this key's material");
+        }
+      } catch (e) {
+        this.fail(path, `using the key failed: ${e}`);
+      }
+    })());
+  }
+
 
   private fail(path: string, what: string) {
     this.problems.push(`${path}: ${what}`);
@@ -96,7 +152,33 @@ class Comparer {
     const tExp = typeName(exp), tAct = typeName(a);
     if (tExp !== tAct) return this.fail(path, `expected a ${tExp}, got a ${tAct} ${show(a)}`);
 
-    if (exp instanceof Date) {
+    if (exp instanceof File) {
+      const b = a as File;
+      if (exp.name !== b.name || exp.lastModified !== b.lastModified) {
+        this.fail(path, `expected File ${show(exp.name)} (lastModified ${exp.lastModified}), got ${show(b.name)} (${b.lastModified})`);
+      }
+    }
+    if (exp instanceof Blob) {
+      const b = a as Blob;
+      if (exp.size !== b.size || exp.type !== b.type) {
+        this.fail(path, `expected ${tExp} of ${exp.size} bytes, type ${show(exp.type)}; got ${b.size} bytes, type ${show(b.type)}`);
+      }
+      if (exp.size === 0) {
+        // The one Blob whose content survives: none. Reading it must work.
+        this.pending.push(b.arrayBuffer().then(
+          (buf) => { if (buf.byteLength !== 0) this.fail(path, "an empty Blob read back with bytes"); },
+          (e) => this.fail(path, `reading an empty Blob failed: ${e}`),
+        ));
+      }
+    } else if (exp instanceof DOMException) {
+      const b = a as DOMException;
+      if (exp.name !== b.name || exp.message !== b.message || exp.code !== b.code) {
+        this.fail(path, `expected DOMException ${exp.name}: ${show(exp.message)} (code ${exp.code}), got ${b.name}: ${show(b.message)} (code ${b.code})`);
+      }
+      if (typeof b.stack !== "string") this.fail(path, `has no stack string (${show(b.stack)})`);
+    } else if (exp instanceof CryptoKey) {
+      this.cryptoKey(exp, a as CryptoKey, path);
+    } else if (exp instanceof Date) {
       const [x, y] = [exp.getTime(), (a as Date).getTime()];
       if (!Object.is(x, y)) this.fail(path, `expected Date ${x}, got Date ${y}`);
     } else if (exp instanceof RegExp) {
@@ -194,27 +276,29 @@ class Comparer {
 
 const problems: string[] = [];
 const kv = await Deno.openKv(dbPath);
-const all = fixtures();
+const all = { ...fixtures(), ...(await hostObjectFixtures()) };
 let checked = 0;
 for (const [name, value] of Object.entries(all)) {
   let entry;
   try {
-    entry = await kv.get(["r", name]);
+    entry = await kv.get([prefix, name]);
   } catch (e) {
     problems.push(`${name}: Deno cannot read it: ${e}`);
     continue;
   }
   if (entry.versionstamp === null) {
-    problems.push(`${name}: missing (no key ["r", ${JSON.stringify(name)}])`);
+    problems.push(`${name}: missing (no key [${JSON.stringify(prefix)}, ${JSON.stringify(name)}])`);
     continue;
   }
-  new Comparer(problems).eq(value, entry.value, name);
+  const comparer = new Comparer(problems);
+  comparer.eq(value, entry.value, name);
+  await comparer.settle();
   checked++;
 }
 // Keys that are not fixtures. (Listing reads every value: one Deno cannot read, already
 // reported above, makes the listing throw.)
 try {
-  for await (const e of kv.list({ prefix: ["r"] })) {
+  for await (const e of kv.list({ prefix: [prefix] })) {
     const name = e.key[1];
     if (e.key.length !== 2 || typeof name !== "string" || !(name in all)) {
       if (!hasFloat16Array && name === "float16array" && e.key.length === 2) continue;
@@ -222,7 +306,7 @@ try {
     }
   }
 } catch (e) {
-  problems.push(`listing ["r"] failed, so unexpected keys are not checked: ${e}`);
+  problems.push(`listing [${JSON.stringify(prefix)}] failed, so unexpected keys are not checked: ${e}`);
 }
 kv.close();
 

@@ -197,3 +197,50 @@ export function fixtures(): Record<string, unknown> {
 
   return f;
 }
+
+// --- web objects Deno stores as host objects (Deno 2.8+): Blob, File, DOMException,
+// CryptoKey. Async (WebCrypto), so a second function; write_values.ts and
+// check_values.ts merge both. What Deno stores for each, and what it does not
+// (a Blob's bytes): crates/openkv-js `HostType`.
+//   web objects blob_empty blob blob_two_parts file dom_exception
+//               dom_exception_default crypto_hmac crypto_aes crypto_ed25519
+//               web_nested (a Blob three times, a File in a Map, a
+//               DOMException in a Set: identity and nesting)
+export async function hostObjectFixtures(): Promise<Record<string, unknown>> {
+  const f: Record<string, unknown> = {};
+  f.blob_empty = new Blob([]);
+  f.blob = new Blob(["hello"], { type: "text/plain" });
+  f.blob_two_parts = new Blob([Uint8Array.of(1, 2, 3), "hi"]);
+  f.file = new File(["abc"], "a.txt", { type: "text/plain", lastModified: 1700000000123 });
+  f.dom_exception = new DOMException("boom", "NotFoundError");
+  f.dom_exception_default = new DOMException("plain");
+  const bytes = (n: number, from: number) => Uint8Array.from({ length: n }, (_, i) => from + i);
+  f.crypto_hmac = await crypto.subtle.importKey(
+    "raw",
+    bytes(32, 1),
+    { name: "HMAC", hash: "SHA-256" },
+    true,
+    ["sign", "verify"],
+  );
+  f.crypto_aes = await crypto.subtle.importKey("raw", bytes(16, 100), "AES-GCM", false, [
+    "encrypt",
+    "decrypt",
+  ]);
+  // A valid Ed25519 public key (one Deno generated), so that the import succeeds.
+  const ed = Uint8Array.from(
+    "34204cd46644ef732d9ee5214bdb77f8b60acbd47d222d95cb4fb35a0526f2d8".match(/../g)!,
+    (h) => parseInt(h, 16),
+  );
+  f.crypto_ed25519 = await crypto.subtle.importKey("raw", ed, "Ed25519", true, ["verify"]);
+  const blob = new Blob(["shared"]);
+  f.web_nested = {
+    blob,
+    list: [blob, blob],
+    // lastModified out of the int32 range: V8 writes a small integral lastModified
+    // sometimes as an int and sometimes as a double (webidl's conversion may leave a
+    // heap number), so only a large one has one byte form to compare against.
+    map: new Map([["f", new File([], "empty.bin", { lastModified: 1600000000000 })]]),
+    set: new Set([new DOMException("in a set", "DataError")]),
+  };
+  return f;
+}

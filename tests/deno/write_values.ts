@@ -5,7 +5,7 @@
 // has Float16Array (if not, the `float16array` fixture is absent). Then closes
 // the database and prints `wrote <N>`.
 
-import { fixtures, hasFloat16Array } from "./values_fixture.ts";
+import { fixtures, hasFloat16Array, hostObjectFixtures } from "./values_fixture.ts";
 
 const dbPath = Deno.args[0];
 if (!dbPath || Deno.args.length !== 1) {
@@ -14,7 +14,7 @@ if (!dbPath || Deno.args.length !== 1) {
 }
 
 const kv = await Deno.openKv(dbPath);
-const all = fixtures();
+const all = { ...fixtures(), ...(await hostObjectFixtures()) };
 for (const [name, value] of Object.entries(all)) {
   const res = await kv.set(["v", name], value);
   if (!res.ok) throw new Error(`set ["v", ${JSON.stringify(name)}] failed`);

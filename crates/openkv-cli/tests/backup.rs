@@ -11,7 +11,6 @@ mod common;
 mod support;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,15 +52,7 @@ fn writers(
 }
 
 fn deno_count(path: &std::path::Path) -> usize {
-    let out = Command::new(common::deno_bin())
-        .args(["run", "-A", "--unstable-kv", "tests/deno/count_keys.ts"])
-        .arg(path)
-        .arg("w")
-        .current_dir(common::workspace_root())
-        .env("NO_COLOR", "1")
-        .env("DENO_NO_UPDATE_CHECK", "1")
-        .output()
-        .expect("run deno");
+    let out = common::run_deno_script("count_keys.ts", &[path.as_os_str(), "w".as_ref()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout.trim().strip_prefix("count ").unwrap().parse().unwrap()

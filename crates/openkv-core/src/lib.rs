@@ -61,9 +61,10 @@ pub use backend::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};
 pub use js::{
-    decode_v8, encode_v8, from_js, from_json, to_js, to_json, ErrorKind, JsArray, JsBigInt,
-    JsBytes, JsDate, JsError, JsMap, JsSerdeError, JsSet, JsUndefined, JsValue, JsonError, V8Error,
-    ViewKind, V8_WRITE_VERSION,
+    decode_v8, encode_v8, from_js, from_json, to_js, to_json, ErrorKind, HostType, JsArray,
+    JsBigInt, JsBlob, JsBlobPart, JsBytes, JsCryptoKey, JsDate, JsDomException, JsError, JsFile,
+    JsMap, JsSerdeError, JsSet, JsUndefined, JsValue, JsonError, V8Error, ViewKind,
+    V8_WRITE_VERSION,
 };
 pub use key::{Key, KeyPart};
 pub use limits::Limits;

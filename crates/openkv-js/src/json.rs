@@ -42,6 +42,8 @@
 //! | `Object(bigint)` | `{"$bigint_object": "123"}` |
 //! | `new String(s)` | `{"$string_object": "s"}` |
 //! | `Error` and subclasses | `{"$error": {"kind": "TypeError", "message": "...", "stack": "...", "cause": value}}` (`message`, `stack`, `cause` omitted when absent) |
+//! | `Blob`, `File`, `DOMException`, `CryptoKey` ([`JsValue::HostObject`], see [`HostType`]) | `{"$blob": {"mimeType": "text/plain", "parts": [{"uuid": "…", "size": 3}], "size": 3}}`, `{"$file": {…, "name": "a.txt", "lastModified": 1700000000123}}`, `{"$domexception": {"message": "…", "name": "NotFoundError", "stack": "…"}}`, `{"$cryptokey": {"keyType": "secret", "extractable": false, "usages": {"$sparse": …}, "algorithm": {…}, "keyData": {…}}}`: the state object Deno stores, without its `type` (the tag says it), rendered as a plain object is (`{"$object": …}` if it must) |
+//! | any other host object | `{"$host": state}` (the state object rendered as any value) |
 //! | later occurrence of a shared / circular object ([`JsValue::Ref`]) | `{"$ref": id}` (see the [module docs](super)) |
 //!
 //! Base64 is the standard alphabet, padded. A *properties* payload (of `$object`, `$array`,
@@ -122,7 +124,10 @@ use num_bigint::BigInt;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::v8::MAX_DEPTH;
-use crate::{decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, V8Error, ViewKind};
+use crate::{
+    decode_v8, encode_v8, host_type, ErrorKind, HostType, JsArray, JsError, JsValue, V8Error,
+    ViewKind,
+};
 
 /// Why a JSON rendering could not be read, or a value could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -437,7 +442,8 @@ fn render_leaf(value: &JsValue) -> Option<Json> {
         | JsValue::SparseArray { .. }
         | JsValue::Map(_)
         | JsValue::Set(_)
-        | JsValue::Error(_) => return None,
+        | JsValue::Error(_)
+        | JsValue::HostObject(_) => return None,
     })
 }
 
@@ -478,6 +484,7 @@ impl Renderer {
                 self.view(*kind, buffer, *byte_offset, *byte_length)
             }
             JsValue::Error(error) => self.error(error),
+            JsValue::HostObject(state) => self.host(state),
             // Rendered by `render_leaf`.
             _ => Json::Null,
         }
@@ -578,6 +585,27 @@ impl Renderer {
                 ("byteLength", Json::from(byte_length)),
             ]),
         )
+    }
+
+    /// `{"$blob": {…}}` and the other known classes: the state's properties after `type`;
+    /// `{"$host": state}` for anything else (an unknown class, a `type` that repeats).
+    #[inline(never)]
+    fn host(&mut self, state: &JsValue) -> Json {
+        if let (Some(class), JsValue::Object(props)) = (host_type(state), state) {
+            let rest = &props[1..];
+            if rest.iter().all(|(k, _)| k != "type") {
+                // The state object is a level of its own, as in the V8 codec.
+                if self.depth >= MAX_DEPTH {
+                    self.too_deep = true;
+                    return tag("$too_deep", Json::Null);
+                }
+                self.depth += 1;
+                let payload = self.object(rest);
+                self.depth -= 1;
+                return tag(class.json_tag(), payload);
+            }
+        }
+        tag("$host", self.render(state))
     }
 
     #[inline(never)]
@@ -998,8 +1026,35 @@ impl<'j> Parser<'j> {
                 Ok(JsValue::Object(props))
             }
             "$error" => self.error(payload),
-            _ => self.leaf_tag(tag, payload),
+            "$host" => {
+                let state = self.parse_at(Step::Key(tag), payload)?;
+                Ok(JsValue::HostObject(Box::new(state)))
+            }
+            _ => match HostType::from_json_tag(tag) {
+                Some(class) => self.host(tag, class, payload),
+                None => self.leaf_tag(tag, payload),
+            },
         }
+    }
+
+    /// `{"$blob": {…}}` and the other known classes: the properties after `type`.
+    #[inline(never)]
+    fn host(&mut self, tag: &'j str, class: HostType, payload: &'j Json) -> Res<JsValue> {
+        let rest = match self.parse_at(Step::Key(tag), payload)? {
+            JsValue::Object(props) => props,
+            _ => return Err(self.bad(tag, "an object of the properties after \"type\"", payload)),
+        };
+        if rest.iter().any(|(k, _)| k == "type") {
+            return Err(self.err(format!(
+                "{tag:?} holds a {}'s properties other than \"type\" (the tag says it); use \
+                 {{\"$host\": …}} for a state object of another shape",
+                class.name()
+            )));
+        }
+        let mut state = Vec::with_capacity(rest.len() + 1);
+        state.push(("type".to_owned(), JsValue::from(class.name())));
+        state.extend(rest);
+        Ok(JsValue::HostObject(Box::new(JsValue::Object(state))))
     }
 
     #[inline(never)]
@@ -1936,11 +1991,25 @@ mod tests {
                         }),
                     (
                         prop::sample::select(ViewKind::ALL.to_vec()),
-                        inner,
+                        inner.clone(),
                         any::<u32>(),
                         any::<u32>()
                     )
                         .prop_map(|(kind, buffer, off, len)| view(kind, buffer, off, len)),
+                    // Host objects: a known class (its `type` first, then any properties,
+                    // `type` among them sometimes), or any state at all.
+                    (
+                        prop::sample::select(HostType::ALL.to_vec()),
+                        arb_props(inner.clone()),
+                        any::<bool>()
+                    )
+                        .prop_map(|(class, mut props, repeat_type)| {
+                            if repeat_type {
+                                props.push(("type".to_owned(), JsValue::from(class.name())));
+                            }
+                            JsValue::host_object(class, props)
+                        }),
+                    inner.prop_map(|state| JsValue::HostObject(Box::new(state))),
                 ]
             })
             .boxed()

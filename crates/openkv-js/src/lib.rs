@@ -44,6 +44,7 @@ mod json;
 mod serde;
 mod v8;
 mod value;
+mod web;
 
 pub use json::{
     from_json, stored_from_json, stored_to_json, to_json, try_to_json, JsonError, Stored,
@@ -52,4 +53,5 @@ pub use serde::{
     from_js, to_js, JsBigInt, JsBytes, JsDate, JsMap, JsSerdeError, JsSet, JsUndefined,
 };
 pub use v8::{decode_v8, encode_v8, V8Error, MAX_DEPTH, V8_WRITE_VERSION};
-pub use value::{ErrorKind, JsArray, JsError, JsValue, ViewKind};
+pub use value::{host_type, ErrorKind, HostType, JsArray, JsError, JsValue, ViewKind};
+pub use web::{JsBlob, JsBlobPart, JsCryptoKey, JsDomException, JsFile};

@@ -94,6 +94,8 @@
 //! | [`JsUndefined`]                                    | `undefined`                                            |
 //! | [`JsMap`]                                          | `Map`, entries in order                                |
 //! | [`JsSet`]                                          | `Set`, values in order                                 |
+//! | [`JsBlob`](crate::JsBlob), [`JsFile`](crate::JsFile), [`JsDomException`](crate::JsDomException), [`JsCryptoKey`](crate::JsCryptoKey) | that host object, its state in Deno's property order |
+//! | [`JsValue`]                                        | itself, exactly                                        |
 //!
 //! Enums follow serde's usual representations, so `#[serde(tag = "…")]`, `untagged`,
 //! `rename`, `flatten`, `skip_serializing_if` … all behave as they do with `serde_json`.
@@ -120,6 +122,11 @@
 //! | [`JsUndefined`]                           | `undefined`, `null`                                                |
 //! | [`JsMap`]                                 | `Map`, plain object, `Array` of `[key, value]` pairs               |
 //! | [`JsSet`]                                 | `Set`, `Array`                                                     |
+//! | [`JsBlob`](crate::JsBlob), [`JsFile`](crate::JsFile), [`JsDomException`](crate::JsDomException), [`JsCryptoKey`](crate::JsCryptoKey) | that host object (`Blob`, …; its `type` must match) |
+//! | [`JsValue`]                               | anything, exactly (through its typed JSON)                         |
+//!
+//! A host object ([`JsValue::HostObject`]: `Blob`, `File`, `DOMException`, `CryptoKey`) reads
+//! as its state object, so a struct of your own with the fields you need works too.
 //!
 //! Anything else is an error naming what was expected, the JavaScript value found and where
 //! (`users[3].age: …`). A shared or circular reference ([`JsValue::Ref`]) is always an error:
@@ -152,6 +159,7 @@
 //! | `ArrayBuffer`, `DataView`               | sequence of `u8`                                    |
 //! | typed array                             | sequence of its elements (`BigInt64Array`, `BigUint64Array`: as bigints) |
 //! | `Error`                                 | map `{ name, message?, stack?, cause? }`            |
+//! | `Blob`, `File`, `DOMException`, `CryptoKey` | its state object, a map (`{type: "Blob", mimeType, parts, size}`, …) |
 //! | reference ([`JsValue::Ref`])            | error                                               |
 //!
 //! # Special JavaScript types
@@ -206,6 +214,9 @@ const MAP: &str = "$openkv::Map";
 const SET: &str = "$openkv::Set";
 /// A whole [`JsValue`] passing through serde: its typed JSON rendering, read back by [`to_js`].
 const JSVALUE: &str = "$openkv::JsValue";
+/// A host object's state object passing through serde ([`JsBlob`](crate::JsBlob) and the
+/// other typed views): [`to_js`] wraps it in a [`JsValue::HostObject`].
+pub(crate) const HOST: &str = "$openkv::HostObject";
 
 /// `undefined`/hole stand-in that sequences borrow.
 static NULL: JsValue = JsValue::Null;
@@ -237,6 +248,8 @@ static NULL: JsValue = JsValue::Null;
 /// | [`JsUndefined`]                                    | `undefined`                                            |
 /// | [`JsMap`]                                          | `Map`, entries in order                                |
 /// | [`JsSet`]                                          | `Set`, values in order                                 |
+/// | [`JsBlob`](crate::JsBlob), [`JsFile`](crate::JsFile), [`JsDomException`](crate::JsDomException), [`JsCryptoKey`](crate::JsCryptoKey) | that host object, its state in Deno's property order |
+/// | [`JsValue`]                                        | itself, exactly                                        |
 ///
 /// Enums follow serde's usual representations, so `#[serde(tag = "…")]`, `untagged`,
 /// `flatten` … behave as they do with `serde_json`. Maps keep their iteration order.
@@ -269,6 +282,8 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsSerdeError> 
 /// | [`JsUndefined`]                           | `undefined`, `null`                                                |
 /// | [`JsMap`]                                 | `Map`, plain object, `Array` of `[key, value]` pairs               |
 /// | [`JsSet`]                                 | `Set`, `Array`                                                     |
+/// | [`JsBlob`](crate::JsBlob), [`JsFile`](crate::JsFile), [`JsDomException`](crate::JsDomException), [`JsCryptoKey`](crate::JsCryptoKey) | that host object (`Blob`, …; its `type` must match) |
+/// | [`JsValue`]                               | anything, exactly (through its typed JSON)                         |
 ///
 /// A shared or circular reference ([`JsValue::Ref`]) is always an error. Non-index properties
 /// of arrays are ignored; lone surrogates read as U+FFFD; typed arrays are little-endian.
@@ -293,6 +308,7 @@ pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsSerdeError> 
 /// | `ArrayBuffer`, `DataView`               | sequence of `u8`                                    |
 /// | typed array                             | sequence of its elements (`BigInt64Array`, `BigUint64Array`: as bigints) |
 /// | `Error`                                 | map `{ name, message?, stack?, cause? }`            |
+/// | `Blob`, `File`, `DOMException`, `CryptoKey` | its state object, a map (`{type: "Blob", mimeType, parts, size}`, …) |
 /// | reference ([`JsValue::Ref`])            | error                                               |
 ///
 /// # Errors
@@ -419,6 +435,7 @@ fn describe(value: &JsValue) -> String {
         JsValue::Set(s) => format!("Set of size {}", s.len()),
         JsValue::Ref(id) => format!("reference to object #{id}"),
         JsValue::Error(e) => format!("{} object", e.kind.name()),
+        JsValue::HostObject(_) => format!("{} object", value.type_name()),
         JsValue::Object(_) => "object".to_owned(),
         JsValue::Date(_)
         | JsValue::RegExp { .. }
@@ -549,6 +566,27 @@ impl TryFrom<JsDate> for SystemTime {
 impl Serialize for JsValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_newtype_struct(JSVALUE, &crate::to_json(self))
+    }
+}
+
+/// A `JsValue` deserializes from its typed JSON rendering ([`from_json`](crate::from_json)),
+/// the other half of its `Serialize`: [`from_js`] gives the exact value (a field of type
+/// `JsValue` in a struct read with `from_js` keeps whatever the field holds), and `serde_json`
+/// reads the typed JSON.
+impl<'de> Deserialize<'de> for JsValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsValue, D::Error> {
+        struct JsonVisitor;
+        impl<'de> Visitor<'de> for JsonVisitor {
+            type Value = JsValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JavaScript value in openkv's typed JSON")
+            }
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<JsValue, D::Error> {
+                let json = serde_json::Value::deserialize(d)?;
+                crate::from_json(&json).map_err(de::Error::custom)
+            }
+        }
+        deserializer.deserialize_newtype_struct(JSVALUE, JsonVisitor)
     }
 }
 
@@ -1084,6 +1122,10 @@ impl Serializer for Ser {
         if let DATE | BIGINT | UNDEFINED | MAP | SET = name {
             return self.special(name, value);
         }
+        if name == HOST {
+            let state = value.serialize(Ser { depth: self.depth.wrap()? })?;
+            return Ok(JsValue::HostObject(Box::new(state)));
+        }
         if name == JSVALUE {
             // The payload is `to_json` of a `JsValue`, which `from_json` reads back exactly.
             let json = value.serialize(serde_json::value::Serializer).map_err(JsSerdeError::new)?;
@@ -1315,9 +1357,21 @@ impl ser::SerializeStructVariant for StructSer {
 /// key (which may be read as a string whatever its primitive type).
 #[derive(Clone, Copy)]
 struct De<'a> {
+    /// The value read: a host object's state object in place of the host object (a `Blob` is
+    /// read as `{type, mimeType, parts, size}`).
     value: &'a JsValue,
+    /// The value as given (what a `JsValue` target gets).
+    whole: &'a JsValue,
     depth: Depth,
     key: bool,
+}
+
+/// A host object's state object in place of the host object (see [`De::value`]).
+fn unwrap_host(mut value: &JsValue) -> &JsValue {
+    while let JsValue::HostObject(state) = value {
+        value = state;
+    }
+    value
 }
 
 /// Where a map key comes from: a plain object's property name, or a `Map` key.
@@ -1447,7 +1501,7 @@ macro_rules! deserialize_integer {
 
 impl<'a> De<'a> {
     fn new(value: &'a JsValue, depth: Depth) -> De<'a> {
-        De { value, depth, key: false }
+        De { value: unwrap_host(value), whole: value, depth, key: false }
     }
 
     /// The error for a value `exp` cannot be read from.
@@ -1774,6 +1828,8 @@ impl<'de> de::Deserializer<'de> for De<'_> {
             JsValue::ArrayBuffer(_) => self.visit_view(ViewKind::Uint8, visitor),
             JsValue::View { kind, .. } => self.visit_view(*kind, visitor),
             JsValue::Error(e) => self.visit_error(e, visitor),
+            // `De::new` reads a host object's state in its place.
+            JsValue::HostObject(state) => De::new(state, self.depth).deserialize_any(visitor),
         }
     }
 
@@ -1885,6 +1941,11 @@ impl<'de> de::Deserializer<'de> for De<'_> {
     ) -> Result<V::Value, JsSerdeError> {
         if let DATE | BIGINT | UNDEFINED | MAP | SET = name {
             return self.special(name, visitor);
+        }
+        if name == JSVALUE {
+            // `JsValue`'s own `Deserialize`: the exact value, as typed JSON it reads back.
+            let json = crate::to_json(self.whole);
+            return visitor.visit_newtype_struct(json).map_err(JsSerdeError::new);
         }
         visitor.visit_newtype_struct(De { depth: self.depth.wrap()?, ..self })
     }
@@ -2119,7 +2180,9 @@ impl<'de, 'a, I: Iterator<Item = (KeySrc<'a>, Cow<'a, JsValue>)>> de::MapAccess<
         let depth = self.depth.child().map_err(|e| e.at(key.segment()))?;
         let read = match key {
             KeySrc::Name(name) => seed.deserialize(KeyDe(name)),
-            KeySrc::Value(v) => seed.deserialize(De { value: v, depth, key: true }),
+            KeySrc::Value(v) => {
+                seed.deserialize(De { value: unwrap_host(v), whole: v, depth, key: true })
+            }
         };
         read.map(Some).map_err(|e| e.at(key.segment()))
     }
@@ -2313,7 +2376,12 @@ impl<'de> de::SeqAccess<'de> for PairAcc<'_> {
         self.at_value = true;
         let read = match pair.key {
             KeySrc::Name(name) => seed.deserialize(KeyDe(name)),
-            KeySrc::Value(v) => seed.deserialize(De { value: v, depth: pair.depth, key: true }),
+            KeySrc::Value(v) => seed.deserialize(De {
+                value: unwrap_host(v),
+                whole: v,
+                depth: pair.depth,
+                key: true,
+            }),
         };
         read.map(Some).map_err(|e| e.at(pair.key.segment()))
     }

@@ -14,6 +14,10 @@ use crate::value::{ErrorKind, JsArray, JsError, JsValue, ViewKind};
 pub const V8_WRITE_VERSION: u32 = 15;
 const MIN_READ_VERSION: u32 = 13;
 const MAX_READ_VERSION: u32 = 16;
+/// What Deno's serializer delegate writes after the host-object tag for a cloneable web
+/// object (`Blob`, `CryptoKey`, …), before its state object; any other number indexes a
+/// transfer list, which a stored value never has.
+const CLONEABLE_HOST_OBJECT: u32 = u32::MAX;
 /// How deeply values may nest (objects in arrays in maps …), reading or writing.
 pub const MAX_DEPTH: usize = 512;
 
@@ -98,8 +102,8 @@ pub enum V8Error {
         /// Its offset.
         at: usize,
     },
-    /// A value V8 can serialize but Deno KV cannot store (SharedArrayBuffer, WebAssembly, host
-    /// objects, transferred buffers).
+    /// A value V8 can serialize but Deno KV cannot store (SharedArrayBuffer, WebAssembly,
+    /// transferred host objects and buffers).
     #[error("V8 data holds a {what} (at byte {at}), which Deno KV values cannot contain")]
     Unsupported {
         /// What it is.
@@ -436,7 +440,15 @@ impl Reader<'_> {
             tag::WASM_MODULE_TRANSFER | tag::WASM_MEMORY_TRANSFER => {
                 return Err(V8Error::Unsupported { what: "WebAssembly object", at })
             }
-            tag::HOST_OBJECT => return Err(V8Error::Unsupported { what: "host object", at }),
+            tag::HOST_OBJECT => {
+                // Deno's cloneable web objects (`JsValue::HostObject`): the host object takes an
+                // id (V8 numbers it before asking the delegate), then the marker and the state.
+                self.new_id();
+                if self.varint()? != CLONEABLE_HOST_OBJECT {
+                    return Err(V8Error::Unsupported { what: "transferred host object", at });
+                }
+                JsValue::HostObject(Box::new(self.value()?))
+            }
             other => return Err(V8Error::InvalidTag { tag: other, at }),
         })
     }
@@ -908,6 +920,12 @@ impl Writer {
                 self.new_id();
                 self.out.push(tag::STRING_OBJECT);
                 self.string(s)?;
+            }
+            JsValue::HostObject(state) => {
+                self.new_id();
+                self.out.push(tag::HOST_OBJECT);
+                self.varint(u64::from(CLONEABLE_HOST_OBJECT));
+                self.value(state)?;
             }
             JsValue::Error(e) => {
                 self.new_id();

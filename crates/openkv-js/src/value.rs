@@ -76,6 +76,12 @@ pub enum JsValue {
     StringObject(String),
     /// An `Error` (or `TypeError`, …).
     Error(Box<JsError>),
+    /// A web platform object Deno stores through V8's host-object hook (tag `\\`): `Blob`,
+    /// `File`, `DOMException`, `CryptoKey`. It holds the state object Deno wrote for it,
+    /// exactly — `{type: "Blob", mimeType, parts, size}` and so on ([`HostType`] names the
+    /// shapes and reads them). The host object is one object of the identity scheme (it takes
+    /// an id, and a later occurrence is a `Ref` to it); its state object takes the next id.
+    HostObject(Box<JsValue>),
     /// A later occurrence of an object already written (shared or circular reference): the
     /// object's id in write order (see the module docs).
     Ref(u32),
@@ -249,6 +255,7 @@ impl PartialEq for JsValue {
                 View { kind: k2, buffer: b2, byte_offset: o2, byte_length: l2 },
             ) => k1 == k2 && b1 == b2 && o1 == o2 && l1 == l2,
             (Error(a), Error(b)) => a == b,
+            (HostObject(a), HostObject(b)) => a == b,
             (Ref(a), Ref(b)) => a == b,
             _ => false,
         }
@@ -324,6 +331,13 @@ impl JsValue {
             JsValue::BigIntObject(_) => "BigInt",
             JsValue::StringObject(_) => "String",
             JsValue::Error(_) => "Error",
+            JsValue::HostObject(state) => match host_type(state) {
+                Some(HostType::Blob) => "Blob",
+                Some(HostType::File) => "File",
+                Some(HostType::DomException) => "DOMException",
+                Some(HostType::CryptoKey) => "CryptoKey",
+                None => "host object",
+            },
             JsValue::Ref(_) => "reference",
         }
     }
@@ -352,5 +366,156 @@ impl From<bool> for JsValue {
 impl From<BigInt> for JsValue {
     fn from(n: BigInt) -> Self {
         JsValue::BigInt(n)
+    }
+}
+
+/// The host objects Deno 2.9 stores, by the `type` their state object names.
+///
+/// Web platform objects Deno stores in KV (since Deno 2.8): `Blob`, `File`, `DOMException`,
+/// `CryptoKey` — [`JsValue::HostObject`].
+///
+/// # What Deno writes
+/// V8 hands such an object to Deno's serializer delegate, which writes the host-object tag
+/// (`\`, 0x5C), the varint `u32::MAX` (0xFF 0xFF 0xFF 0xFF 0x0F: "a cloneable object", as
+/// opposed to an index into a transfer list, which KV never uses), and then, as an ordinary V8
+/// value of the same stream, the object's *state*: a plain object whose first property `type`
+/// names its class. [`JsValue::HostObject`] keeps that state object exactly, so decoding and
+/// encoding are byte-for-byte; this type names the shapes Deno 2.9 writes.
+///
+/// | class | state object, properties in Deno's order |
+/// |---|---|
+/// | `Blob` | `type: "Blob"`, `mimeType`, `parts: [{uuid, size}, …]`, `size` |
+/// | `File` | the `Blob` properties with `type: "File"`, then `name`, `lastModified` |
+/// | `DOMException` | `type: "DOMException"`, `message`, `name`, `stack` |
+/// | `CryptoKey` | `type: "CryptoKey"`, `keyType` (`"secret"`, `"public"`, `"private"`), `extractable`, `usages`, `algorithm` (the key's algorithm dictionary), `keyData` |
+///
+/// - **A `Blob` (or `File`) holds no bytes.** Its `parts` are references — a UUID and a size
+///   each — into the blob store of the Deno process that wrote it. Another process, or the same
+///   program after a restart, cannot resolve them: Deno 2.9.6 reads the value back as a `Blob`
+///   of the right `size` and `type`, and fails with "Blob part not found" when asked for its
+///   bytes. Only an empty `Blob` (no parts) survives whole. openkv shows what is stored (type,
+///   size, part references) and never pretends to have the content.
+/// - **A `CryptoKey` holds its key material in clear**, even when it is not extractable: a
+///   secret key's `keyData` is `{type: "secret", data: Uint8Array}`, an Ed25519 key's a
+///   `Uint8Array` of the raw key. Whoever reads the database has the key.
+/// - `usages` is written as V8 writes a frozen array: sparse (`JsValue::SparseArray`).
+/// - Byte for byte means: but for the format version, and but for one choice V8 makes itself —
+///   an integral number in the int32 range (a small `lastModified`) is written as an int or,
+///   when V8 held it as a heap double, as a double; [`JsValue::Number`] does not record which,
+///   and openkv writes the int.
+/// - Other web objects (`URL`, `Headers`, `Request`, `Response`, `Event`, `FormData`, …) are
+///   not host objects to Deno's KV: they are stored as empty plain objects `{}`. `MessagePort`
+///   and `ReadableStream` are refused by Deno ("Unsupported object type"), so no KV value holds
+///   them.
+///
+/// A state object whose `type` openkv does not know (a later Deno's class) is still kept and
+/// written back exactly; [`host_type`] is `None` for it and the typed JSON renders it as
+/// `{"$host": …}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HostType {
+    /// `Blob`.
+    Blob,
+    /// `File`.
+    File,
+    /// `DOMException`.
+    DomException,
+    /// `CryptoKey`.
+    CryptoKey,
+}
+
+impl HostType {
+    /// Every known type.
+    pub const ALL: [HostType; 4] =
+        [HostType::Blob, HostType::File, HostType::DomException, HostType::CryptoKey];
+
+    /// The JavaScript class name (the state object's `type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HostType::Blob => "Blob",
+            HostType::File => "File",
+            HostType::DomException => "DOMException",
+            HostType::CryptoKey => "CryptoKey",
+        }
+    }
+
+    /// The type whose class is called `name`.
+    pub fn from_name(name: &str) -> Option<HostType> {
+        HostType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Its typed JSON tag (`$blob`, `$file`, `$domexception`, `$cryptokey`).
+    pub fn json_tag(self) -> &'static str {
+        match self {
+            HostType::Blob => "$blob",
+            HostType::File => "$file",
+            HostType::DomException => "$domexception",
+            HostType::CryptoKey => "$cryptokey",
+        }
+    }
+
+    /// The type whose typed JSON tag is `tag`.
+    pub fn from_json_tag(tag: &str) -> Option<HostType> {
+        HostType::ALL.into_iter().find(|t| t.json_tag() == tag)
+    }
+}
+
+/// The known class a host object's state describes: an object whose first property is
+/// `type`, naming one of [`HostType`]. (Deno always writes `type` first.)
+pub fn host_type(state: &JsValue) -> Option<HostType> {
+    match state {
+        JsValue::Object(props) => match props.first() {
+            Some((key, JsValue::String(name))) if key == "type" => HostType::from_name(name),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl JsValue {
+    /// A host object of a known class from its state's other properties (Deno's order:
+    /// see the module table), with `type` put first.
+    pub fn host_object<K: Into<String>>(
+        class: HostType,
+        props: impl IntoIterator<Item = (K, JsValue)>,
+    ) -> JsValue {
+        let mut state = vec![("type".to_owned(), JsValue::from(class.name()))];
+        state.extend(props.into_iter().map(|(k, v)| (k.into(), v)));
+        JsValue::HostObject(Box::new(JsValue::Object(state)))
+    }
+
+    /// The class of a host object of a known class; `None` for every other value.
+    pub fn host_type(&self) -> Option<HostType> {
+        match self {
+            JsValue::HostObject(state) => host_type(state),
+            _ => None,
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tags_map_both_ways() {
+        for t in HostType::ALL {
+            assert_eq!(HostType::from_name(t.name()), Some(t));
+            assert_eq!(HostType::from_json_tag(t.json_tag()), Some(t));
+        }
+        assert_eq!(HostType::from_name("blob"), None);
+        assert_eq!(HostType::from_json_tag("$Blob"), None);
+    }
+
+    #[test]
+    fn the_type_must_come_first_and_be_known() {
+        let blob = JsValue::host_object(HostType::Blob, [("size", JsValue::Number(0.0))]);
+        assert_eq!(blob.host_type(), Some(HostType::Blob));
+        assert_eq!(blob.type_name(), "Blob");
+        let later = JsValue::object([("size", JsValue::Number(0.0)), ("type", "Blob".into())]);
+        assert_eq!(host_type(&later), None);
+        let unknown = JsValue::HostObject(Box::new(JsValue::object([("type", "Nope".into())])));
+        assert_eq!(unknown.host_type(), None);
+        assert_eq!(unknown.type_name(), "host object");
+        assert_eq!(JsValue::Null.host_type(), None);
     }
 }

@@ -62,7 +62,7 @@ impl Kv {
     /// `Ok(())`. At least once: a message is removed only after `handler` returned `Ok`; an
     /// `Err` or a panic is a failed attempt, retried per the message's backoff schedule, and
     /// after the last attempt its value goes to its `keys_if_undelivered`. Up to
-    /// [`OpenOptions::queue_max_concurrency`] messages are delivered at once, earliest due
+    /// [`OpenOptions::queue_max_concurrency`](crate::OpenOptions::queue_max_concurrency) messages are delivered at once, earliest due
     /// first. One listener per database: a second call fails while the first runs. Dropping
     /// the returned future stops listening; the messages it was delivering are delivered again
     /// once their lease ([`QUEUE_LEASE`](crate::QUEUE_LEASE)) runs out.

@@ -18,7 +18,7 @@ impl Kv {
     /// delete, an expiry), and ends when the database is closed. See [`WatchStream`] for
     /// expiry latency, other processes and remote databases.
     ///
-    /// Fails at once on an empty list, on more than [`Limits::max_watched_keys`] keys
+    /// Fails at once on an empty list, on more than [`Limits::max_watched_keys`](crate::Limits::max_watched_keys) keys
     /// ([`Error::TooManyWatchedKeys`]) or on a key too large to read. (Deno answers an empty
     /// list with a stream that ends at once; a watch of nothing is a mistake here.)
     ///

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use num_bigint::BigInt;
-use openkv::{decode_v8, encode_v8, ErrorKind, JsArray, JsError, JsValue, ViewKind};
+use openkv::{decode_v8, encode_v8, ErrorKind, HostType, JsArray, JsError, JsValue, ViewKind};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
@@ -69,6 +69,13 @@ fn value() -> impl Strategy<Value = JsValue> {
                 }),
             prop::collection::vec((inner.clone(), inner.clone()), 0..4).prop_map(JsValue::Map),
             prop::collection::vec(inner.clone(), 0..4).prop_map(JsValue::Set),
+            // Host objects (Blob, …): a state object with a known `type` first, or any state.
+            (
+                prop::sample::select(HostType::ALL.to_vec()),
+                prop::collection::vec((key, inner.clone()), 0..4)
+            )
+                .prop_map(|(class, props)| JsValue::host_object(class, props)),
+            inner.clone().prop_map(|state| JsValue::HostObject(Box::new(state))),
             (prop::option::of(".{0,8}"), prop::option::of(inner.clone())).prop_map(
                 |(message, cause)| {
                     JsValue::Error(Box::new(JsError {

@@ -55,6 +55,21 @@ pub fn deno_bin() -> PathBuf {
     bin
 }
 
+/// Runs `deno run -A --unstable-kv tests/deno/<script> <args…>` from the workspace root, quietly
+/// (no colours, no update check), to its end.
+#[allow(dead_code)] // not every test binary runs Deno scripts this way
+pub fn run_deno_script(script: &str, args: &[&OsStr]) -> std::process::Output {
+    Command::new(deno_bin())
+        .args(["run", "-A", "--unstable-kv"])
+        .arg(Path::new("tests/deno").join(script))
+        .args(args)
+        .current_dir(workspace_root())
+        .env("NO_COLOR", "1")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .output()
+        .expect("run deno")
+}
+
 /// Sends SIGTERM to `child` and waits for it to exit.
 pub fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
