@@ -408,9 +408,13 @@ impl From<BigInt> for JsValue {
 ///   and `ReadableStream` are refused by Deno ("Unsupported object type"), so no KV value holds
 ///   them.
 ///
-/// A state object whose `type` openkv does not know (a later Deno's class) is still kept and
-/// written back exactly; [`host_type`] is `None` for it and the typed JSON renders it as
-/// `{"$host": …}`.
+/// A state object whose `type` openkv does not know is still kept and written back exactly;
+/// [`host_type`] is `None` for it and the typed JSON renders it as `{"$host": …}`. Deno 2.9.6
+/// stores three such classes, all from its Node compatibility layer, left without a name of
+/// their own: `NodeCryptoKeyObject` (a `node:crypto` `KeyObject`: `keyType` and `keyData`,
+/// the key's bytes), `X509Certificate` (`data`, the certificate's DER bytes, per Deno's source) and
+/// `RecordableHistogram` (`id`, a reference into the writing process's histogram registry,
+/// as useless elsewhere as a `Blob`'s parts). A later Deno's new class lands here too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum HostType {
@@ -495,6 +499,29 @@ impl JsValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Deno 2.9.6 wrote for `createSecretKey(new Uint8Array([1, 2, 3]))` (`node:crypto`)
+    /// and `createHistogram()` (`node:perf_hooks`): host objects of classes openkv leaves
+    /// unnamed, kept exactly all the same.
+    #[test]
+    fn node_host_objects_are_kept_exactly_without_a_name() {
+        let key = "ff105cffffffff0f6f22047479706522134e6f646543727970746f4b65794f626a656374\
+                   22076b657954797065220673656372657422076b657944617461420301020356420003007b03";
+        let histogram = "ff105cffffffff0f6f22047479706522135265636f726461626c65486973746f677261\
+                         6d2202696449027b02";
+        for (hex, class) in [(key, "NodeCryptoKeyObject"), (histogram, "RecordableHistogram")] {
+            let bytes = hex::decode(hex.replace(' ', "")).unwrap();
+            let value = crate::decode_v8(&bytes).unwrap();
+            let JsValue::HostObject(state) = &value else { panic!("{value:?}") };
+            assert_eq!(host_type(state), None);
+            let JsValue::Object(props) = &**state else { panic!("{state:?}") };
+            assert_eq!(props[0], ("type".to_owned(), JsValue::from(class)));
+            assert_eq!(crate::encode_v8(&value).unwrap()[2..], bytes[2..]);
+            let json = crate::to_json(&value);
+            assert_eq!(json["$host"]["type"], class, "{json}");
+            assert_eq!(crate::from_json(&json).unwrap(), value);
+        }
+    }
 
     #[test]
     fn names_and_tags_map_both_ways() {
