@@ -18,7 +18,6 @@ use crate::limits::Limits;
 use crate::validate;
 use crate::value::{ToValue, Value};
 use crate::versionstamp::Versionstamp;
-use openkv_sqlite::{SqliteBackend, SqliteConfig};
 
 /// One key's entry: its value as stored ([`Value`]), or decoded into `T` by
 /// [`Kv::get_as`] / [`Entry::decode`].
@@ -65,14 +64,14 @@ impl Entry {
 #[derive(Clone)]
 pub struct OpenOptions {
     limits: Limits,
-    clock: Arc<dyn Clock>,
-    sweep_interval: Duration,
-    rng_seed: Option<u64>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) sweep_interval: Duration,
+    pub(crate) rng_seed: Option<u64>,
     queue_max_concurrency: usize,
     queue_poll_interval: Duration,
-    postgres_pool_size: usize,
+    pub(crate) postgres_pool_size: usize,
     #[cfg(feature = "remote")]
-    remote: openkv_remote::RemoteConfig,
+    pub(crate) remote: openkv_remote::RemoteConfig,
 }
 
 impl std::fmt::Debug for OpenOptions {
@@ -186,78 +185,6 @@ impl OpenOptions {
     pub fn remote_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.remote.root_certificates.push(pem.into());
         self
-    }
-
-    /// Opens a database.
-    ///
-    /// - `http://…` or `https://…`: a remote database over KV Connect (`openkv serve`,
-    ///   `denokv`, or any server Deno's `Deno.openKv(url)` reaches), with the token from
-    ///   [`access_token`](Self::access_token) or else the `DENO_KV_ACCESS_TOKEN` environment
-    ///   variable, as Deno does. The metadata exchange runs before this returns, so a wrong URL
-    ///   or token fails here. Needs the `remote` feature (on by default).
-    /// - `postgres://…` or `postgresql://…`: a database in a PostgreSQL schema (libpq's URL
-    ///   syntax, plus `openkv_schema=NAME`, default `openkv`), created and migrated on first
-    ///   use; any number of processes may open it at once. Needs the `postgres` feature (on by
-    ///   default). See `docs/design.md` §13.
-    /// - `":memory:"`: a fresh in-memory database.
-    /// - anything else: the SQLite file at that path (created if missing). A file written by
-    ///   Deno CLI opens as is; schema versions below Deno's current (3) are migrated as Deno
-    ///   would.
-    pub async fn open(self, path: impl AsRef<Path>) -> Result<Kv> {
-        let path = path.as_ref();
-        let path = path
-            .to_str()
-            .ok_or_else(|| Error::storage(format!("the path {} is not UTF-8", path.display())))?
-            .to_owned();
-        if path.starts_with("http://") || path.starts_with("https://") {
-            return self.open_remote(&path).await;
-        }
-        if path.starts_with("postgres://") || path.starts_with("postgresql://") {
-            return self.open_postgres(&path).await;
-        }
-        let clock = self.clock.clone();
-        let config = SqliteConfig { sweep_interval: self.sweep_interval, rng_seed: self.rng_seed };
-        // Opening may wait on another process's lock while migrating: off the async threads.
-        let backend =
-            tokio::task::spawn_blocking(move || SqliteBackend::open(&path, clock, config))
-                .await
-                .map_err(|e| Error::storage_caused("opening the database panicked", e))??;
-        Ok(self.with_backend(Arc::new(backend)))
-    }
-
-    #[cfg(feature = "remote")]
-    async fn open_remote(self, url: &str) -> Result<Kv> {
-        let backend =
-            openkv_remote::RemoteBackend::open(url, self.remote.clone(), self.clock.clone())
-                .await?;
-        Ok(self.with_backend(Arc::new(backend)))
-    }
-
-    #[cfg(feature = "postgres")]
-    async fn open_postgres(self, url: &str) -> Result<Kv> {
-        let config = openkv_postgres::PostgresConfig::new(
-            self.sweep_interval,
-            self.rng_seed,
-            self.postgres_pool_size,
-        );
-        let backend =
-            openkv_postgres::PostgresBackend::open(url, self.clock.clone(), config).await?;
-        Ok(self.with_backend(Arc::new(backend)))
-    }
-
-    #[cfg(not(feature = "postgres"))]
-    async fn open_postgres(self, url: &str) -> Result<Kv> {
-        let _ = url;
-        Err(Error::Unsupported(
-            "this is a PostgreSQL URL, and this build of openkv has no `postgres` feature".into(),
-        ))
-    }
-
-    #[cfg(not(feature = "remote"))]
-    async fn open_remote(self, url: &str) -> Result<Kv> {
-        Err(Error::Unsupported(format!(
-            "{url} is a remote database, and this build of openkv has no `remote` feature"
-        )))
     }
 
     /// A `Kv` over any [`Backend`].

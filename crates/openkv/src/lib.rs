@@ -128,6 +128,7 @@ use openkv_core::{backend, clock, error, value, versionstamp};
 
 mod kv;
 mod list;
+mod open;
 mod paths;
 mod queue;
 mod validate;
