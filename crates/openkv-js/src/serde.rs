@@ -257,7 +257,46 @@ static NULL: JsValue = JsValue::Null;
 /// # Errors
 /// If `value`'s `Serialize` impl fails, or it nests deeper than 512 levels.
 pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsSerdeError> {
+    let _running = ToJsRunning::start();
     value.serialize(Ser { depth: Depth::ROOT })
+}
+
+// A `JsValue` cannot pass through serde's data model as itself, only as its typed JSON, which
+// `Ser` would then read back: rendering and parsing cost ~15× the V8 encoding of the value
+// (`kv.set(&k, &js)` goes through here). So while `to_js` runs, `JsValue::serialize` hands a
+// copy of itself over on this thread instead, and `Ser` takes it at the `JSVALUE` newtype.
+// Any other serializer still gets the typed JSON.
+thread_local! {
+    /// How many `to_js` calls run on this thread (nested ones are possible, through a user's
+    /// `Serialize` impl).
+    static TO_JS_RUNNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The `JsValue` whose `serialize` is running under `to_js`, until `Ser` takes it.
+    static HANDOFF: std::cell::RefCell<Option<JsValue>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Counts a running `to_js` for as long as it lives (a panic included).
+struct ToJsRunning;
+
+impl ToJsRunning {
+    fn start() -> ToJsRunning {
+        TO_JS_RUNNING.with(|n| n.set(n.get() + 1));
+        ToJsRunning
+    }
+}
+
+impl Drop for ToJsRunning {
+    fn drop(&mut self) {
+        TO_JS_RUNNING.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// A `JsValue` as its typed JSON, rendered only if a serializer asks for it.
+struct TypedJson<'a>(&'a JsValue);
+
+impl Serialize for TypedJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::to_json(self.0).serialize(serializer)
+    }
 }
 
 /// Deserializes a `T` from a [`JsValue`], accepting what JavaScript would naturally hold for
@@ -565,7 +604,16 @@ impl TryFrom<JsDate> for SystemTime {
 /// wherever a `Serialize` value goes (a field of a struct, openkv's `Kv::set`).
 impl Serialize for JsValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_struct(JSVALUE, &crate::to_json(self))
+        if TO_JS_RUNNING.with(|n| n.get()) == 0 {
+            return serializer.serialize_newtype_struct(JSVALUE, &TypedJson(self));
+        }
+        // Under `to_js`: `Ser` takes this copy instead of the JSON (see `HANDOFF`). Another
+        // serializer (a user's impl may call `serde_json` inside `to_js`) leaves it, and it is
+        // dropped here; whatever an enclosing call had put there is restored.
+        let outer = HANDOFF.with(|h| h.replace(Some(self.clone())));
+        let result = serializer.serialize_newtype_struct(JSVALUE, &TypedJson(self));
+        HANDOFF.with(|h| h.replace(outer));
+        result
     }
 }
 
@@ -1127,7 +1175,11 @@ impl Serializer for Ser {
             return Ok(JsValue::HostObject(Box::new(state)));
         }
         if name == JSVALUE {
-            // The payload is `to_json` of a `JsValue`, which `from_json` reads back exactly.
+            // `JsValue::serialize` handed itself over (the usual case), …
+            if let Some(value) = HANDOFF.with(|h| h.borrow_mut().take()) {
+                return Ok(value);
+            }
+            // … or the payload is `to_json` of a `JsValue`, which `from_json` reads back exactly.
             let json = value.serialize(serde_json::value::Serializer).map_err(JsSerdeError::new)?;
             return crate::from_json(&json).map_err(JsSerdeError::new);
         }
@@ -2462,6 +2514,34 @@ mod tests {
     }
 
     // ---- Rust → JavaScript, row by row ----
+
+    /// Under `to_js` a `JsValue` hands itself over whole (nested ones too); a serializer of
+    /// another kind running inside `to_js` (here `serde_json`, from a user's impl) still gets
+    /// the typed JSON, and nothing is left behind on the thread.
+    #[test]
+    fn js_values_pass_through_to_js_whole_and_as_typed_json_elsewhere() {
+        #[derive(Serialize)]
+        struct Holder {
+            a: JsValue,
+            b: Vec<JsValue>,
+        }
+        let a = JsValue::Map(vec![(JsValue::Undefined, JsValue::BigInt(7.into()))]);
+        let b = vec![JsValue::Number(-0.0), JsValue::object([("$x", JsValue::Ref(0))])];
+        let got = to_js(&Holder { a: a.clone(), b: b.clone() }).unwrap();
+        assert_eq!(got, JsValue::object([("a", a), ("b", JsValue::array(b))]));
+
+        struct ViaJson(JsValue);
+        impl Serialize for ViaJson {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let json = serde_json::to_value(&self.0).map_err(ser::Error::custom)?;
+                json.serialize(s)
+            }
+        }
+        let got = to_js(&ViaJson(JsValue::BigInt(5.into()))).unwrap();
+        assert_eq!(got, JsValue::object([("$bigint", JsValue::from("5"))]));
+        assert!(HANDOFF.with(|h| h.borrow().is_none()));
+        assert_eq!(TO_JS_RUNNING.with(|n| n.get()), 0);
+    }
 
     #[test]
     fn booleans_and_small_integers_are_numbers() {

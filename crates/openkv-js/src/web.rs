@@ -60,11 +60,11 @@ pub struct JsBlob {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BlobState {
+struct BlobState<'a> {
     #[serde(rename = "type")]
     class: &'static str,
-    mime_type: String,
-    parts: Vec<JsBlobPart>,
+    mime_type: &'a str,
+    parts: &'a [JsBlobPart],
     size: u64,
 }
 
@@ -85,8 +85,8 @@ impl Serialize for JsBlob {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = BlobState {
             class: "Blob",
-            mime_type: self.mime_type.clone(),
-            parts: self.parts.clone(),
+            mime_type: &self.mime_type,
+            parts: &self.parts,
             size: self.size,
         };
         serializer.serialize_newtype_struct(HOST, &state)
@@ -123,13 +123,13 @@ pub struct JsFile {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct FileState {
+struct FileState<'a> {
     #[serde(rename = "type")]
     class: &'static str,
-    mime_type: String,
-    parts: Vec<JsBlobPart>,
+    mime_type: &'a str,
+    parts: &'a [JsBlobPart],
     size: u64,
-    name: String,
+    name: &'a str,
     last_modified: f64,
 }
 
@@ -137,10 +137,10 @@ impl Serialize for JsFile {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = FileState {
             class: "File",
-            mime_type: self.mime_type.clone(),
-            parts: self.parts.clone(),
+            mime_type: &self.mime_type,
+            parts: &self.parts,
             size: self.size,
-            name: self.name.clone(),
+            name: &self.name,
             last_modified: self.last_modified,
         };
         serializer.serialize_newtype_struct(HOST, &state)
@@ -173,13 +173,13 @@ pub struct JsDomException {
 }
 
 #[derive(Serialize)]
-struct DomExceptionState {
+struct DomExceptionState<'a> {
     #[serde(rename = "type")]
     class: &'static str,
-    message: String,
-    name: String,
+    message: &'a str,
+    name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stack: Option<String>,
+    stack: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -195,9 +195,9 @@ impl Serialize for JsDomException {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = DomExceptionState {
             class: "DOMException",
-            message: self.message.clone(),
-            name: self.name.clone(),
-            stack: self.stack.clone(),
+            message: &self.message,
+            name: &self.name,
+            stack: self.stack.as_deref(),
         };
         serializer.serialize_newtype_struct(HOST, &state)
     }
@@ -234,14 +234,14 @@ pub struct JsCryptoKey {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct CryptoKeyState {
+struct CryptoKeyState<'a> {
     #[serde(rename = "type")]
     class: &'static str,
-    key_type: String,
+    key_type: &'a str,
     extractable: bool,
-    usages: Vec<String>,
-    algorithm: JsValue,
-    key_data: JsValue,
+    usages: &'a [String],
+    algorithm: &'a JsValue,
+    key_data: &'a JsValue,
 }
 
 #[derive(Deserialize)]
@@ -260,11 +260,11 @@ impl Serialize for JsCryptoKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let state = CryptoKeyState {
             class: "CryptoKey",
-            key_type: self.key_type.clone(),
+            key_type: &self.key_type,
             extractable: self.extractable,
-            usages: self.usages.clone(),
-            algorithm: self.algorithm.clone(),
-            key_data: self.key_data.clone(),
+            usages: &self.usages,
+            algorithm: &self.algorithm,
+            key_data: &self.key_data,
         };
         serializer.serialize_newtype_struct(HOST, &state)
     }
