@@ -9,8 +9,17 @@ export function kvUrl(): string {
   return url;
 }
 
-/** Opens the remote database; Deno reads the token from DENO_KV_ACCESS_TOKEN itself. */
+/** Which client the suite drives: Deno's own (`deno`, the default) or openkv's JS package
+ * (`KV_CLIENT=openkv`, clients/js), which must behave the same. */
+export const CLIENT = Deno.env.get("KV_CLIENT") ?? "deno";
+
+/** Opens the remote database; both clients read the token from DENO_KV_ACCESS_TOKEN. */
 export async function openKv(): Promise<Deno.Kv> {
+  if (CLIENT === "openkv") {
+    const { openKv } = await import("../../../clients/js/mod.js");
+    return await openKv(kvUrl()) as unknown as Deno.Kv;
+  }
+  if (CLIENT !== "deno") fail(`KV_CLIENT must be "deno" or "openkv", not ${CLIENT}`);
   return await Deno.openKv(kvUrl());
 }
 

@@ -1,12 +1,17 @@
 // Opening, closing and authenticating against the KV Connect server.
 
 import { assert, assertEquals, assertRejects, assertThrows } from "./assert.ts";
-import { kvUrl, openKv, RUN_ID, withTimeout } from "./helpers.ts";
+import { CLIENT, kvUrl, openKv, RUN_ID, withTimeout } from "./helpers.ts";
 
 Deno.test("open: Deno.openKv(url) returns a working Deno.Kv", async () => {
   const kv = await openKv();
   try {
-    assert(kv instanceof Deno.Kv, "openKv should return a Deno.Kv");
+    if (CLIENT === "openkv") {
+      const { Kv } = await import("../../../clients/js/mod.js");
+      assert(kv instanceof Kv, "openkv's openKv should return its Kv");
+    } else {
+      assert(kv instanceof Deno.Kv, "openKv should return a Deno.Kv");
+    }
     const key = [RUN_ID, "open: works"];
     const res = await kv.set(key, "hello");
     assertEquals(res.ok, true);
