@@ -121,52 +121,12 @@ fi
 # --- processes and cleanup ----------------------------------------------------
 work=$(mktemp -d "$dir/openkv-bench-server.XXXXXX")
 server_pid='' client_pid=''
-# alive PID: the process runs (a child that exited stays a zombie until waited for, and
-# `kill -0` still succeeds on a zombie).
-alive() {
-  local state
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  for pid in $client_pid $server_pid; do
-    if alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-      alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if ((keep)); then
-    echo "bench-server: kept $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_name=bench-server
+# shellcheck source=scripts/bench-lib.sh
+source "$root/scripts/bench-lib.sh"
+bench_traps
 
 token=bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# A port nothing listens on, below the kernel's ephemeral range: a port in that range may be
-# held by one of the benchmark's own client connections, which no probe sees, and the server's
-# bind then fails with "Address already in use" (it did, twice in six runs).
-free_port() {
-  local port low=32768
-  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
-  ((low > 11000)) || low=32768
-  for _ in $(seq 100); do
-    port=$((10000 + RANDOM % (low - 10000)))
-    port_open "$port" || { echo "$port" && return; }
-  done
-  die "no free TCP port found"
-}
 
 # start_server NAME DB PORT LOG: starts it in the background (server_pid) and waits until it
 # accepts connections.

@@ -511,6 +511,16 @@ cover short "…/release/openkv = the release build; --rounds 1 $bench_server_sh
   bench_server <<'CMD'
 OPENKV_BIN=…/release/openkv scripts/bench-server.sh --rounds 3 --max-wait 60
 CMD
+# bench-js-queue.sh: its own smoke form (1 round, N 300, no waiting for a quiet machine).
+bench_js_queue() {
+  local cmd=$1
+  edit '--rounds 3' '--quick'
+  run_in_root "$cmd"
+}
+cover short '--quick (1 round, 300 messages, 50 latency samples) instead of 3 rounds of 3000' \
+  bench_js_queue <<'CMD'
+scripts/bench-js-queue.sh --rounds 3
+CMD
 bench_postgres() {
   OPENKV_BENCH_POSTGRES_URL="$OPENKV_TEST_POSTGRES_URL" \
     run_in_root "$1 --seconds 1 --warmup 0 --clients 4 --max-wait 0"

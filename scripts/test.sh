@@ -9,7 +9,8 @@
 #      exports OPENKV_TEST_POSTGRES_URL and OPENKV_REQUIRE_POSTGRES=1, and stops
 #      and removes it when this script exits, failed or not;
 #   5. cargo test --workspace --release (unit, integration, property, crash and
-#      doc tests; release mode keeps property/crash tests fast);
+#      doc tests; release mode keeps property/crash tests fast; the real Deno CLI
+#      and Node drive openkv serve, also through the JS client in clients/js);
 #   6. scripts/readme-commands.sh: every command README.md shows, run as written
 #      (servers started and probed, benchmarks in a short form; that script
 #      lists what it does not run and why). Only in a full run: with arguments

@@ -68,7 +68,8 @@ function pushDouble(out, x) {
 /** Encodes a key (an array of parts) to its bytes. Throws Deno's TypeErrors. */
 export function encodeKey(key) {
   if (!Array.isArray(key)) {
-    throw new TypeError(`serde_v8 error: invalid type; expected: array, got: ${typeof key}`);
+    const type = typeof key === "number" ? "Number" : typeof key;
+    throw new TypeError(`serde_v8 error: invalid type; expected: array, got: ${type}`);
   }
   const out = [];
   for (const part of key) {
@@ -259,8 +260,9 @@ export class RawSelector {
       first = concat(common, tail, [0x00]);
       last = this.rangeEnd();
     }
-    if (this.start && compareBytes(first, this.start) < 0) throw new TypeError("cursor out of bounds");
-    if (this.end && compareBytes(last, this.end) > 0) throw new TypeError("cursor out of bounds");
+    // A cursor leading outside the selector's range is as invalid as one that is not base64.
+    if (this.start && compareBytes(first, this.start) < 0) throw new TypeError("invalid cursor");
+    if (this.end && compareBytes(last, this.end) > 0) throw new TypeError("invalid cursor");
     return [first, last];
   }
 }

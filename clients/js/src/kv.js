@@ -27,13 +27,23 @@ function hex(bytes) {
   return out;
 }
 
+/** serde_v8's name for a JS value's type, as Deno's messages spell it. */
+function serdeType(value) {
+  if (typeof value === "number") return "Number";
+  return typeof value;
+}
+
 function versionstampBytes(text) {
-  if (typeof text !== "string" || !/^[0-9a-f]{20}$/.test(text)) throw new TypeError("Invalid check");
+  if (typeof text !== "string") {
+    throw new TypeError(`serde_v8 error: invalid type; expected: string, got: ${serdeType(text)}`);
+  }
+  if (!/^[0-9a-fA-F]{20}$/.test(text)) throw new TypeError("Invalid check");
   const out = new Uint8Array(10);
   for (let i = 0; i < 10; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
   return out;
 }
 
+/** Deno checks the ends of the range it reads: a `get` of key K reads [K, K‖0x00). */
 function checkReadKey(bytes) {
   if (bytes.length > limits.MAX_READ_KEY_BYTES) {
     throw new TypeError(`Key too large for read (max ${limits.MAX_READ_KEY_BYTES} bytes)`);
@@ -142,7 +152,7 @@ export class Kv {
   async snapshotRead(ranges, consistency = "strong") {
     this.#ensureOpen();
     if (consistency !== "strong" && consistency !== "eventual") {
-      throw new TypeError(`Invalid consistency level: ${consistency}`);
+      throw new TypeError(`unknown variant \`${consistency}\`, expected \`strong\` or \`eventual\``);
     }
     if (ranges.length > limits.MAX_READ_RANGES) {
       throw new TypeError(`Too many ranges (max ${limits.MAX_READ_RANGES})`);
@@ -172,9 +182,10 @@ export class Kv {
   }
 
   async get(key, opts) {
-    const bytes = checkReadKey(encodeKey(key));
+    const bytes = encodeKey(key);
+    const end = checkReadKey(Uint8Array.from([...bytes, 0]));
     const [entries] = await this.snapshotRead(
-      [{ start: bytes, end: Uint8Array.from([...bytes, 0]), limit: 1, reverse: false }],
+      [{ start: bytes, end, limit: 1, reverse: false }],
       opts?.consistency,
     );
     if (!entries?.length) return { key, value: null, versionstamp: null };
@@ -186,8 +197,9 @@ export class Kv {
       throw new TypeError(`Too many ranges (max ${limits.MAX_READ_RANGES})`);
     }
     const ranges = keys.map((key) => {
-      const bytes = checkReadKey(encodeKey(key));
-      return { start: bytes, end: Uint8Array.from([...bytes, 0]), limit: 1, reverse: false };
+      const bytes = encodeKey(key);
+      const end = checkReadKey(Uint8Array.from([...bytes, 0]));
+      return { start: bytes, end, limit: 1, reverse: false };
     });
     const results = await this.snapshotRead(ranges, opts?.consistency);
     return keys.map((key, i) => {
@@ -198,6 +210,7 @@ export class Kv {
   }
 
   async set(key, value, options) {
+    validateExpireIn(options?.expireIn);
     const versionstamp = await this.commitWrite([], [
       { key, type: "set", value: encodeValue(value), expireIn: options?.expireIn },
     ], []);
@@ -219,7 +232,24 @@ export class Kv {
       throw new Error(`batchSize must be a positive integer: received ${batchSize}`);
     }
     if (options.batchSize === undefined && batchSize > 500) batchSize = 500;
-    return new KvListIterator(this, new RawSelector(selector), {
+    // As Deno: a selector of the wrong shape throws here; one whose keys are bad (or out of
+    // order, or outside the prefix) is reported by the first next().
+    const has = (k) => Object.hasOwn(selector, k) && selector[k] !== undefined;
+    if (has("prefix") && has("start") && has("end")) {
+      throw new TypeError(
+        "Selector can not specify both 'start' and 'end' key when specifying 'prefix'",
+      );
+    }
+    if (!has("prefix") && !(has("start") && has("end"))) {
+      throw new TypeError("Selector must specify either 'prefix' or both 'start' and 'end' key");
+    }
+    let raw;
+    try {
+      raw = new RawSelector(selector);
+    } catch (error) {
+      raw = { error };
+    }
+    return new KvListIterator(this, raw, {
       limit: options.limit,
       cursor: options.cursor,
       reverse: options.reverse ?? false,
@@ -253,7 +283,7 @@ export class Kv {
     const wireChecks = checks.map((c) => {
       const key = encodeKey(c.key);
       totalPayload += checkWriteKey(key);
-      const versionstamp = c.versionstamp === null ? null : versionstampBytes(c.versionstamp);
+      const versionstamp = c.versionstamp == null ? null : versionstampBytes(c.versionstamp);
       return { key, versionstamp };
     });
     const now = Date.now();
@@ -288,11 +318,8 @@ export class Kv {
       return {
         payload: e.payload,
         deadlineMs: now + e.delay,
-        keysIfUndelivered: e.keysIfUndelivered.map((k) => {
-          const bytes = encodeKey(k);
-          checkWriteKey(bytes);
-          return bytes;
-        }),
+        // Deno checks neither size nor emptiness of these keys; the server has the last word.
+        keysIfUndelivered: e.keysIfUndelivered.map((k) => encodeKey(k)),
         backoffSchedule: e.backoffSchedule,
       };
     });
@@ -379,7 +406,10 @@ export class AtomicOperation {
           if (m.value) throw new TypeError("Invalid mutation 'delete' with value");
           break;
         case "set":
-          if (typeof m.expireIn === "number") expireIn = m.expireIn;
+          if (typeof m.expireIn === "number") {
+            validateExpireIn(m.expireIn);
+            expireIn = m.expireIn;
+          }
         // falls through
         case "sum":
         case "min":
@@ -413,6 +443,7 @@ export class AtomicOperation {
   }
 
   set(key, value, options) {
+    validateExpireIn(options?.expireIn);
     this.#mutations.push({ key, type: "set", value: encodeValue(value), expireIn: options?.expireIn });
     return this;
   }
@@ -477,8 +508,11 @@ export class KvListIterator {
     if (this.#done || (this.#limit !== undefined && this.#count >= this.#limit)) {
       return { done: true, value: undefined };
     }
+    if (this.#selector.error) throw this.#selector.error;
     if (!this.#entries?.length && !this.#lastBatch) {
       const [start, end] = this.#selector.bounds(this.#cursor ?? undefined, this.#reverse);
+      checkReadKey(start);
+      checkReadKey(end);
       const [batch] = await this.#kv.snapshotRead(
         [{ start, end, limit: this.#batchSize, reverse: this.#reverse }],
         this.#consistency,

@@ -207,6 +207,9 @@ export function encodeAtomicWrite(write) {
         for (const ms of e.backoffSchedule) packed.varint(ms);
         m.bytes(4, packed.finish());
       }
+      // openkv's extension field 100: `[]` means no retry, which an empty field 4 (= the
+      // server's default schedule) cannot say. Other servers skip the unknown field.
+      if (e.backoffSchedule && e.backoffSchedule.length === 0) m.bool(100, true);
     });
   }
   return w.finish();

@@ -33,6 +33,8 @@ export class QueueListener {
   #stop = new AbortController();
   /** id → handler promise, for messages being handled. */
   #inFlight = new Map();
+  /** Ids whose handler settled and whose report is not through yet (their leases are renewed). */
+  #reporting = new Set();
   #slotFreed = null;
   #finishQueue = [];
   #finishing = null;
@@ -74,8 +76,8 @@ export class QueueListener {
     } finally {
       // Graceful end: let running handlers finish and report them before resolving.
       await Promise.allSettled([...this.#inFlight.values()]);
+      while (this.#finishing) await this.#finishing;
       clearInterval(this.#renewTimer);
-      await this.#finishing;
     }
   }
 
@@ -107,11 +109,15 @@ export class QueueListener {
         // message's backoffSchedule by the server).
         console.error("Exception in queue handler", error);
       }
-      await this.#finish(message.id, delivered);
+      return delivered;
     })();
     this.#inFlight.set(message.id, run);
-    run.finally(() => {
+    run.then((delivered) => {
+      // The slot is free as soon as the handler settled (not when its report came back: that
+      // halved delivery throughput); the lease is still renewed until the report is through.
       this.#inFlight.delete(message.id);
+      this.#reporting.add(message.id);
+      this.#finish(message.id, delivered).finally(() => this.#reporting.delete(message.id));
       const wake = this.#slotFreed;
       this.#slotFreed = null;
       wake?.();
@@ -149,7 +155,7 @@ export class QueueListener {
   }
 
   async #renew() {
-    const ids = [...this.#inFlight.keys()];
+    const ids = [...this.#inFlight.keys(), ...this.#reporting];
     if (!ids.length) return;
     try {
       await this.#transport.callIdempotent(

@@ -294,12 +294,14 @@ impl QueueBackend for MemoryBackend {
     }
 
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let mut retried = false;
         let event = {
             let mut state = self.open_state()?;
             let now = self.clock.now_ms();
             let mut dead_letters = Vec::new();
             for (id, delivered) in outcomes {
                 let Some((_, _, mut message)) = state.running.remove(&id) else { continue };
+                retried |= !delivered;
                 let decided = finish_attempt(
                     &id,
                     &message.backoff_schedule,
@@ -327,7 +329,8 @@ impl QueueBackend for MemoryBackend {
                 None => None,
             }
         };
-        publish(&self.changes, &self.queue_wakeup, event, false);
+        // A retry falls due sooner than anything a waiting listener knew of.
+        publish(&self.changes, &self.queue_wakeup, event, retried);
         Ok(())
     }
 

@@ -94,6 +94,7 @@ pub(super) async fn finish(
     let retry = client.prepare_cached(&sql.queue_retry).await.map_err(err)?;
     let tx = client.transaction().await.map_err(err)?;
     let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut retried = false;
     for (id, delivered) in &outcomes {
         let Some(row) = tx.query_opt(&select, &[id]).await.map_err(err)? else {
             continue; // No longer running (finished already, or its lease ran out): ignored.
@@ -102,6 +103,7 @@ pub(super) async fn finish(
         match finish_attempt(id, &backoff, &keys, *delivered, now)? {
             Finish::Retry { due_ms, backoff_schedule } => {
                 tx.execute(&retry, &[id, &due_ms, &backoff_schedule]).await.map_err(err)?;
+                retried = true;
             }
             Finish::Remove { dead_letters: keys } => {
                 tx.execute(&delete, &[id]).await.map_err(err)?;
@@ -136,6 +138,10 @@ pub(super) async fn finish(
         }
     }
     tx.commit().await.map_err(err)?;
+    if retried {
+        // A retry falls due sooner than anything this process's waiting listeners knew of.
+        shared.queue_wakeup.wake();
+    }
     if let Some(event) = event {
         let _ = shared.changes.send(event);
     }

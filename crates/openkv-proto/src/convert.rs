@@ -149,8 +149,10 @@ pub fn write_to_wire(write: &AtomicWrite) -> crate::AtomicWrite {
                 payload: e.payload.clone(),
                 deadline_ms: e.deadline_ms,
                 keys_if_undelivered: e.keys_if_undelivered.clone(),
-                // Empty means "the server's default schedule", as Deno sends it.
+                // Empty means "the server's default schedule", as Deno sends it; an empty
+                // schedule of our own (no retries) needs openkv's extension field.
                 backoff_schedule: e.backoff_schedule.clone().unwrap_or_default(),
+                openkv_no_retries: e.backoff_schedule.as_ref().is_some_and(Vec::is_empty),
             })
             .collect(),
     }
@@ -210,7 +212,11 @@ pub fn write_from_wire(write: crate::AtomicWrite) -> Result<AtomicWrite> {
             payload: e.payload,
             deadline_ms: e.deadline_ms,
             keys_if_undelivered: e.keys_if_undelivered,
-            backoff_schedule: (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule),
+            backoff_schedule: if e.openkv_no_retries {
+                Some(Vec::new())
+            } else {
+                (!e.backoff_schedule.is_empty()).then_some(e.backoff_schedule)
+            },
         })
         .collect();
     Ok(AtomicWrite { checks, mutations, enqueues })
@@ -352,6 +358,13 @@ mod tests {
                     deadline_ms: 0,
                     keys_if_undelivered: vec![],
                     backoff_schedule: None,
+                },
+                // No retries at all: not the same as no schedule.
+                Enqueue {
+                    payload: vec![1],
+                    deadline_ms: 0,
+                    keys_if_undelivered: vec![],
+                    backoff_schedule: Some(vec![]),
                 },
             ],
         };

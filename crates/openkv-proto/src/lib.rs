@@ -164,6 +164,11 @@ pub struct Enqueue {
     pub keys_if_undelivered: Vec<Vec<u8>>,
     #[prost(uint32, repeated, tag = "4")]
     pub backoff_schedule: Vec<u32>,
+    /// openkv's extension (docs/protocol-extensions.md §5): `true` = an empty backoff schedule,
+    /// no retry at all, which an empty `backoff_schedule` (= "the server's default") cannot
+    /// say. Servers without the extension skip the unknown field and apply their default.
+    #[prost(bool, tag = "100")]
+    pub openkv_no_retries: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -368,9 +368,14 @@ impl QueueBackend for SqliteBackend {
     }
 
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
+        let retried = outcomes.iter().any(|(_, delivered)| !delivered);
         let event = self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now)).await?;
         if let Some(event) = event {
             let _ = self.shared.changes.send(event);
+        }
+        if retried {
+            // A retry falls due sooner than anything a waiting listener knew of.
+            self.shared.queue_wakeup.wake();
         }
         Ok(())
     }

@@ -21,10 +21,15 @@ pub fn start_server(db: &Path, token: &str) -> (Child, String) {
 /// [`start_server`] with more `serve` arguments (`--tls-cert`, `--read-only`, …). The URL is
 /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS.
 pub fn start_server_with(db: &Path, token: &str, args: &[&OsStr]) -> (Child, String) {
+    start_server_at(db, token, "127.0.0.1:0", args)
+}
+
+/// [`start_server_with`] on a given address (to restart a server on the port it had).
+pub fn start_server_at(db: &Path, token: &str, addr: &str, args: &[&OsStr]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
         .arg("--db")
         .arg(db)
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", token])
+        .args(["serve", "--addr", addr, "--access-token", token])
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
