@@ -4,6 +4,8 @@
 //! - the package's own suite (`clients/js/test/`: queues, errors, values) under both runtimes;
 //! - the KV Connect conformance suite (`tests/deno/kv_connect/`) through the package
 //!   (`KV_CLIENT=openkv`): the same tests the Deno CLI's own client passes;
+//! - a table of operations (`tests/js_client/ops_table.ts`) through the Deno CLI's own client
+//!   and through the package against the same server, the results compared line by line;
 //! - queue messages in flight and delayed surviving `kill -9` of the server, delivered after
 //!   the restart (to a listener that kept running, and to a new one);
 //! - against `denokv` (no queue extension) `listenQueue` fails at once, naming what is missing.
@@ -130,9 +132,43 @@ fn conformance_suite_through_package(url: &str) -> (u64, u64) {
     counts
 }
 
+/// The operations table (`tests/js_client/ops_table.ts`) through the Deno CLI's own client and
+/// through the package, against the same server: the outputs must be equal line for line.
+fn ops_table_matches_deno_client(url: &str) -> usize {
+    let run = |client: &str| {
+        let out = Command::new(deno_bin())
+            .args(["run", "-A", "--unstable-kv", "tests/js_client/ops_table.ts", client])
+            .current_dir(workspace_root())
+            .env("KV_URL", url)
+            .env("DENO_KV_ACCESS_TOKEN", TOKEN)
+            .env("NO_COLOR", "1")
+            .env("DENO_NO_UPDATE_CHECK", "1")
+            .output()
+            .expect("run deno");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "ops_table.ts {client} failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let deno = run("deno");
+    let openkv = run("openkv");
+    let lines = deno.lines().count();
+    assert!(lines >= 25, "the table printed only {lines} results:\n{deno}");
+    for (d, o) in deno.lines().zip(openkv.lines()) {
+        assert_eq!(d, o, "Deno's client and @openkv/client differ");
+    }
+    assert_eq!(lines, openkv.lines().count());
+    lines
+}
+
 fn all_suites(db: &Path) {
     let (mut server, url) = start_server(db, TOKEN);
     let results = std::panic::catch_unwind(|| {
+        let ops = ops_table_matches_deno_client(&url);
+        eprintln!("operations table: {ops} results equal through both clients");
         let node = package_suite(Runtime::Node, &url);
         let deno = package_suite(Runtime::Deno, &url);
         let conformance = conformance_suite_through_package(&url);
