@@ -149,14 +149,16 @@ export interface OpenOptions {
   /** The server's access token. Default: the DENO_KV_ACCESS_TOKEN environment variable. */
   accessToken?: string;
   /** How many times a read, a watch or a queue call is repeated after a network error or a
-   * 5xx before it fails with `KvConnectError`. Default: forever (as Deno's own client). */
+   * 5xx before it fails with `KvConnectError`. Default: forever (as Deno's own client), except
+   * the metadata exchange inside `openKv`, retried 5 times. */
   maxRetries?: number;
   /** The fetch to use. Default: the global `fetch`. */
   fetch?: typeof fetch;
 }
 
-/** Connects to the KV Connect server at `url` (the metadata URL). Fails at once on a wrong
- * URL or token. */
+/** Connects to the KV Connect server at `url` (the metadata URL). Fails with
+ * `KvConnectError` on a wrong token (401) or path (404), and when the server cannot be reached
+ * after about 3 s of retries (5 retries, or `maxRetries`). */
 export function openKv(url: string, options?: OpenOptions): Promise<Kv>;
 
 /** The server refused a call for a reason other than bad input (status 401, 403, 404, …) or

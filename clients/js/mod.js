@@ -17,11 +17,12 @@ import * as limits from "./src/limits.js";
  * Connects to the KV Connect server at `url` (its metadata URL, e.g. `http://127.0.0.1:4512`)
  * and returns a `Deno.Kv`-compatible handle. The access token is `options.accessToken`, else
  * the `DENO_KV_ACCESS_TOKEN` environment variable. The metadata exchange happens here, so a
- * wrong URL or token fails now, not at the first read.
+ * wrong URL or token fails now, not at the first read (a server that does not answer: after
+ * about 3 s of retries, or `maxRetries`).
  */
 export async function openKv(url, options = {}) {
   const transport = new Transport(transportOptions(url, options));
-  await transport.metadata();
+  await transport.metadata(undefined, true);
   return new Kv(transport);
 }
 

@@ -10,6 +10,8 @@ const nodeHttp = globalThis.Deno ? null : await import("./node_http.js");
 const SUPPORTED_VERSIONS = [2, 3];
 const BACKOFF_START_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
+/** Retries of the metadata exchange inside `openKv` (about 3 s of backoff in all). */
+const INITIAL_RETRIES = 5;
 
 /** Settings with defaults; see `OpenOptions` in mod.d.ts. */
 export function transportOptions(url, options = {}) {
@@ -121,19 +123,23 @@ export class Transport {
   }
 
   /** Fetches (or reuses) the metadata: {version, databaseId, endpoints, token, expiresAt}. */
-  async metadata(signal = this.signal) {
+  /** `first`: the exchange `openKv` makes, bounded (INITIAL_ATTEMPTS unless `maxRetries`
+   * says otherwise) so that a wrong URL or a server that is down fails `openKv` instead of
+   * hanging it; later refreshes are retried like reads. */
+  async metadata(signal = this.signal, first = false) {
     const m = this.#metadata;
     // Refresh a little before expiry, and at least every minute (Deno: min(exp − 10 s, 60 s)).
     if (m && Date.now() < m.refreshAt) return m;
-    this.#metadataPromise ??= this.#fetchMetadata(signal).finally(() => {
+    const maxRetries = first ? this.#options.maxRetries ?? INITIAL_RETRIES : this.#options.maxRetries;
+    this.#metadataPromise ??= this.#fetchMetadata(signal, maxRetries).finally(() => {
       this.#metadataPromise = null;
     });
     return await this.#metadataPromise;
   }
 
-  async #fetchMetadata(signal) {
+  async #fetchMetadata(signal, maxRetries) {
     const { url, accessToken } = this.#options;
-    return await this.#retrying("metadata exchange", this.#options.maxRetries, signal, async () => {
+    return await this.#retrying(`metadata exchange with ${url}`, maxRetries, signal, async () => {
       const response = await this.#options.fetch(url, {
         method: "POST",
         headers: {

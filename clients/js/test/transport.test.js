@@ -166,3 +166,36 @@ test("close() ends a read that is retrying, with BadResource", { timeout: 15_000
     await server.close();
   }
 });
+
+test("openKv against a port nothing listens on fails after its retries, not hangs", { timeout: 15_000 }, async () => {
+  const server = await scripted(() => ({ status: 200 }));
+  const url = server.url;
+  await server.close();
+  const started = Date.now();
+  await assert.rejects(
+    openKv(url, { accessToken: TOKEN }),
+    (e) => e instanceof KvConnectError && e.message.includes("metadata exchange") && e.message.includes("after 6 attempts"),
+  );
+  const took = Date.now() - started;
+  assert.ok(took >= 2_500 && took < 10_000, `gave up after ${took} ms`);
+});
+
+test("openKv with a wrong token fails at once with KvConnectError 401", { timeout: 15_000 }, async () => {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(401, { "content-type": "text/plain" });
+      res.end("invalid access token");
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    await assert.rejects(
+      openKv(`http://127.0.0.1:${server.address().port}`, { accessToken: "wrong" }),
+      (e) => e instanceof KvConnectError && e.status === 401 && e.message.includes("invalid access token"),
+    );
+  } finally {
+    server.closeAllConnections?.();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
