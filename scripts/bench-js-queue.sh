@@ -155,22 +155,6 @@ stop_server() {
   ((status == 0)) || echo "bench-js-queue: openkv exited with status $status" >&2
 }
 
-machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-
-# wait_quiet: waits (up to --max-wait seconds) until the machine's busy CPU over one second
-# is under 20% of one core; nothing of ours runs at this point.
-wait_quiet() {
-  local waited=0 m0 busy
-  while ((waited < max_wait)); do
-    m0=$(machine_ticks)
-    sleep 1
-    busy=$(($(machine_ticks) - m0))
-    ((busy < 20)) && return
-    ((waited++ % 30 == 0)) && echo "bench-js-queue: waiting for the machine to quiet down" \
-      "(${busy}% of one core busy)" >&2
-  done
-  ((max_wait == 0)) || echo "bench-js-queue: still busy after ${max_wait} s; measuring anyway" >&2
-}
 
 # --- rounds --------------------------------------------------------------------
 export DENO_KV_ACCESS_TOKEN=$token NO_COLOR=1 DENO_NO_UPDATE_CHECK=1

@@ -53,3 +53,20 @@ free_port() {
   echo "$bench_name: no free TCP port found" >&2
   exit 1
 }
+
+machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+
+# wait_quiet: waits (up to $max_wait seconds) until the machine's busy CPU over one second
+# is under 20% of one core; nothing of ours runs at this point.
+wait_quiet() {
+  local waited=0 m0 busy
+  while ((waited < ${max_wait:?})); do
+    m0=$(machine_ticks)
+    sleep 1
+    busy=$(($(machine_ticks) - m0))
+    ((busy < 20)) && return
+    ((waited++ % 30 == 0)) && echo "${bench_name:-bench}: waiting for the machine to quiet down" \
+      "(${busy}% of one core busy)" >&2
+  done
+  ((max_wait == 0)) || echo "${bench_name:-bench}: still busy after ${max_wait} s; measuring anyway" >&2
+}

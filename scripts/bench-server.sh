@@ -190,8 +190,6 @@ write_bodies() {
 }
 
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-machine_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
-
 # raw_workload NAME BODY ENDPOINT REQUESTS STREAMS: one h2load run (after a warm-up of a
 # tenth of it); prints its figures as a JSON member. CPU: the server's, and everything else on
 # the machine ("others", h2load included); h2load's own is not separated.
@@ -249,20 +247,6 @@ raw_load() {
     $((raw_n + raw_n / 10))
 }
 
-# wait_quiet: waits (up to --max-wait seconds) until the machine's busy CPU over one second
-# is under 20% of one core; nothing of ours runs at this point.
-wait_quiet() {
-  local waited=0 m0 busy
-  while ((waited < max_wait)); do
-    m0=$(machine_ticks)
-    sleep 1
-    busy=$(($(machine_ticks) - m0))
-    ((busy < 20)) && return
-    ((waited++ % 30 == 0)) && echo "bench-server: waiting for the machine to quiet down" \
-      "(${busy}% of one core busy)" >&2
-  done
-  ((max_wait == 0)) || echo "bench-server: still busy after ${max_wait} s; measuring anyway" >&2
-}
 
 # --- versions and machine ------------------------------------------------------
 deno_version=$("$deno" --version | head -n1)

@@ -16,12 +16,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { BadResource, KvU64, openKv } from "../mod.js";
+import { DenoNs, UNDER_DENO, withTimeout } from "../test_support/helpers.js";
 
 const KV_URL = process.env.KV_URL;
 const ACCESS_TOKEN = process.env.DENO_KV_ACCESS_TOKEN;
 const RUN_ID = `errors-${crypto.randomUUID().slice(0, 8)}`;
-const DenoNs = globalThis.Deno;
-const UNDER_DENO = typeof DenoNs?.openKv === "function";
 
 const CASE_TIMEOUT_MS = 8_000;
 const TYPE_ERR = "expected string, number, bigint, ArrayBufferView, boolean";
@@ -389,14 +388,6 @@ const CASES = [
   { name: "closed: [Symbol.dispose] is a no-op", closed: true, run: (kv) => kv[Symbol.dispose](), mode: "return" },
   { name: "closed: listenQueue", closed: true, run: (kv) => kv.listenQueue(() => {}), mode: "reject", error: ["Error", "Queue already closed"] },
 ];
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Runs one case: {mode: "throw"|"reject"|"return"|"resolve", error?, value?}. */
 async function outcome(c, kv, p) {

@@ -18,23 +18,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import { openKv } from "../mod.js";
+import { DenoNs, UNDER_DENO, sleep, withTimeout, assertDeep } from "../test_support/helpers.js";
 
 const KV_URL = process.env.KV_URL;
 const ACCESS_TOKEN = process.env.DENO_KV_ACCESS_TOKEN;
 const RUN_ID = `queue-${crypto.randomUUID().slice(0, 8)}`;
-const DenoNs = globalThis.Deno;
-const UNDER_DENO = typeof DenoNs?.openKv === "function";
 const THIRTY_DAYS_MS = 30 * 24 * 60 * 60 * 1000;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Resolves once `probe()` is true; rejects (saying `what`) after `ms`. */
 async function waitFor(probe, ms, what) {
@@ -54,16 +43,6 @@ async function stateAfter(promise, ms) {
     sleep(ms).then(() => pending),
   ]);
   return r === pending ? "pending" : r;
-}
-
-/** assert.deepStrictEqual, but the failure carries only the message (node's TAP reporter
- * cannot print an invalid Date held in an AssertionError's actual/expected). */
-function assertDeep(actual, expected, what) {
-  try {
-    assert.deepStrictEqual(actual, expected, what);
-  } catch (error) {
-    throw new Error(`${what}: ${error.message}`);
-  }
 }
 
 function deepEq(a, b) {

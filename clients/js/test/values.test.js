@@ -20,6 +20,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { Buffer } from "node:buffer";
 import { KvU64, openKv } from "../mod.js";
+import { DenoNs, UNDER_DENO, withTimeout, assertDeep } from "../test_support/helpers.js";
 import { ENCODING_BYTES, ENCODING_LE64, ENCODING_V8, decodeValue, encodeValue } from "../src/value.js";
 import { encodeKey } from "../src/key.js";
 
@@ -27,26 +28,6 @@ const KV_URL = process.env.KV_URL;
 const ACCESS_TOKEN = process.env.DENO_KV_ACCESS_TOKEN;
 const KV_DB_PATH = process.env.KV_DB_PATH;
 const RUN_ID = `values-${crypto.randomUUID().slice(0, 8)}`;
-const DenoNs = globalThis.Deno;
-const UNDER_DENO = typeof DenoNs?.openKv === "function";
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** assert.deepStrictEqual, whose failure carries only the message (node's TAP reporter cannot
- * print an invalid Date held in an AssertionError). */
-function assertDeep(actual, expected, what) {
-  try {
-    assert.deepStrictEqual(actual, expected, what);
-  } catch (error) {
-    throw new Error(`${what}: ${error.message}`);
-  }
-}
 
 function hex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");

@@ -32,17 +32,13 @@ enum Runtime {
 }
 
 impl Runtime {
-    /// A command running `script` (path relative to the workspace root) with `args`.
-    fn script(self, script: &str, url: &str) -> Command {
+    /// `node` or `deno` with `args`, in the workspace root, pointed at the server at `url`.
+    fn command(self, args: &[&str], url: &str) -> Command {
         let mut cmd = match self {
             Runtime::Node => Command::new("node"),
-            Runtime::Deno => {
-                let mut c = Command::new(deno_bin());
-                c.args(["run", "-A"]);
-                c
-            }
+            Runtime::Deno => Command::new(deno_bin()),
         };
-        cmd.arg(script)
+        cmd.args(args)
             .current_dir(workspace_root())
             .env("KV_URL", url)
             .env("DENO_KV_ACCESS_TOKEN", TOKEN)
@@ -50,28 +46,24 @@ impl Runtime {
             .env("DENO_NO_UPDATE_CHECK", "1");
         cmd
     }
+
+    /// A command running `script` (path relative to the workspace root).
+    fn script(self, script: &str, url: &str) -> Command {
+        match self {
+            Runtime::Node => self.command(&[script], url),
+            Runtime::Deno => self.command(&["run", "-A", script], url),
+        }
+    }
 }
 
 /// Runs the package's suite (`clients/js/test/`) under `runtime`; returns (passed, failed).
 fn package_suite(runtime: Runtime, url: &str) -> (u64, u64) {
-    let mut cmd = match runtime {
-        Runtime::Node => {
-            let mut c = Command::new("node");
-            c.args(["--test", "clients/js/test/"]);
-            c
-        }
-        Runtime::Deno => {
-            let mut c = Command::new(deno_bin());
-            c.args(["test", "-A", "--unstable-kv", "clients/js/test/"]);
-            c
-        }
+    let args: &[&str] = match runtime {
+        Runtime::Node => &["--test", "clients/js/test/"],
+        Runtime::Deno => &["test", "-A", "--unstable-kv", "clients/js/test/"],
     };
-    let out = cmd
-        .current_dir(workspace_root())
-        .env("KV_URL", url)
-        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
-        .env("NO_COLOR", "1")
-        .env("DENO_NO_UPDATE_CHECK", "1")
+    let out = runtime
+        .command(args, url)
         .output()
         .unwrap_or_else(|e| panic!("run the {runtime:?} test runner: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -109,14 +101,9 @@ fn deno_counts(stdout: &str) -> Option<(u64, u64)> {
 
 /// The KV Connect conformance suite through the package; returns (passed, failed).
 fn conformance_suite_through_package(url: &str) -> (u64, u64) {
-    let out = Command::new(deno_bin())
-        .args(["test", "-A", "--unstable-kv", "tests/deno/kv_connect/"])
-        .current_dir(workspace_root())
-        .env("KV_URL", url)
+    let out = Runtime::Deno
+        .command(&["test", "-A", "--unstable-kv", "tests/deno/kv_connect/"], url)
         .env("KV_CLIENT", "openkv")
-        .env("DENO_KV_ACCESS_TOKEN", TOKEN)
-        .env("NO_COLOR", "1")
-        .env("DENO_NO_UPDATE_CHECK", "1")
         .output()
         .expect("run deno test");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -136,13 +123,8 @@ fn conformance_suite_through_package(url: &str) -> (u64, u64) {
 /// through the package, against the same server: the outputs must be equal line for line.
 fn ops_table_matches_deno_client(url: &str) -> usize {
     let run = |client: &str| {
-        let out = Command::new(deno_bin())
-            .args(["run", "-A", "--unstable-kv", "tests/js_client/ops_table.ts", client])
-            .current_dir(workspace_root())
-            .env("KV_URL", url)
-            .env("DENO_KV_ACCESS_TOKEN", TOKEN)
-            .env("NO_COLOR", "1")
-            .env("DENO_NO_UPDATE_CHECK", "1")
+        let out = Runtime::Deno
+            .command(&["run", "-A", "--unstable-kv", "tests/js_client/ops_table.ts", client], url)
             .output()
             .expect("run deno");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
