@@ -470,6 +470,67 @@ cover full 'postgres://… = OPENKV_TEST_POSTGRES_URL, schema readme_commands' p
 openkv --db 'postgres://…' import < all.ndjson
 CMD
 
+# Replicas: the README's hosts are two machines; here the primary runs on 127.0.0.1:4513 and
+# the replica on the README's port 4512 (db1.internal → 127.0.0.1:4513, db2.internal →
+# 127.0.0.1:4512).
+primary_pid=''
+# replica_primary: `openkv serve` on primary.sqlite3 at 127.0.0.1:4513, answering.
+replica_primary() {
+  local cmd="openkv --db primary.sqlite3 serve --addr 127.0.0.1:4513 --access-token $token"
+  echo "\$ $cmd &" >&2
+  bash -c "exec $cmd" >"$work/primary.log" 2>&1 &
+  primary_pid=$!
+  running[$primary_pid]=1
+  local deadline=$((SECONDS + 60))
+  until [[ "$(metadata http://127.0.0.1:4513 "$token")" == 200 ]]; do
+    alive "$primary_pid" || { cat "$work/primary.log" >&2; die "the primary exited: $cmd"; }
+    ((SECONDS < deadline)) || die "the primary did not answer: $cmd"
+    sleep 0.2
+  done
+  sh_run "openkv --db http://127.0.0.1:4513 --access-token $token set '[\"users\", \"ada\"]' '\"Ada\"'"
+}
+stop_primary() {
+  stop "$primary_pid" TERM
+  [[ "$stopped_rc" == 0 ]] || { cat "$work/primary.log" >&2; die "the primary did not stop cleanly"; }
+}
+replica_listed() {
+  scratch replica-primary
+  local cmd=$1
+  edit http://db2.internal:4512 http://127.0.0.1:4513
+  probe "$cmd" "$token"
+}
+replica_serve() {
+  scratch replica
+  replica_primary
+  local cmd=$1
+  edit http://db1.internal:4512 http://127.0.0.1:4513
+  probe "$cmd" "$token"
+  stop_primary
+}
+replica_info() {
+  scratch replica-info
+  replica_primary
+  local cmd=$1
+  start_server "openkv --db replica.sqlite3 serve --addr 127.0.0.1:4512 --access-token $token --replica-of http://127.0.0.1:4513" http://127.0.0.1:4512 "$token"
+  edit http://db2.internal:4512 http://127.0.0.1:4512
+  echo "\$ $cmd" >&2
+  local out
+  out=$(timeout 120 bash -c "$cmd") || die "failed: $cmd"
+  echo "$out" >&2
+  [[ "$out" == *'replica lag:'* ]] || die "no replica lag in: $out"
+  stop_server
+  stop_primary
+}
+cover probe 'db2.internal → 127.0.0.1:4513 (only listed in the metadata)' replica_listed <<'CMD'
+openkv --db app.sqlite3 serve --addr 0.0.0.0:4512 --access-token change-me-to-a-long-secret --replica-endpoint http://db2.internal:4512
+CMD
+cover probe 'following a primary started on 127.0.0.1:4513 (db1.internal)' replica_serve <<'CMD'
+openkv --db replica.sqlite3 serve --addr 0.0.0.0:4512 --access-token change-me-to-a-long-secret --replica-of http://db1.internal:4512
+CMD
+cover full 'a replica on 127.0.0.1:4512 of a primary on 127.0.0.1:4513; must print its lag' replica_info <<'CMD'
+openkv --db http://db2.internal:4512 --access-token change-me-to-a-long-secret info
+CMD
+
 # Benchmarks: a full run takes 10 minutes and more; each is run through the very same
 # command (so the package, binary and script selection is what the README shows) with the
 # program's own flags for a short run. Nothing asserts on the figures.

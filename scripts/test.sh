@@ -5,9 +5,10 @@
 #   2. builds the reference server denokv (for the shared backend suite);
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
 #   4. starts a throwaway PostgreSQL cluster (scripts/postgres.sh: installs
-#      Debian's postgresql package if needed) for the PostgreSQL backend's tests,
-#      exports OPENKV_TEST_POSTGRES_URL and OPENKV_REQUIRE_POSTGRES=1, and stops
-#      and removes it when this script exits, failed or not;
+#      Debian's postgresql package if needed) and a streaming hot standby of it
+#      for the PostgreSQL backend's tests, exports OPENKV_TEST_POSTGRES_URL,
+#      OPENKV_TEST_POSTGRES_STANDBY_URL and OPENKV_REQUIRE_POSTGRES=1, and stops
+#      and removes both when this script exits, failed or not;
 #   5. cargo test --workspace --release (unit, integration, property, crash and
 #      doc tests; release mode keeps property/crash tests fast; the real Deno CLI
 #      and Node drive openkv serve, also through the JS client in clients/js);
@@ -24,7 +25,9 @@
 #                        CI always lints).
 #   OPENKV_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB
 #                        use this PostgreSQL server instead of starting one
-#                        (each test works in a fresh schema of that database).
+#                        (each test works in a fresh schema of that database);
+#                        then OPENKV_TEST_POSTGRES_STANDBY_URL must name a hot
+#                        standby of it (streaming replication) too.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -73,25 +76,40 @@ else
 fi
 
 # --- PostgreSQL, for the PostgreSQL backend ---------------------------------
-# A throwaway cluster in a temporary directory, stopped and removed on exit (on
-# failure and Ctrl-C too). OPENKV_REQUIRE_POSTGRES=1 makes the PostgreSQL tests
-# fail, not skip, if the URL were missing.
+# A throwaway cluster and a streaming hot standby of it (eventual reads from a
+# standby: `--read-replica`), each in a temporary directory, stopped and removed
+# on exit (on failure and Ctrl-C too). OPENKV_REQUIRE_POSTGRES=1 makes the
+# PostgreSQL tests fail, not skip, if a URL were missing.
 if [[ -n "${OPENKV_TEST_POSTGRES_URL:-}" ]]; then
   step "PostgreSQL: using OPENKV_TEST_POSTGRES_URL=$OPENKV_TEST_POSTGRES_URL"
+  if [[ -z "${OPENKV_TEST_POSTGRES_STANDBY_URL:-}" ]]; then
+    echo "OPENKV_TEST_POSTGRES_URL is set, OPENKV_TEST_POSTGRES_STANDBY_URL is not: name a hot" \
+      "standby of that server too (scripts/postgres.sh standby makes one)" >&2
+    exit 2
+  fi
+  echo "PostgreSQL standby: $OPENKV_TEST_POSTGRES_STANDBY_URL"
 else
-  step "starting a throwaway PostgreSQL cluster (scripts/postgres.sh)"
+  step "starting a throwaway PostgreSQL cluster and a hot standby (scripts/postgres.sh)"
   pg_dir="$(mktemp -d -t openkv-postgres.XXXXXX)"
+  pg_standby_dir="$(mktemp -d -t openkv-postgres-standby.XXXXXX)"
   # The cluster runs as an unprivileged user when we are root: let it reach the
-  # directory (postgres.sh hands the directory itself over to that user).
-  chmod 755 "$pg_dir"
-  # (If the start failed before making the cluster, stop refuses the directory:
-  # then only an empty directory is left to remove.)
-  trap 'scripts/postgres.sh stop "$pg_dir" || rmdir "$pg_dir" 2>/dev/null || true' EXIT
+  # directories (postgres.sh hands the directories themselves over to that user).
+  chmod 755 "$pg_dir" "$pg_standby_dir"
+  # The standby first. (If a start failed before making its cluster, stop
+  # refuses the directory: then only an empty directory is left to remove.)
+  stop_postgres() {
+    scripts/postgres.sh stop "$pg_standby_dir" || rmdir "$pg_standby_dir" 2>/dev/null || true
+    scripts/postgres.sh stop "$pg_dir" || rmdir "$pg_dir" 2>/dev/null || true
+  }
+  trap stop_postgres EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   OPENKV_TEST_POSTGRES_URL="$(scripts/postgres.sh start "$pg_dir")"
   export OPENKV_TEST_POSTGRES_URL
   echo "PostgreSQL: $OPENKV_TEST_POSTGRES_URL"
+  OPENKV_TEST_POSTGRES_STANDBY_URL="$(scripts/postgres.sh standby "$pg_dir" "$pg_standby_dir")"
+  export OPENKV_TEST_POSTGRES_STANDBY_URL
+  echo "PostgreSQL standby: $OPENKV_TEST_POSTGRES_STANDBY_URL"
 fi
 export OPENKV_REQUIRE_POSTGRES=1
 

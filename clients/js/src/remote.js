@@ -283,14 +283,16 @@ export class Transport {
     }
   }
 
-  /** Opens the watch stream (v3): the fetch Response, retried like a read until it opens. */
+  /** Opens the watch stream (v3): the fetch Response, retried like a read until it opens.
+   * Like Deno's client, on the eventual endpoint (a read replica) when the metadata lists one,
+   * else on the strong one. */
   async openWatch(body, signal) {
     const m = await this.metadata(signal);
     if (m.version < 3) {
       throw new KvConnectError("KV Connect: watch needs protocol version 3; the server speaks 2", 0);
     }
     return await this.#retrying("/watch", this.#options.maxRetries, signal, async () => {
-      const response = await this.#options.fetch(`${m.strongUrl}/watch`, {
+      const response = await this.#options.fetch(`${m.eventualUrl}/watch`, {
         method: "POST",
         headers: {
           authorization: `Bearer ${m.token}`,

@@ -28,6 +28,7 @@ pub async fn info(db: &DbArgs) -> CliResult {
         entries += 1;
         latest = latest.max(e.versionstamp);
     }
+    let replica = kv.replica_status().await.map_err(|e| CliError::kv("cannot ask", e))?;
     kv.close().await.map_err(|e| CliError::kv("cannot close the database", e))?;
     println!("database:        {}", crate::db::redact_password(&location.target));
     if !location.remote && !location.postgres {
@@ -35,6 +36,22 @@ pub async fn info(db: &DbArgs) -> CliResult {
     }
     println!("live entries:    {entries}");
     println!("latest entry at: {latest}");
+    if let Some(r) = replica {
+        // A read replica (openkv serve --replica-of): how far behind its primary it is.
+        let now = openkv::Clock::now_ms(&openkv::SystemClock);
+        println!(
+            "replica of:      a primary at version {} (applied {})",
+            r.primary_head, r.applied
+        );
+        println!("replica lag:     {} versions, {} ms", r.lag_versions(), r.lag_ms(now));
+        println!(
+            "bootstraps:      {} (records applied since start: {})",
+            r.bootstraps, r.records_applied
+        );
+        if let Some(e) = &r.last_error {
+            println!("last error:      {e}");
+        }
+    }
     Ok(())
 }
 

@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use openkv::Kv;
 use openkv_server::{serve, ServerConfig, TlsConfig};
 
 use crate::db::DbArgs;
@@ -151,6 +150,47 @@ struct ServeArgs {
     /// How long one webhook POST may take before it counts as failed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     queue_webhook_timeout: std::time::Duration,
+    /// How much change log to keep for read replicas: an age (90s, 30m, 24h, 7d), a size
+    /// (512MiB, 1GiB), or both (24h,1GiB); `off` keeps none (replicas cannot follow, and
+    /// commits leave a gap that makes them bootstrap again). Records older, or beyond the
+    /// size, are pruned in the background.
+    #[arg(long, default_value = "24h,1GiB", value_name = "AGE,SIZE")]
+    log_retention: String,
+    /// Serve as a read replica of the openkv serve at URL: --db is the local SQLite copy
+    /// (bootstrapped from the primary's snapshot, then kept up to date from its change log;
+    /// resumed after a restart). Reads are served from the copy (strong ones once it caught
+    /// up with the primary, else by the primary), writes and queues go to the primary. The
+    /// --access-token is used to reach the primary and accepted from clients.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["queue_webhook", "replica_endpoint"])]
+    replica_of: Option<String>,
+    /// A read replica of this database (its base URL, e.g. http://10.0.0.2:4512), listed in
+    /// the metadata as an eventual-consistency endpoint, so that clients routing eventual
+    /// reads (@deno/kv, openkv's) send them there. Repeatable.
+    #[arg(long, value_name = "URL")]
+    replica_endpoint: Vec<String>,
+    /// With a PostgreSQL --db: answer eventual reads (those sent to this server's
+    /// /v2/eventual endpoint: clients route `consistency: "eventual"` reads there when the
+    /// metadata lists it, e.g. with --replica-endpoint <this server's URL>) from this hot
+    /// standby of the primary's cluster (a postgres:// URL; it takes --db's openkv_schema when
+    /// it names none). Strong reads, writes, watches and queues stay on the primary; while the
+    /// standby is down or fails, eventual reads are answered by the primary (a warning at most
+    /// every 10 s).
+    #[arg(
+        long,
+        value_name = "POSTGRES_URL",
+        value_parser = postgres_url,
+        conflicts_with = "replica_of"
+    )]
+    read_replica: Option<String>,
+}
+
+/// `--read-replica`'s value: a PostgreSQL URL.
+fn postgres_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        Err("a PostgreSQL hot standby's postgres:// or postgresql:// URL".to_owned())
+    }
 }
 
 async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
@@ -166,7 +206,25 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
         None => None,
     };
     let shown = db::redact_password(db);
-    let kv = Kv::open(db).await.map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let retention = match args.log_retention.as_str() {
+        "off" => None,
+        spec => Some(openkv::changelog::LogRetention::parse(spec).map_err(|e| e.to_string())?),
+    };
+    let mut options = openkv::OpenOptions::new();
+    if let Some(retention) = retention {
+        options = options.change_log(retention);
+    }
+    if let Some(standby) = args.read_replica.clone() {
+        options = options.postgres_read_replica(standby);
+    }
+    let kv = match &args.replica_of {
+        None => options.open(db).await.map_err(|e| format!("cannot open {shown}: {e}"))?,
+        Some(primary) => options
+            .access_token(token.clone())
+            .open_replica(primary, db, openkv::ReplicaOptions::default())
+            .await
+            .map_err(|e| format!("cannot follow {primary} into {shown}: {e}"))?,
+    };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -174,7 +232,13 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     // One line on stdout, so scripts (and tests) learn the port when asked for port 0.
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("openkv: serving {shown} at {scheme}://{local}");
+    if let Some(primary) = &args.replica_of {
+        tracing::info!("a read replica of {primary}");
+    }
     let mut config = ServerConfig::new(token).read_only(read_only);
+    for url in &args.replica_endpoint {
+        config = config.replica_endpoint(url.clone());
+    }
     if let Some(tls) = tls {
         config = config.tls(tls);
     }
@@ -212,6 +276,13 @@ fn main() -> ExitCode {
             Command::Info => info::info(&db).await,
             Command::Serve(args) => {
                 let location = db.location()?;
+                if args.read_replica.is_some() && !location.postgres {
+                    return Err(CliError::Usage(
+                        "--read-replica needs a PostgreSQL --db (postgres://…): it names a hot \
+                         standby of that database's cluster"
+                            .into(),
+                    ));
+                }
                 run_serve(&location.target, args).await.map_err(CliError::Runtime)
             }
             Command::Get(args) => data::get(&db, args).await,

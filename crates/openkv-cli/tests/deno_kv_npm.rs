@@ -8,37 +8,10 @@
 
 mod common;
 
-use common::{start_server, workspace_root};
+use common::{ensure_deno_kv_npm, start_server, workspace_root};
 use std::process::Command;
 
 const TOKEN: &str = "deno-kv-npm-suite-token-0123";
-
-/// Installs the pinned `@deno/kv` with `npm ci --prefix tests/node` unless it is already there.
-/// Fails (never skips) when npm fails.
-fn ensure_deno_kv_npm() {
-    let root = workspace_root();
-    if root.join("tests/node/node_modules/@deno/kv/package.json").is_file() {
-        return;
-    }
-    let out = Command::new("npm")
-        .args(["ci", "--prefix", "tests/node", "--no-audit", "--no-fund"])
-        .current_dir(&root)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("could not run `npm ci --prefix tests/node` (is npm installed?): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "`npm ci --prefix tests/node` failed ({}): cannot install @deno/kv\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        root.join("tests/node/node_modules/@deno/kv/package.json").is_file(),
-        "`npm ci --prefix tests/node` succeeded but @deno/kv is still missing"
-    );
-}
 
 /// The number after `# <name> ` in node's test-runner summary.
 fn summary_count(stdout: &str, name: &str) -> Option<u64> {

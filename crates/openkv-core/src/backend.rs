@@ -361,6 +361,32 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
         Err(crate::Error::Unsupported("this backend cannot make backups".into()))
     }
+
+    /// This backend's change log and snapshots for followers
+    /// ([`ReplicationSource`](crate::changelog::ReplicationSource)), or why it has none.
+    fn replication(self: Arc<Self>) -> Result<Arc<dyn crate::changelog::ReplicationSource>> {
+        Err(crate::Error::Unsupported("this backend keeps no change log to follow".into()))
+    }
+
+    /// This backend as a follower's local store
+    /// ([`ReplicaTarget`](crate::changelog::ReplicaTarget)), or why it cannot be one.
+    fn replica_target(self: Arc<Self>) -> Result<Arc<dyn crate::changelog::ReplicaTarget>> {
+        Err(crate::Error::Unsupported("this backend cannot hold a replica".into()))
+    }
+
+    /// True if [`Consistency::Eventual`] reads may be served from a copy that lags behind
+    /// (a read replica's local copy, a PostgreSQL hot standby): `openkv serve` then lists an
+    /// eventual endpoint in its metadata and answers reads there
+    /// `read_is_strongly_consistent = false`. Default: false (every read is strong).
+    fn lagging_eventual_reads(&self) -> bool {
+        false
+    }
+
+    /// For a backend that follows a primary (a read replica), or a remote server that is
+    /// one: how far behind it is. `None` for every other backend.
+    async fn replica_status(&self) -> Result<Option<crate::changelog::ReplicaStatus>> {
+        Ok(None)
+    }
 }
 
 /// Queue delivery, an optional capability of a [`Backend`] (handed out by

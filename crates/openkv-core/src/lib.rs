@@ -40,6 +40,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backend;
+pub mod changelog;
 pub mod clock;
 pub mod engine;
 pub mod error;
@@ -48,6 +49,7 @@ pub use openkv_js as js;
 pub mod key;
 pub mod limits;
 pub mod queue;
+pub mod row;
 mod sum;
 pub mod value;
 pub mod versionstamp;

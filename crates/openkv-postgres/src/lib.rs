@@ -13,6 +13,10 @@
 //!   [`ChangeEvent`]s (`notify.rs`), so a watcher anywhere sees a write made anywhere.
 //! - **Queues** (`queue.rs`): `FOR UPDATE SKIP LOCKED` leases; each message goes to one
 //!   listener in the whole cluster at a time.
+//! - **Change log** (`changelog.rs`, optional): each commit's record in its own transaction,
+//!   for read replicas ([`ReplicationSource`]), pruned by a task of its own.
+//! - **Hot standby** (`standby.rs`, optional: [`PostgresConfig::read_replica`]): eventual reads
+//!   go to a streaming replica of the cluster, falling back to the primary when it fails.
 //!
 //! URL: a libpq-style `postgres://` or `postgresql://` URL, plus one parameter of ours,
 //! `openkv_schema=NAME` (default `openkv`), removed before the URL reaches the driver.
@@ -23,10 +27,14 @@
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
 
+mod changelog;
 mod notify;
 mod queue;
+mod read;
 mod schema;
 mod shared;
+mod standby;
+mod url;
 mod writer;
 
 use std::str::FromStr;
@@ -45,56 +53,16 @@ use crate::backend::{
     QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::Clock;
-use crate::error::{Error, Failure, Result};
-use crate::value::Value;
-use crate::versionstamp::Versionstamp;
+use crate::error::{Error, Result};
+use openkv_core::changelog::{LogRead, ReplicationSource, Snapshot};
 
 pub use shared::PostgresConfig;
 
-use shared::{connect, pg_error, Shared, Sql};
+use read::read_ranges;
+use shared::{connect, pg_error, pool_error, Shared, Sql};
 
-/// The schema openkv uses when the URL names none.
-pub const DEFAULT_SCHEMA: &str = "openkv";
-
-/// Splits our `openkv_schema` parameter off a URL: (URL for the driver, schema name).
-fn split_schema(url: &str) -> Result<(String, String)> {
-    let invalid = |why: String| Error::InvalidOption(format!("bad PostgreSQL URL: {why}"));
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, q),
-        None => (url, ""),
-    };
-    let mut schema = None;
-    let mut rest = Vec::new();
-    for param in query.split('&').filter(|p| !p.is_empty()) {
-        match param.split_once('=') {
-            Some(("openkv_schema", name)) => schema = Some(name.to_owned()),
-            _ => rest.push(param),
-        }
-    }
-    let schema = schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
-    // The name is put into SQL (quoted) and into a NOTIFY channel name (63 bytes at most,
-    // with our prefix): a plain identifier only.
-    let plain = !schema.is_empty()
-        && schema.len() <= 48
-        && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && !schema.as_bytes()[0].is_ascii_digit();
-    if !plain {
-        return Err(invalid(format!(
-            "openkv_schema={schema:?}: use 1 to 48 characters of a-z, 0-9 and _, not starting \
-             with a digit"
-        )));
-    }
-    let driver_url =
-        if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
-    Ok((driver_url, schema))
-}
-
-fn pool_error(e: deadpool_postgres::PoolError) -> Error {
-    match e {
-        deadpool_postgres::PoolError::Backend(e) => pg_error("connecting to PostgreSQL", e),
-        other => Error::Unavailable(Failure::caused("no PostgreSQL connection", other)),
-    }
-}
+use url::split_schema;
+pub use url::DEFAULT_SCHEMA;
 
 /// A database in a PostgreSQL schema.
 #[derive(Debug)]
@@ -105,6 +73,8 @@ pub struct PostgresBackend {
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     database_id: uuid::Uuid,
+    /// Serves eventual reads (`PostgresConfig::read_replica`).
+    standby: Option<Arc<standby::Standby>>,
 }
 
 impl PostgresBackend {
@@ -119,6 +89,12 @@ impl PostgresBackend {
         let driver_config = tokio_postgres::Config::from_str(&driver_url).map_err(|e| {
             Error::InvalidOption(format!("bad PostgreSQL URL (see libpq's URI syntax): {e}"))
         })?;
+        // Checked before connecting anywhere; connected lazily (a standby that is down does
+        // not keep the database from opening).
+        let standby = match &config.read_replica {
+            Some(url) => Some(Arc::new(standby::Standby::new(url, &schema, config.pool_size)?)),
+            None => None,
+        };
         let sql = Sql::new(&schema);
         let database_id = {
             let (mut client, task) = connect(&driver_config).await?;
@@ -145,6 +121,7 @@ impl PostgresBackend {
             queue_wakeup: openkv_core::queue::QueueSignal::new(),
             instance: hex::encode(instance),
             driver_config,
+            change_log: config.change_log,
         });
         let (writes, rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
@@ -153,6 +130,12 @@ impl PostgresBackend {
         tasks.push(writer);
         tasks.push(sweeper);
         tasks.push(notify::start(shared.clone()).await?);
+        if let Some(retention) = config.change_log {
+            tasks.push(changelog::start_pruner(shared.clone(), pool.clone(), retention));
+        }
+        if let Some(standby) = &standby {
+            tasks.push(standby.probe());
+        }
         Ok(PostgresBackend {
             shared,
             pool,
@@ -160,7 +143,15 @@ impl PostgresBackend {
             tasks: std::sync::Mutex::new(tasks),
             closed: AtomicBool::new(false),
             database_id,
+            standby,
         })
+    }
+
+    /// How many eventual reads the primary answered because the hot standby
+    /// ([`PostgresConfig::read_replica`]) failed, did not answer, or was resting after a
+    /// failure; 0 without a standby.
+    pub fn eventual_fallbacks(&self) -> u64 {
+        self.standby.as_ref().map_or(0, |s| s.fallbacks())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -177,83 +168,23 @@ impl PostgresBackend {
     }
 }
 
-/// A `kv` row as an entry.
-pub(crate) fn entry_from_row(row: &tokio_postgres::Row) -> Result<RawEntry> {
-    let key: Vec<u8> = row.get(0);
-    let data: Vec<u8> = row.get(1);
-    let encoding: i32 = row.get(2);
-    let vs: Vec<u8> = row.get(3);
-    let expire_at_ms: Option<i64> = row.get(4);
-    Ok(RawEntry {
-        value: Value::from_stored(&key, i64::from(encoding), data)?,
-        // Written by the writer only; another length is a corrupt row, not a bad request.
-        versionstamp: Versionstamp::from_slice(&vs)
-            .map_err(|e| Error::corrupt_caused("a stored versionstamp", e))?,
-        key,
-        expire_at_ms,
-    })
-}
-
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn snapshot_read(
         &self,
         ranges: Vec<ReadRange>,
-        _consistency: Consistency,
+        consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
         let now = self.shared.clock.now_ms();
-        let mut client = self.client().await?;
-        let sql = &self.shared.sql;
-        // Only the directions this read uses (each a statement-cache lookup).
-        let prepare = |reverse: bool| {
-            let client = &client;
-            async move {
-                let text = if reverse { &sql.read_rev } else { &sql.read_fwd };
-                let stmt = client.prepare_cached(text).await.map_err(|e| pg_error("reading", e))?;
-                Ok::<_, Error>(Some(stmt))
+        if let (Consistency::Eventual, Some(standby)) = (consistency, &self.standby) {
+            self.check_open()?;
+            if let Some(results) = standby.read(&self.shared.sql, &ranges, now).await {
+                return Ok(results);
             }
-        };
-        let fwd = if ranges.iter().any(|r| !r.reverse) { prepare(false).await? } else { None };
-        let rev = if ranges.iter().any(|r| r.reverse) { prepare(true).await? } else { None };
-        let statement = |reverse: bool| {
-            if reverse { rev.as_ref() } else { fwd.as_ref() }
-                .ok_or_else(|| Error::Internal("a read statement was not prepared".into()))
-        };
-        let run = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<RawEntry>> {
-            rows.iter().map(entry_from_row).collect()
-        };
-        if ranges.len() == 1 {
-            // One statement is one snapshot already.
-            let r = &ranges[0];
-            let stmt = statement(r.reverse)?;
-            let rows = client
-                .query(stmt, &[&r.start, &r.end, &now, &i64::from(r.limit)])
-                .await
-                .map_err(|e| pg_error("reading", e))?;
-            return Ok(vec![run(rows)?]);
+            // Failed, or resting after a failure (counted and logged): the primary answers.
         }
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| pg_error("starting a read", e))?;
-        // Sent together (the driver pipelines them), answered in order, one snapshot.
-        let queries = ranges
-            .iter()
-            .map(|r| {
-                let stmt = statement(r.reverse)?;
-                let limit = i64::from(r.limit);
-                let (start, end) = (&r.start, &r.end);
-                let tx = &tx;
-                Ok(async move { tx.query(stmt, &[start, end, &now, &limit]).await })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let results =
-            futures::future::try_join_all(queries).await.map_err(|e| pg_error("reading", e))?;
-        tx.commit().await.map_err(|e| pg_error("ending a read", e))?;
-        results.into_iter().map(run).collect()
+        let mut client = self.client().await?;
+        read_ranges(&mut client, &self.shared.sql, &ranges, now).await
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
@@ -296,12 +227,24 @@ impl Backend for PostgresBackend {
             task.abort();
         }
         self.pool.close();
+        if let Some(standby) = &self.standby {
+            standby.close();
+        }
         // Wakes queue listeners so that they notice the close.
         self.shared.queue_wakeup.wake();
         Ok(())
     }
 
+    fn lagging_eventual_reads(&self) -> bool {
+        // Eventual reads go to the hot standby, which replays the primary's WAL behind it.
+        self.standby.is_some()
+    }
+
     fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
+        Ok(self)
+    }
+
+    fn replication(self: Arc<Self>) -> Result<Arc<dyn ReplicationSource>> {
         Ok(self)
     }
 
@@ -347,6 +290,54 @@ impl Drop for PostgresBackend {
         for task in self.tasks.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
         }
+    }
+}
+
+#[async_trait]
+impl ReplicationSource for PostgresBackend {
+    async fn log_after(
+        &self,
+        epoch: Option<String>,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<LogRead> {
+        let mut client = self.client().await?;
+        changelog::log_after(&mut client, &self.shared.sql, epoch.as_deref(), after, max_bytes)
+            .await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let client = self.client().await?;
+        let shared = self.shared.clone();
+        let now = shared.clock.now_ms();
+        let (header_tx, header_rx) = tokio::sync::oneshot::channel();
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(changelog::SNAPSHOT_READ_AHEAD);
+        tokio::spawn(changelog::stream_snapshot(client, shared, now, header_tx, chunks_tx));
+        let header = header_rx
+            .await
+            .map_err(|_| Error::Internal("the snapshot task ended without a header".into()))??;
+        Ok(Snapshot::from_channel(header, chunks_rx))
+    }
+
+    async fn head(&self) -> Result<u64> {
+        let err = |e| pg_error("reading the commit counter", e);
+        let client = self.client().await?;
+        let head = client.prepare_cached(&self.shared.sql.head).await.map_err(err)?;
+        changelog::counter(client.query_one(&head, &[]).await.map_err(err)?.get(0))
+    }
+}
+
+impl PostgresBackend {
+    /// Prunes the change log now by this handle's retention (a task does so by itself every
+    /// 10 seconds); returns how many records went. Without a log (`change_log`
+    /// off), nothing is pruned.
+    pub async fn prune_change_log(&self) -> Result<u64> {
+        let Some(retention) = self.shared.change_log else {
+            return Ok(0);
+        };
+        let client = self.client().await?;
+        let now = self.shared.clock.now_ms();
+        changelog::prune(&client, &self.shared.sql, now, &retention).await
     }
 }
 

@@ -10,7 +10,8 @@
 //! longer than the lease while another took the message — can still finish it.
 //! A failed attempt clears the lease and sets the message due after the next backoff interval;
 //! with none left, the payload is written to its `keys_if_undelivered` under a fresh version
-//! (the same global version lock as every write).
+//! (the same global version lock as every write), and logged like any write when the change
+//! log is on.
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use deadpool_postgres::Object;
 
 use super::writer::encoding_column;
 use crate::backend::QueuedMessage;
+use crate::changelog::NewRecord;
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::plan::Row;
 use crate::error::Result;
@@ -118,6 +120,8 @@ pub(super) async fn finish(
         let version: i64 = tx.query_one(&sql.bump, &[]).await.map_err(err)?.get(0);
         let vs = Versionstamp::from_version(version as u64);
         if let Some((rows, change)) = dead_letter_rows(dead_letters, vs) {
+            // In the dead letters' transaction: the record exists exactly when they do.
+            let record = shared.change_log.map(|_| NewRecord::new(version, now, rows.iter()));
             let rows: Vec<(&Vec<u8>, &Row)> =
                 rows.iter().filter_map(|(k, r)| r.as_ref().map(|r| (k, r))).collect();
             let keys: Vec<&[u8]> = rows.iter().map(|(k, _)| k.as_slice()).collect();
@@ -132,6 +136,9 @@ pub(super) async fn finish(
             tx.execute(&sql.upsert, &[&keys, &values, &encodings, &stamps, &expiries])
                 .await
                 .map_err(err)?;
+            if let Some(record) = &record {
+                tx.execute(&sql.log_append, &record.params()).await.map_err(err)?;
+            }
             let payload = super::notify::encode(&shared.instance, vs, false, &change.keys);
             tx.execute(sql.notify, &[&sql.channel, &payload]).await.map_err(err)?;
             event = Some(change);

@@ -1,12 +1,16 @@
 //! The PostgreSQL schema and its versioned migrations.
 //!
 //! A database is one PostgreSQL schema holding:
-//! - `meta (name, value)`: `schema_version` and the `database_id`;
+//! - `meta (name, value)`: `schema_version`, the `database_id` and the change log's
+//!   `log_epoch` (a random UUID made with the log's table: see `openkv_core::changelog`);
 //! - `kv (k bytea primary key, v, encoding, vs, expire_ms)`: entries; `bytea` compares byte by
 //!   byte, which is the order of encoded keys; `vs` is the 10-byte versionstamp;
 //! - `version (id = 0, v)`: the commit counter, one row — its row lock orders all commits;
 //! - `queue (id, due_ms, payload, backoff, keys_if_undelivered, attempts, lease_until,
-//!   lease_owner)`: queue messages, leased in place.
+//!   lease_owner)`: queue messages, leased in place;
+//! - `changelog (version, prev_version, ts_ms, bytes, changes)`: one record per commit made
+//!   by a process with the change log on (`changelog.rs`); the table always exists, whether
+//!   anyone writes to it is each process's option.
 //!
 //! Migrations run in one transaction under an advisory lock keyed by the schema name, so
 //! servers starting together do not race; a schema newer than this build is refused.
@@ -15,10 +19,12 @@ use crate::error::{Error, Result};
 use crate::shared::{pg_error, Sql};
 
 /// The schema version this build writes.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
-/// Migration `i` brings the schema from version `i` to `i + 1`; `{s}` is the quoted schema.
-const MIGRATIONS: &[&str] = &["
+/// Migration `i` brings the schema from version `i` to `i + 1`; `{s}` is the quoted schema,
+/// `{epoch}` a fresh random UUID.
+const MIGRATIONS: &[&str] = &[
+    "
     create table {s}.kv (
         k bytea primary key,
         v bytea not null,
@@ -40,7 +46,21 @@ const MIGRATIONS: &[&str] = &["
         lease_owner text
     );
     create index queue_due_ms on {s}.queue (due_ms);
-"];
+",
+    // 2: the change log. Its epoch is made with the table, in the migration's transaction
+    // (under its lock): every process of the schema reads the same one.
+    "
+    create table {s}.changelog (
+        version bigint primary key,
+        prev_version bigint not null,
+        ts_ms bigint not null,
+        bytes bigint not null,
+        changes bytea not null
+    );
+    insert into {s}.meta (name, value) values ('log_epoch', '{epoch}')
+        on conflict (name) do nothing;
+",
+];
 
 /// Creates or migrates the schema; returns the database id.
 pub(super) async fn migrate(client: &mut tokio_postgres::Client, sql: &Sql) -> Result<uuid::Uuid> {
@@ -76,7 +96,9 @@ pub(super) async fn migrate(client: &mut tokio_postgres::Client, sql: &Sql) -> R
         )));
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.batch_execute(&migration.replace("{s}", &s)).await.map_err(err)?;
+        let migration =
+            migration.replace("{s}", &s).replace("{epoch}", &uuid::Uuid::new_v4().to_string());
+        tx.batch_execute(&migration).await.map_err(err)?;
         tracing::info!("openkv: PostgreSQL schema {s} migrated to version {}", i + 1);
     }
     tx.execute(

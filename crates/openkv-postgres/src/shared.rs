@@ -12,9 +12,10 @@ use tokio_postgres::NoTls;
 use crate::backend::ChangeEvent;
 use crate::clock::Clock;
 use crate::error::{Error, Failure, Result};
+use openkv_core::changelog::LogRetention;
 
 /// How a PostgreSQL database is opened (`openkv::OpenOptions` fills it in).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct PostgresConfig {
     /// How often the writer deletes expired keys (and publishes their expiry).
@@ -24,12 +25,47 @@ pub struct PostgresConfig {
     /// Connections in the pool for reads and queue calls (the writer and the listener have
     /// one each besides).
     pub pool_size: usize,
+    /// Keep a change log (`openkv_core::changelog`) with this retention; `None`: commits of
+    /// this process write no records (and so leave a gap for followers of the schema's log).
+    pub change_log: Option<LogRetention>,
+    /// A hot standby of the primary's cluster (a libpq URL; its `openkv_schema` is the
+    /// primary's whether named or not) that serves `Consistency::Eventual` reads, with a pool
+    /// of `pool_size` connections of its own; `None`: every read goes to the primary. A
+    /// standby that fails or is down makes eventual reads fall back to the primary, counted
+    /// by [`PostgresBackend::eventual_fallbacks`](crate::PostgresBackend::eventual_fallbacks).
+    pub read_replica: Option<String>,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    // By hand: the read replica's URL may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("sweep_interval", &self.sweep_interval)
+            .field("rng_seed", &self.rng_seed)
+            .field("pool_size", &self.pool_size)
+            .field("change_log", &self.change_log)
+            .field("read_replica", &self.read_replica.as_deref().map(crate::url::redact_password))
+            .finish()
+    }
 }
 
 impl PostgresConfig {
-    /// Options with these settings.
+    /// Options with these settings (and no change log, no read replica).
     pub fn new(sweep_interval: Duration, rng_seed: Option<u64>, pool_size: usize) -> Self {
-        PostgresConfig { sweep_interval, rng_seed, pool_size }
+        PostgresConfig { sweep_interval, rng_seed, pool_size, change_log: None, read_replica: None }
+    }
+
+    /// The same options with a change log kept at this retention (`None`: none).
+    pub fn with_change_log(mut self, change_log: Option<LogRetention>) -> Self {
+        self.change_log = change_log;
+        self
+    }
+
+    /// The same options with eventual reads served by this hot standby (`None`: by the
+    /// primary). See [`read_replica`](Self::read_replica).
+    pub fn with_read_replica(mut self, url: Option<String>) -> Self {
+        self.read_replica = url;
+        self
     }
 }
 
@@ -75,12 +111,28 @@ pub(crate) struct Sql {
     pub queue_delete: String,
     pub queue_retry: String,
     pub queue_next_due: String,
+    /// The commit counter (`ReplicationSource::head`, a snapshot's version).
+    pub head: String,
+    /// Appends a change-log record: version, prev_version, ts_ms, bytes, changes.
+    pub log_append: String,
+    pub log_epoch: String,
+    /// Records after `$1`, at most `$2` of them, while the changes before each one stay under
+    /// `$3` bytes (so the first always comes).
+    pub log_read: String,
+    pub log_oldest: String,
+    /// Prunes records older than `$1` (ms), with every record before them.
+    pub log_prune_age: String,
+    /// Prunes the oldest records while the log holds more than `$1` bytes.
+    pub log_prune_size: String,
+    /// Every live entry at `$1` (ms), in key order: a snapshot's rows.
+    pub snapshot_scan: String,
 }
 
 impl Sql {
     pub(crate) fn new(schema: &str) -> Sql {
         let kv = format!("\"{schema}\".kv");
         let q = format!("\"{schema}\".queue");
+        let log = format!("\"{schema}\".changelog");
         let read = |order: &str| {
             format!(
                 "select k, v, encoding, vs, expire_ms from {kv} \
@@ -136,6 +188,39 @@ impl Sql {
                  where id = $1"
             ),
             queue_next_due: format!("select min(coalesce(lease_until, due_ms)) from {q}"),
+            head: format!("select v from \"{schema}\".version where id = 0"),
+            log_append: format!(
+                "insert into {log} (version, prev_version, ts_ms, bytes, changes) \
+                 values ($1, $2, $3, $4, $5)"
+            ),
+            log_epoch: format!("select value from \"{schema}\".meta where name = 'log_epoch'"),
+            // One round trip whatever the budget: the running sum of the sizes before each
+            // record decides, and a record left out is never read from its TOAST table.
+            log_read: format!(
+                "select prev_version, version, ts_ms, changes from (\
+                   select prev_version, version, ts_ms, changes, coalesce((sum(bytes) over \
+                     (order by version rows between unbounded preceding and 1 preceding))::int8, \
+                     0) as before \
+                   from {log} where version > $1 order by version limit $2) r \
+                 where before < $3::int8 order by version"
+            ),
+            log_oldest: format!("select min(prev_version) from {log}"),
+            // A prefix of the log, never a hole in it: the clocks of the processes writing
+            // the schema may disagree, and a middle record pruned alone would look like an
+            // unlogged commit (a gap) to a follower.
+            log_prune_age: format!(
+                "delete from {log} where version <= (select max(version) from {log} \
+                 where ts_ms < $1)"
+            ),
+            log_prune_size: format!(
+                "delete from {log} where version <= (select max(version) from (\
+                   select version, (sum(bytes) over (order by version desc))::int8 as newer \
+                   from {log}) t where newer > $1)"
+            ),
+            snapshot_scan: format!(
+                "select k, v, encoding, vs, expire_ms from {kv} \
+                 where expire_ms is null or expire_ms > $1 order by k"
+            ),
         }
     }
 }
@@ -150,6 +235,8 @@ pub(crate) struct Shared {
     /// Identifies this process's notifications (the writer already published them locally).
     pub instance: String,
     pub driver_config: tokio_postgres::Config,
+    /// Commits are logged (`PostgresConfig::change_log`): batches, sweeps and dead letters.
+    pub change_log: Option<LogRetention>,
 }
 
 /// Opens one connection outside the pool; the returned task drives it.
@@ -164,4 +251,29 @@ pub(crate) async fn connect(
         }
     });
     Ok((client, task))
+}
+
+/// A pool that could not hand out a connection: PostgreSQL unreachable (or refusing).
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error("connecting to PostgreSQL", e),
+        other => Error::Unavailable(Failure::caused("no PostgreSQL connection", other)),
+    }
+}
+
+/// A stored row as the read statement returns it (`k, v, v_encoding, versionstamp,
+/// expire_at_ms`), not decoded: the planner decodes only what it combines (and a snapshot
+/// hands rows on as they are).
+pub(crate) fn stored_row(row: &tokio_postgres::Row) -> Result<(Vec<u8>, openkv_core::row::Row)> {
+    let encoding: i32 = row.get(2);
+    let vs: Vec<u8> = row.get(3);
+    let stored = openkv_core::row::Row {
+        bytes: row.get(1),
+        encoding: i64::from(encoding),
+        // Written by the writer only; another length is a corrupt row, not a bad request.
+        versionstamp: openkv_core::Versionstamp::from_slice(&vs)
+            .map_err(|e| Error::corrupt_caused("a stored versionstamp", e))?,
+        expire_at_ms: row.get(4),
+    };
+    Ok((row.get(0), stored))
 }

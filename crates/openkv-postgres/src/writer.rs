@@ -8,6 +8,9 @@
 //! every touched key with one upsert and one delete, insert the enqueued messages, `NOTIFY`
 //! the change, and commit. A batch costs a handful of round trips and one commit whatever its
 //! size.
+//!
+//! With the change log on, every transaction that bumps the counter (a batch that committed
+//! anything, a sweep that deleted anything) also inserts its record (`changelog.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
+use crate::changelog::NewRecord;
 use crate::engine::batch::Batch;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row};
 use crate::error::{Error, Result};
 use crate::notify;
+use crate::shared::stored_row;
 use crate::shared::{connect, pg_error, PostgresConfig, Shared};
 use crate::versionstamp::Versionstamp;
 
@@ -42,6 +47,7 @@ struct Statements {
     notify: Statement,
     any_expired: Statement,
     sweep: Statement,
+    log_append: Statement,
 }
 
 struct Connection {
@@ -71,6 +77,7 @@ async fn open_connection(shared: &Shared) -> Result<Connection> {
         notify: prepare(&client, sql.notify).await?,
         any_expired: prepare(&client, &sql.any_expired).await?,
         sweep: prepare(&client, &sql.sweep).await?,
+        log_append: prepare(&client, &sql.log_append).await?,
     };
     Ok(Connection { client, task, st })
 }
@@ -195,6 +202,14 @@ impl Writer {
             return Ok(());
         }
         let vs = versionstamp(version, 0)?;
+        if shared.change_log.is_some() {
+            // The log lists changes in key order; the delete returned them in any.
+            let mut deleted: Vec<(Vec<u8>, Option<Row>)> =
+                keys.iter().map(|k| (k.clone(), None)).collect();
+            deleted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let record = NewRecord::new(version, now, deleted.iter().map(|(k, r)| (k, r)));
+            tx.execute(&conn.st.log_append, &record.params()).await.map_err(err)?;
+        }
         let payload = notify::encode(&shared.instance, vs, false, &keys);
         tx.query(&conn.st.notify, &[&shared.sql.channel, &payload]).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
@@ -305,7 +320,15 @@ async fn commit_batch(
     let notify_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
         [&shared.sql.channel, &payload];
     let notify = tx.execute(&st.notify, &notify_params);
-    tokio::try_join!(upsert, delete, enqueue, notify).map_err(err)?;
+    // In the batch's transaction: the record exists exactly when the batch does.
+    let record = shared.change_log.map(|_| NewRecord::new(version, now, plan.rows.iter()));
+    let log = async {
+        match &record {
+            Some(record) => tx.execute(&st.log_append, &record.params()).await,
+            None => Ok(0),
+        }
+    };
+    tokio::try_join!(upsert, delete, enqueue, notify, log).map_err(err)?;
     // Past this point a lost connection leaves the outcome unknown: the commit may have
     // happened.
     tx.commit().await.map_err(|e| match pg_error("committing", e) {
@@ -313,20 +336,6 @@ async fn commit_batch(
         other => other,
     })?;
     Ok(plan)
-}
-
-/// A stored row as the read statement returns it (`k, v, v_encoding, versionstamp,
-/// expire_at_ms`), not decoded: the planner decodes only what it combines.
-fn stored_row(row: &tokio_postgres::Row) -> Result<(Vec<u8>, Row)> {
-    let encoding: i32 = row.get(2);
-    let vs: Vec<u8> = row.get(3);
-    let stored = Row {
-        bytes: row.get(1),
-        encoding: i64::from(encoding),
-        versionstamp: Versionstamp::from_slice(&vs)?,
-        expire_at_ms: row.get(4),
-    };
-    Ok((row.get(0), stored))
 }
 
 /// A value encoding as the `v_encoding` column (`integer`) stores it.

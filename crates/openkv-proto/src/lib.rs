@@ -13,6 +13,7 @@
 
 pub mod convert;
 pub mod queue;
+pub mod replication;
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SnapshotRead {

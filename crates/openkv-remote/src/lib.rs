@@ -20,6 +20,8 @@
 //! - **Distrust of answers**: a malformed or impossible answer (wrong range count, entries
 //!   outside their range, a 9-byte versionstamp) is [`Error::Protocol`], never a panic.
 //!
+//! - **Eventual reads and watches** go to the first `eventual` endpoint the metadata lists (a
+//!   read replica), as Deno's clients send them; everything else to the `strong` one.
 //! - **Watch** (protocol version 3): `/watch`'s stream of frames, reconnected when it breaks
 //!   (see `watch.rs`). There is no change feed: `subscribe` is [`Error::Unsupported`].
 //!
@@ -32,6 +34,7 @@
 use openkv_core::{backend, clock, error, queue, versionstamp};
 
 mod client;
+mod replica;
 mod watch;
 mod wire;
 
@@ -53,6 +56,7 @@ use crate::queue::QueueSignal;
 use client::{decode, lock, truncate, wait_for_due};
 
 pub use client::{RemoteBackend, RemoteConfig};
+pub use replica::{ReplicaBackend, ReplicaOptions};
 
 #[async_trait]
 impl Backend for RemoteBackend {
@@ -112,6 +116,10 @@ impl Backend for RemoteBackend {
 
     fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
         Ok(self)
+    }
+
+    async fn replica_status(&self) -> Result<Option<openkv_core::changelog::ReplicaStatus>> {
+        self.server_replica_status().await
     }
 }
 

@@ -222,7 +222,7 @@ impl RemoteBackend {
                 return Err(Attempt::Fail(unsupported(metadata.version)));
             }
             let request = self
-                .data_request(&metadata, "watch", body.to_vec(), false)
+                .data_request(&metadata, "watch", body.to_vec(), true)
                 .timeout(MAX_CONNECTION_TIME);
             // The headers must come within the request timeout; the body takes its time.
             let response =

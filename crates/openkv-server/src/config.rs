@@ -19,6 +19,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Push every queue message to this webhook (see [`WebhookConfig`]).
     pub queue_webhook: Option<WebhookConfig>,
+    /// Read replicas of this database (their base URLs, e.g. `http://replica:4512`), listed
+    /// in the metadata as `eventual` endpoints: clients that route eventual reads (`@deno/kv`,
+    /// openkv's) send those there. Default: none.
+    pub replica_endpoints: Vec<String>,
 }
 
 impl ServerConfig {
@@ -29,12 +33,19 @@ impl ServerConfig {
             read_only: false,
             tls: None,
             queue_webhook: None,
+            replica_endpoints: Vec::new(),
         }
     }
 
     /// Delivers queue messages to a webhook (needs a writable server).
     pub fn queue_webhook(mut self, webhook: WebhookConfig) -> Self {
         self.queue_webhook = Some(webhook);
+        self
+    }
+
+    /// Lists a read replica's base URL in the metadata (see `replica_endpoints`).
+    pub fn replica_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.replica_endpoints.push(url.into());
         self
     }
 

@@ -55,14 +55,33 @@ pub(crate) fn decode_request<M: Message + Default>(
     M::decode(body).map_err(|e| Box::new(bad_request(format!("invalid {what} protobuf: {e}"))))
 }
 
-/// `POST /v2/snapshot_read`.
+/// `POST /v2/snapshot_read`: a strong read (on a replica, after its read index).
 pub(crate) async fn snapshot_read(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let request: proto::SnapshotRead = match decode_request(&state, &headers, body, "SnapshotRead")
-    {
+    read(&state, &headers, body, Consistency::Strong).await
+}
+
+/// `POST /v2/eventual/snapshot_read`: on a replica, a read of its local copy as it is,
+/// answered `read_is_strongly_consistent = false` with the replica's lag in headers
+/// (`x-openkv-replica-lag-versions`, `x-openkv-replica-lag-ms`); elsewhere a strong read.
+pub(crate) async fn snapshot_read_eventual(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    read(&state, &headers, body, Consistency::Eventual).await
+}
+
+async fn read(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+    consistency: Consistency,
+) -> Response {
+    let request: proto::SnapshotRead = match decode_request(state, headers, body, "SnapshotRead") {
         Ok(r) => r,
         Err(rejected) => return *rejected,
     };
@@ -70,8 +89,21 @@ pub(crate) async fn snapshot_read(
         Ok(ranges) => ranges,
         Err(e) => return bad_request(e.to_string()),
     };
-    match state.kv.snapshot_read(ranges, Consistency::Strong).await {
-        Ok(results) => protobuf(&read_output_to_wire(results)),
+    let lagging = consistency == Consistency::Eventual && state.kv.lagging_eventual_reads();
+    // Taken before the read: the lag it reports is at most the read's.
+    let replica = if lagging { state.kv.replica_status().await.ok().flatten() } else { None };
+    match state.kv.snapshot_read(ranges, consistency).await {
+        Ok(results) => {
+            let mut output = read_output_to_wire(results);
+            output.read_is_strongly_consistent = !lagging;
+            let Some(status) = replica else { return protobuf(&output) };
+            let mut response = protobuf(&output);
+            let lag_ms = status.lag_ms(openkv::Clock::now_ms(&openkv::SystemClock));
+            let headers = response.headers_mut();
+            headers.insert("x-openkv-replica-lag-versions", status.lag_versions().into());
+            headers.insert("x-openkv-replica-lag-ms", lag_ms.into());
+            response
+        }
         Err(e) => engine_error(e),
     }
 }

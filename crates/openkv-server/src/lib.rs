@@ -38,6 +38,7 @@ mod config;
 mod datapath;
 mod metadata;
 mod queues;
+mod replication;
 mod response;
 mod state;
 mod tls;
@@ -91,10 +92,19 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint::new("/v2/snapshot_read", AfterBody, || post(datapath::snapshot_read)),
     Endpoint::new("/v2/atomic_write", AfterBody, || post(datapath::atomic_write)),
     Endpoint::new("/v2/watch", AfterBody, || post(watch::watch)),
+    // A replica's eventual endpoint (listed in its metadata, and in a primary's for each
+    // `--replica-endpoint`): reads from its local copy. On a primary it reads as `/v2` does.
+    Endpoint::new("/v2/eventual/snapshot_read", AfterBody, || {
+        post(datapath::snapshot_read_eventual)
+    }),
+    Endpoint::new("/v2/eventual/watch", AfterBody, || post(watch::watch)),
     Endpoint::new("/v2/openkv/queue/take", AfterBody, || post(queues::take)),
     Endpoint::new("/v2/openkv/queue/wait", AfterBody, || post(queues::wait)),
     Endpoint::new("/v2/openkv/queue/renew", AfterBody, || post(queues::renew)),
     Endpoint::new("/v2/openkv/queue/finish", AfterBody, || post(queues::finish)),
+    Endpoint::new("/v2/openkv/replication/snapshot", AfterBody, || post(replication::snapshot)),
+    Endpoint::new("/v2/openkv/replication/log", AfterBody, || post(replication::log)),
+    Endpoint::new("/v2/openkv/replication/status", AfterBody, || post(replication::status)),
     Endpoint::new("/v2/openkv/backup", AtOnce, || post(admin::backup)),
     // A backup may be far larger than any KV Connect request: streamed to disk, no limit.
     Endpoint::new("/v2/openkv/restore", AtOnce, || {

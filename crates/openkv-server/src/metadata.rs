@@ -46,7 +46,7 @@ pub(crate) async fn metadata(
         ));
     };
     // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
-    let url = if version == 1 {
+    let base = if version == 1 {
         // HTTP/2 (ALPN `h2` over TLS, h2c) carries the host in the URI, HTTP/1.1 in `Host`.
         let host = uri
             .authority()
@@ -54,15 +54,28 @@ pub(crate) async fn metadata(
             .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("localhost");
         let scheme = if state.config.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://{host}/v2")
+        format!("{scheme}://{host}")
     } else {
-        "/v2".to_string()
+        String::new()
     };
+    // The strong endpoint first: the Deno CLI sends every call to the first strong one.
+    let mut endpoints =
+        vec![serde_json::json!({ "url": format!("{base}/v2"), "consistency": "strong" })];
+    if state.kv.lagging_eventual_reads() {
+        // A replica (its own copy) or a PostgreSQL standby behind this server: for clients
+        // that ask for eventual reads (`@deno/kv`, ours).
+        let url = format!("{base}/v2/eventual");
+        endpoints.push(serde_json::json!({ "url": url, "consistency": "eventual" }));
+    }
+    for replica in &state.config.replica_endpoints {
+        let url = format!("{}/v2/eventual", replica.trim_end_matches('/'));
+        endpoints.push(serde_json::json!({ "url": url, "consistency": "eventual" }));
+    }
     let expires_at = humantime::format_rfc3339_millis(SystemTime::now() + METADATA_TTL);
     json(serde_json::json!({
         "version": version,
         "databaseId": state.database_id,
-        "endpoints": [{ "url": url, "consistency": "strong" }],
+        "endpoints": endpoints,
         "token": state.config.access_token,
         "expiresAt": expires_at.to_string(),
     }))

@@ -680,3 +680,116 @@ async fn a_refused_requests_body_is_read_as_before() {
     s.still_alive().await;
     s.stop().await;
 }
+
+/// The replication endpoints (docs/protocol-extensions.md §6) on a database without a change
+/// log: refusals are 4xx, the log is `410 noLog`, the head and the snapshot still answer, and
+/// the eventual endpoint of a primary reads strongly.
+#[tokio::test]
+async fn replication_endpoints_refuse_bad_input_and_answer_without_a_log() {
+    let s = start(false).await;
+    s.kv.set(&key!["a"], &1i64).await.unwrap();
+    for (body, why) in [
+        (&b"{"[..], "invalid log request"),
+        (br#"{"after": 0, "maxBytes": 1, "waitMs": 60001}"#, "waitMs is at most"),
+        (br#"{"after": 0, "maxBytes": 8388609}"#, "maxBytes is at most"),
+        (br#"{"after": 0, "maxBytes": 1, "surprise": 1}"#, "unknown field"),
+    ] {
+        let (status, _, answer) = s.data("openkv/replication/log", body.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", text(&answer));
+        assert!(text(&answer).contains(why), "{}", text(&answer));
+    }
+    let (status, ctype, answer) =
+        s.data("openkv/replication/log", br#"{"after": 0, "maxBytes": 100}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(ctype, "application/json");
+    let gone: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(gone["reason"], "noLog");
+    // The head needs no log.
+    let (status, _, answer) =
+        s.data("openkv/replication/log", br#"{"after": 0, "maxBytes": 0}"#.to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let batch = openkv_server::proto::replication::LogBatch::decode(&answer[..]).unwrap();
+    assert_eq!(batch.head, 1);
+    // A snapshot: header (no epoch: no log), the entry, the end marker with the count.
+    let (status, _, answer) = s.data("openkv/replication/snapshot", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut buffer = answer;
+    let mut frames = Vec::new();
+    while let Some(f) = openkv_server::proto::replication::next_frame(&mut buffer).unwrap() {
+        frames.push(f);
+    }
+    assert!(buffer.is_empty());
+    let header = frames[0].header.clone().unwrap();
+    assert_eq!((header.epoch.as_str(), header.version), ("", 1));
+    assert_eq!(header.database_id, s.database_id);
+    assert_eq!(frames[1].entries.len(), 1);
+    assert_eq!(frames.last().unwrap().end.clone().unwrap().entries, 1);
+    // A primary's eventual endpoint is strongly consistent, with no lag headers.
+    let read = proto::SnapshotRead {
+        ranges: vec![proto::ReadRange {
+            start: vec![0],
+            end: vec![0xff],
+            limit: 10,
+            reverse: false,
+        }],
+    };
+    let (status, _, answer) = s.data("eventual/snapshot_read", read.encode_to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = proto::SnapshotReadOutput::decode(&answer[..]).unwrap();
+    assert!(out.read_is_strongly_consistent);
+    assert_eq!(out.ranges[0].values.len(), 1);
+    let (status, _, answer) = s.data("openkv/replication/status", b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    let st: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!((st["replica"].as_bool(), st["version"].as_u64()), (Some(false), Some(1)));
+    s.stop().await;
+}
+
+/// With a change log, a log request waiting for a record returns when a commit lands, with
+/// that commit's record, long before its wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_log_request_returns_when_a_commit_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv = openkv::OpenOptions::new()
+        .change_log(openkv::changelog::LogRetention::default())
+        .open(dir.path().join("db.sqlite3"))
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = kv.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        serve(served, listener, ServerConfig::new(TOKEN), shutdown).await.unwrap();
+    });
+    let id = kv.database_id().await.unwrap().to_string();
+    let writer = kv.clone();
+    let write = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        writer.set(&key!["late"], &1i64).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/v2/openkv/replication/log"))
+        .bearer_auth(TOKEN)
+        .header("x-denokv-database-id", &id)
+        .header("x-denokv-version", "3")
+        .body(r#"{"after": 0, "maxBytes": 1000000, "waitMs": 30000}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let batch =
+        openkv_server::proto::replication::LogBatch::decode(answer.bytes().await.unwrap()).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the wait was not woken");
+    assert_eq!(batch.records.len(), 1);
+    assert_eq!((batch.records[0].prev_version, batch.records[0].version), (0, 1));
+    assert_eq!(batch.records[0].changes[0].key, enc(&key!["late"]));
+    write.await.unwrap();
+    let _ = stop.send(());
+    task.await.unwrap();
+    kv.close().await.unwrap();
+}

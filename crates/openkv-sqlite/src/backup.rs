@@ -174,6 +174,11 @@ pub fn restore(backup: &Path, target: &Path, force: bool) -> Result<BackupSummar
                 Error::storage_caused(format_args!("removing the stale {}", stale.display()), e)
             })?;
         }
+        // The copy's change log continues the backed-up history, which the restored
+        // database leaves: a new epoch, so that no follower mistakes one for the other.
+        let copy = super::shared::open_connection(&temporary, false)?;
+        super::writer::with_write_txn(&copy, crate::changelog::restart)?;
+        drop(copy);
         install(&temporary, target)
     })();
     if result.is_err() {
@@ -208,6 +213,8 @@ pub(crate) fn restore_live(conn: &Connection, backup: &Path) -> Result<BackupSum
         )?;
         let version: i64 =
             conn.query_row("select version from main.data_version where k = 0", [], |r| r.get(0))?;
+        // The log's records describe the replaced content: followers start over.
+        crate::changelog::restart(conn)?;
         Ok(version)
     });
     let detached = conn.execute("detach database restore_source", []);

@@ -23,6 +23,7 @@
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
 
 pub mod backup;
+mod changelog;
 mod external;
 mod queue;
 mod schema;
@@ -39,6 +40,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::Connection;
 use tokio::sync::{broadcast, oneshot};
+
+use openkv_core::changelog::{
+    LogRead, LogRecord, ReplicaPosition, ReplicaTarget, ReplicationSource, Snapshot, SnapshotChunk,
+    SnapshotHeader,
+};
+use openkv_core::engine::plan::Row;
 
 use crate::backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, CommitOutcome, Consistency,
@@ -121,6 +128,10 @@ impl SqliteBackend {
         // survives power loss (docs/design.md, crash argument).
         conn.pragma_update(None, "synchronous", "FULL")?;
         writer::with_write_txn(&conn, schema::migrate)?;
+        let log = config.change_log.is_some() && !config.replica;
+        if log {
+            writer::with_write_txn(&conn, changelog::ensure)?;
+        }
 
         let conn = Arc::new(Mutex::new(conn));
         let readers = if in_memory {
@@ -129,7 +140,7 @@ impl SqliteBackend {
             Readers::Pool { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) }
         };
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
-        let shared = Arc::new(Shared::new(clock, changes));
+        let shared = Arc::new(Shared::new(clock, changes, log));
         let queue_conn = Arc::new(if in_memory {
             QueueConn::Shared(conn.clone())
         } else {
@@ -353,6 +364,14 @@ impl Backend for SqliteBackend {
     fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
         Ok(self)
     }
+
+    fn replication(self: Arc<Self>) -> Result<Arc<dyn ReplicationSource>> {
+        Ok(self)
+    }
+
+    fn replica_target(self: Arc<Self>) -> Result<Arc<dyn ReplicaTarget>> {
+        Ok(self)
+    }
 }
 
 #[async_trait]
@@ -369,7 +388,9 @@ impl QueueBackend for SqliteBackend {
 
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
         let retried = outcomes.iter().any(|(_, delivered)| !delivered);
-        let event = self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now)).await?;
+        let log = self.shared.log;
+        let event =
+            self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now, log)).await?;
         if let Some(event) = event {
             let _ = self.shared.changes.send(event);
         }
@@ -405,6 +426,227 @@ impl BackupBackend for SqliteBackend {
             .changes
             .send(ChangeEvent::unknown_keys(Versionstamp::from_version(summary.version)));
         Ok(summary)
+    }
+}
+
+/// Entries per chunk of a streamed snapshot.
+const SNAPSHOT_CHUNK: usize = 1000;
+const SNAPSHOT_SCAN: &str = "select k, v, v_encoding, version, expiration_ms from kv \
+     where expiration_ms < 0 or expiration_ms > ?1 order by k";
+
+/// Reads a snapshot on `conn` inside one read transaction: the header goes to `header`, then
+/// the entries in chunks to `chunks` (until the receiver goes away).
+fn stream_snapshot(
+    conn: &Connection,
+    now: i64,
+    header: oneshot::Sender<Result<SnapshotHeader>>,
+    chunks: &tokio::sync::mpsc::Sender<Result<Option<SnapshotChunk>>>,
+) {
+    let mut header = Some(header);
+    let result = (|| -> Result<()> {
+        conn.prepare_cached("begin")?.execute([])?;
+        // The header's read starts the read transaction: the entries are of the same moment.
+        let first = changelog::snapshot_header(conn, now)?;
+        if let Some(tx) = header.take() {
+            let _ = tx.send(Ok(first));
+        }
+        let mut stmt = conn.prepare_cached(SNAPSHOT_SCAN)?;
+        let mut rows = stmt.query([now])?;
+        let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK);
+        while let Some(row) = rows.next()? {
+            let expiration_ms: i64 = row.get(4)?;
+            chunk.push((
+                row.get::<_, Vec<u8>>(0)?,
+                Row {
+                    bytes: row.get(1)?,
+                    encoding: row.get(2)?,
+                    versionstamp: Versionstamp::from_version(row.get::<_, i64>(3)? as u64),
+                    expire_at_ms: (expiration_ms >= 0).then_some(expiration_ms),
+                },
+            ));
+            if chunk.len() == SNAPSHOT_CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(SNAPSHOT_CHUNK));
+                if chunks.blocking_send(Ok(Some(full))).is_err() {
+                    return Ok(()); // the reader went away
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = chunks.blocking_send(Ok(Some(chunk)));
+        }
+        // The end: only now is the snapshot whole.
+        let _ = chunks.blocking_send(Ok(None));
+        Ok(())
+    })();
+    let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
+    if let Err(e) = result {
+        match header.take() {
+            Some(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            None => {
+                let _ = chunks.blocking_send(Err(e));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ReplicationSource for SqliteBackend {
+    async fn log_after(
+        &self,
+        epoch: Option<String>,
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<LogRead> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let readers = match &self.readers {
+            Readers::Shared(conn) => {
+                return changelog::log_after(&lock(conn), epoch.as_deref(), after, max_bytes)
+            }
+            Readers::Pool { path, .. } => path.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&readers, true)?;
+            retry_busy(|| changelog::log_after(&conn, epoch.as_deref(), after, max_bytes))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading the change log panicked: {e}")))?
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let now = self.shared.clock.now_ms();
+        let (header_tx, header_rx) = oneshot::channel();
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(4);
+        match &self.readers {
+            // In memory there is one connection: read it all at once under its lock.
+            Readers::Shared(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || {
+                    stream_snapshot(&lock(&conn), now, header_tx, &chunks_tx)
+                });
+            }
+            Readers::Pool { path, .. } => {
+                let path = path.clone();
+                std::thread::Builder::new()
+                    .name("openkv-snapshot".into())
+                    .spawn(move || match open_connection(&path, true) {
+                        Ok(conn) => stream_snapshot(&conn, now, header_tx, &chunks_tx),
+                        Err(e) => {
+                            let _ = header_tx.send(Err(e));
+                        }
+                    })
+                    .map_err(|e| Error::storage_caused("could not start a snapshot thread", e))?;
+            }
+        }
+        let header = header_rx
+            .await
+            .map_err(|_| Error::Internal("the snapshot thread ended without a header".into()))??;
+        Ok(Snapshot::from_channel(header, chunks_rx))
+    }
+
+    async fn head(&self) -> Result<u64> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let read = |conn: &Connection| -> Result<u64> {
+            let v: i64 = conn
+                .prepare_cached("select version from data_version where k = 0")?
+                .query_row([], |r| r.get(0))?;
+            Ok(v as u64)
+        };
+        match &self.readers {
+            Readers::Shared(conn) => read(&lock(conn)),
+            Readers::Pool { path, idle } => {
+                let taken = lock(idle).pop();
+                let conn = match taken {
+                    Some(c) => c,
+                    None => open_connection(path, true)?,
+                };
+                let result = retry_busy(|| read(&conn));
+                lock(idle).push(conn);
+                result
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ReplicaTarget for SqliteBackend {
+    async fn replica_position(&self) -> Result<Option<ReplicaPosition>> {
+        self.side_op(|conn, _| changelog::position(conn)).await
+    }
+
+    async fn install_snapshot(&self, primary_id: uuid::Uuid, snapshot: Snapshot) -> Result<u64> {
+        use futures::StreamExt;
+        let Snapshot { header, mut entries } = snapshot;
+        // The chunks cross to the side connection's thread, which writes them all in one
+        // transaction: readers see the old content until it commits. `None` marks the end; a
+        // channel closed without it (the stream failed) rolls everything back.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<SnapshotChunk>>(4);
+        let version = header.version;
+        let install = self.side_op(move |conn, _| {
+            writer::with_write_txn(conn, |conn| {
+                changelog::install_begin(conn, &header)?;
+                loop {
+                    match rx.blocking_recv() {
+                        Some(Some(chunk)) => changelog::install_chunk(conn, &chunk)?,
+                        Some(None) => break,
+                        None => {
+                            return Err(Error::Unavailable(openkv_core::Failure::new(
+                                "the snapshot stream broke off; nothing was installed",
+                            )))
+                        }
+                    }
+                }
+                changelog::install_end(conn, primary_id, &header)
+            })
+        });
+        let feed = async move {
+            while let Some(chunk) = entries.next().await {
+                // On an error, `tx` is dropped without the end marker: the install rolls back.
+                if tx.send(Some(chunk?)).await.is_err() {
+                    return Ok(()); // the installer failed; its error is the answer
+                }
+            }
+            let _ = tx.send(None).await;
+            Ok(())
+        };
+        let (fed, installed): (Result<()>, Result<()>) = tokio::join!(feed, install);
+        fed?;
+        installed?;
+        let _ = self
+            .shared
+            .changes
+            .send(ChangeEvent::unknown_keys(Versionstamp::from_version(version)));
+        Ok(version)
+    }
+
+    async fn apply_log(&self, records: Vec<LogRecord>) -> Result<u64> {
+        if records.is_empty() {
+            return self.replica_position().await?.map(|p| p.version).ok_or_else(|| {
+                Error::Internal("applying a log to a replica never bootstrapped".into())
+            });
+        }
+        let (records, end) = self
+            .side_op(move |conn, _| {
+                let end = writer::with_write_txn(conn, |conn| changelog::apply(conn, &records))?;
+                Ok((records, end))
+            })
+            .await?;
+        for record in &records {
+            let keys = changelog::keys_of(&record.changes);
+            let _ = self
+                .shared
+                .changes
+                .send(ChangeEvent { versionstamp: record.versionstamp(), keys: keys.into() });
+        }
+        Ok(end)
     }
 }
 

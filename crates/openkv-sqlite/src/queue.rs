@@ -148,6 +148,7 @@ pub(super) fn finish(
     conn: &Connection,
     outcomes: &[(String, bool)],
     now: i64,
+    log: bool,
 ) -> Result<Option<ChangeEvent>> {
     with_write_txn(conn, |conn| {
         // (key, payload) of every dead-letter write of the batch.
@@ -189,6 +190,9 @@ pub(super) fn finish(
         };
         write_rows(conn, &rows)?;
         set_version(conn, vs)?;
+        if log {
+            crate::changelog::append(conn, version as u64, vs.version(), now, rows.iter())?;
+        }
         Ok(Some(event))
     })
 }

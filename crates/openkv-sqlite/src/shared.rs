@@ -25,6 +25,12 @@ pub struct SqliteConfig {
     pub sweep_interval: Duration,
     /// Seeds the random queue message ids (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
+    /// Keep a change log (`openkv_core::changelog`) with this retention; `None`: no log
+    /// (commits then leave a gap for followers of a log kept earlier).
+    pub change_log: Option<openkv_core::changelog::LogRetention>,
+    /// The file is a read replica's copy: it only takes the primary's rows (no expiry sweep,
+    /// no log of its own).
+    pub replica: bool,
 }
 
 /// State shared by callers and the writer thread.
@@ -36,12 +42,18 @@ pub(crate) struct Shared {
     pub(crate) changes: broadcast::Sender<ChangeEvent>,
     /// Pinged after a commit that enqueued, and at close: wakes this process's queue listener.
     pub(crate) queue_wakeup: openkv_core::queue::QueueSignal,
+    /// Commits are logged (`SqliteConfig::change_log`): the queue's dead-letter writes too.
+    pub(crate) log: bool,
 }
 
 impl Shared {
-    pub(crate) fn new(clock: Arc<dyn Clock>, changes: broadcast::Sender<ChangeEvent>) -> Shared {
+    pub(crate) fn new(
+        clock: Arc<dyn Clock>,
+        changes: broadcast::Sender<ChangeEvent>,
+        log: bool,
+    ) -> Shared {
         let queue_wakeup = openkv_core::queue::QueueSignal::new();
-        Shared { clock, poison: Mutex::new(None), changes, queue_wakeup }
+        Shared { clock, poison: Mutex::new(None), changes, queue_wakeup, log }
     }
 
     pub(crate) fn poisoned(&self) -> Option<Failure> {
@@ -110,4 +122,34 @@ pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
             other => return other,
         }
     }
+}
+
+const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
+     values (?1, ?2, ?3, ?4, ?5) on conflict(k) do update set \
+     v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \
+     expiration_ms = excluded.expiration_ms";
+const POINT_DELETE: &str = "delete from kv where k = ?1";
+
+/// Stores one key's row (`None`: deletes the key) under its versionstamp's counter, as Deno's
+/// `kv` table holds it (expiry −1: never).
+pub(crate) fn put_row(
+    conn: &Connection,
+    key: &[u8],
+    row: Option<&openkv_core::row::Row>,
+) -> rusqlite::Result<()> {
+    match row {
+        Some(row) => {
+            conn.prepare_cached(POINT_SET)?.execute(rusqlite::params![
+                key,
+                row.bytes,
+                row.encoding,
+                row.versionstamp.version() as i64,
+                row.expire_at_ms.unwrap_or(-1)
+            ])?;
+        }
+        None => {
+            conn.prepare_cached(POINT_DELETE)?.execute([key])?;
+        }
+    }
+    Ok(())
 }

@@ -16,17 +16,13 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
+use crate::changelog;
 use crate::engine::batch::Batch;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
-use crate::shared::{lock, retry_busy, Shared, SqliteConfig};
+use crate::shared::{lock, put_row, retry_busy, Shared, SqliteConfig};
 use crate::versionstamp::Versionstamp;
 
-const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
-     values (?1, ?2, ?3, ?4, ?5) on conflict(k) do update set \
-     v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \
-     expiration_ms = excluded.expiration_ms";
-const POINT_DELETE: &str = "delete from kv where k = ?1";
 const POINT_GET: &str = "select v, v_encoding, version, expiration_ms from kv where k = ?1";
 const GET_VERSION: &str = "select version from data_version where k = 0";
 const SET_VERSION: &str = "update data_version set version = ?1 where k = 0";
@@ -41,6 +37,8 @@ const QUEUE_ADD: &str = "insert into queue (ts, id, data, backoff_schedule, keys
 const SPIN_AFTER_COMMIT: Duration = Duration::from_micros(50);
 /// The longest the writer waits for a group to regrow to its previous size.
 const MAX_LINGER: Duration = Duration::from_micros(500);
+/// How often the change log is pruned (a pass sums the log's sizes: not at every sweep).
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// What callers send the writer thread.
 pub(crate) enum Request {
@@ -101,6 +99,8 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     config: SqliteConfig,
     rng: StdRng,
+    /// When the change log is next pruned.
+    next_prune: Instant,
 }
 
 impl Writer {
@@ -113,7 +113,7 @@ impl Writer {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        Writer { conn, shared, config, rng }
+        Writer { conn, shared, config, rng, next_prune: Instant::now() }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
@@ -212,6 +212,7 @@ impl Writer {
         let conn_mutex = self.conn.clone();
         let conn = lock(&conn_mutex);
         let rng = &mut self.rng;
+        let log = self.shared.log;
         let result = with_write_txn(&conn, |conn| {
             let version: i64 = conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get(0))?;
             let mut stored = HashMap::new();
@@ -230,6 +231,9 @@ impl Writer {
             let plan = plan_batch(writes, stored, now, stamp, rng)?;
             if let Some(last) = plan.last_versionstamp() {
                 write_rows(conn, &plan.rows)?;
+                if log {
+                    changelog::append(conn, version as u64, last.version(), now, plan.rows.iter())?;
+                }
                 for m in &plan.enqueues {
                     conn.prepare_cached(QUEUE_ADD)?.execute(params![
                         m.due_ms,
@@ -257,14 +261,29 @@ impl Writer {
         self.shared.poison_if_fatal(e);
     }
 
-    /// Deletes expired keys; publishes them on the change feed with a fresh versionstamp.
+    /// Deletes expired keys; publishes them on the change feed with a fresh versionstamp. Also
+    /// prunes the change log, at most every [`PRUNE_EVERY`].
     fn sweep(&mut self) -> Option<()> {
-        if self.shared.poisoned().is_some() {
+        // A replica's rows are the primary's: its sweep's deletions arrive in the log (and
+        // expired rows are invisible to reads meanwhile).
+        if self.shared.poisoned().is_some() || self.config.replica {
             return Some(());
         }
         let now = self.shared.clock.now_ms();
         let conn_mutex = self.conn.clone();
         let conn = lock(&conn_mutex);
+        if let Some(retention) = &self.config.change_log {
+            if Instant::now() >= self.next_prune {
+                // A short retention (tests, tiny disks) is kept to within a quarter of itself.
+                let every = (retention.max_age / 4).clamp(Duration::from_secs(1), PRUNE_EVERY);
+                self.next_prune = Instant::now() + every;
+                match with_write_txn(&conn, |conn| changelog::prune(conn, now, retention)) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!("openkv: pruned {n} change-log records"),
+                    Err(e) => tracing::warn!("openkv: pruning the change log failed: {e}"),
+                }
+            }
+        }
         let any = conn
             .prepare_cached(ANY_EXPIRED)
             .and_then(|mut s| s.query_row([now], |_| Ok(())).optional());
@@ -287,6 +306,12 @@ impl Writer {
             let version: i64 =
                 conn.prepare_cached(GET_VERSION)?.query_row([], |r| r.get::<_, i64>(0))? + 1;
             conn.prepare_cached(SET_VERSION)?.execute([version])?;
+            if self.shared.log {
+                let deleted: Vec<(Vec<u8>, Option<Row>)> =
+                    keys.iter().map(|k| (k.clone(), None)).collect();
+                let changes = deleted.iter().map(|(k, r)| (k, r));
+                changelog::append(conn, version as u64 - 1, version as u64, now, changes)?;
+            }
             Ok(Some(ChangeEvent {
                 versionstamp: Versionstamp::from_version(version as u64),
                 keys: keys.into(),
@@ -327,20 +352,7 @@ fn read_row(conn: &Connection, key: &[u8]) -> rusqlite::Result<Option<Row>> {
 /// Stores planned rows (`None`: delete the key), each under its versionstamp's counter.
 pub(super) fn write_rows(conn: &Connection, rows: &Rows) -> rusqlite::Result<()> {
     for (key, row) in rows {
-        match row {
-            Some(row) => {
-                conn.prepare_cached(POINT_SET)?.execute(params![
-                    key,
-                    row.bytes,
-                    row.encoding,
-                    row.versionstamp.version() as i64,
-                    row.expire_at_ms.unwrap_or(-1)
-                ])?;
-            }
-            None => {
-                conn.prepare_cached(POINT_DELETE)?.execute([key])?;
-            }
-        }
+        put_row(conn, key, row.as_ref())?;
     }
     Ok(())
 }

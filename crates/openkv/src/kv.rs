@@ -57,6 +57,8 @@ impl Entry {
 /// | [`queue_max_concurrency`](Self::queue_max_concurrency) | 100 deliveries at once (Deno's) |
 /// | [`queue_poll_interval`](Self::queue_poll_interval) | 1 second |
 /// | [`postgres_pool_size`](Self::postgres_pool_size) (PostgreSQL) | 16 connections |
+/// | [`postgres_read_replica`](Self::postgres_read_replica) (PostgreSQL) | none: every read goes to the primary |
+/// | [`change_log`](Self::change_log) (SQLite, PostgreSQL) | off: no change log |
 /// | [`access_token`](Self::access_token) (remote) | `$DENO_KV_ACCESS_TOKEN` |
 /// | [`remote_retry_timeout`](Self::remote_retry_timeout) (remote) | 60 seconds |
 /// | [`remote_request_timeout`](Self::remote_request_timeout) (remote) | 30 seconds |
@@ -70,6 +72,10 @@ pub struct OpenOptions {
     queue_max_concurrency: usize,
     queue_poll_interval: Duration,
     pub(crate) postgres_pool_size: usize,
+    pub(crate) postgres_read_replica: Option<String>,
+    pub(crate) change_log: Option<crate::changelog::LogRetention>,
+    /// Open the file as a read replica's copy (set by `open_replica` only).
+    pub(crate) replica_store: bool,
     #[cfg(feature = "remote")]
     pub(crate) remote: openkv_remote::RemoteConfig,
 }
@@ -95,6 +101,9 @@ impl Default for OpenOptions {
             queue_max_concurrency: 100,
             queue_poll_interval: Duration::from_secs(1),
             postgres_pool_size: 16,
+            postgres_read_replica: None,
+            change_log: None,
+            replica_store: false,
             #[cfg(feature = "remote")]
             remote: openkv_remote::RemoteConfig::default(),
         }
@@ -154,6 +163,27 @@ impl OpenOptions {
     /// writer and the change listener have one each besides).
     pub fn postgres_pool_size(mut self, connections: usize) -> Self {
         self.postgres_pool_size = connections.max(1);
+        self
+    }
+
+    /// PostgreSQL databases: serve [`Consistency::Eventual`] reads from this hot standby of
+    /// the primary's cluster (streaming replication; a libpq URL like the primary's, whose
+    /// `openkv_schema` it takes when the URL names none), with a pool of
+    /// [`postgres_pool_size`](Self::postgres_pool_size) connections of its own. Strong reads,
+    /// writes, watches and queues stay on the primary. Opening does not wait for the standby;
+    /// while it is down or fails, eventual reads are answered by the primary (logged, and
+    /// counted: `openkv_postgres::PostgresBackend::eventual_fallbacks`).
+    pub fn postgres_read_replica(mut self, url: impl Into<String>) -> Self {
+        self.postgres_read_replica = Some(url.into());
+        self
+    }
+
+    /// Keep a change log (docs/design.md §14) with this retention: every commit's effects,
+    /// written in the commit's own transaction, for read replicas (`openkv serve
+    /// --replica-of`) to follow. Off by default in the library (it costs disk space); `openkv
+    /// serve` turns it on.
+    pub fn change_log(mut self, retention: crate::changelog::LogRetention) -> Self {
+        self.change_log = Some(retention);
         self
     }
 
@@ -367,6 +397,24 @@ impl Kv {
         // Watch streams end first: all they could do now is find the store closed.
         self.inner.closed.send_replace(true);
         self.inner.backend.close().await
+    }
+
+    /// This database's change log and snapshots, for followers (what `openkv serve`'s
+    /// replication endpoints answer from), or why it has none.
+    pub fn replication_source(&self) -> Result<Arc<dyn crate::changelog::ReplicationSource>> {
+        self.backend().replication()
+    }
+
+    /// True if [`Consistency::Eventual`] reads may be served by a copy that lags (a read
+    /// replica, a PostgreSQL standby): see [`Backend::lagging_eventual_reads`].
+    pub fn lagging_eventual_reads(&self) -> bool {
+        self.inner.backend.lagging_eventual_reads()
+    }
+
+    /// For a read replica ([`OpenOptions::open_replica`], or the URL of an `openkv serve
+    /// --replica-of`): how far behind its primary it is. `None` for any other database.
+    pub async fn replica_status(&self) -> Result<Option<crate::changelog::ReplicaStatus>> {
+        self.inner.backend.replica_status().await
     }
 
     /// Resolves once [`close`](Self::close) was called on this handle or a clone of it.

@@ -134,7 +134,7 @@ mod queue;
 mod validate;
 mod watch;
 
-pub use openkv_core::{engine, js, key, limits};
+pub use openkv_core::{changelog, engine, js, key, limits};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
@@ -154,6 +154,8 @@ pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
 pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+#[cfg(feature = "remote")]
+pub use openkv_remote::ReplicaOptions;
 pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};
 pub use paths::default_database_path;
 pub use queue::{EnqueueOptions, QueueMessage};

@@ -64,12 +64,61 @@ impl OpenOptions {
             Engine::Sqlite => {}
         }
         let clock = self.clock.clone();
-        let config = SqliteConfig { sweep_interval: self.sweep_interval, rng_seed: self.rng_seed };
+        let config = SqliteConfig {
+            sweep_interval: self.sweep_interval,
+            rng_seed: self.rng_seed,
+            change_log: self.change_log,
+            replica: self.replica_store,
+        };
         // Opening may wait on another process's lock while migrating: off the async threads.
         let backend =
             tokio::task::spawn_blocking(move || SqliteBackend::open(&path, clock, config))
                 .await
                 .map_err(|e| Error::storage_caused("opening the database panicked", e))??;
+        Ok(self.with_backend(Arc::new(backend)))
+    }
+
+    /// Opens a read replica (docs/design.md §14): the SQLite file `local` follows the
+    /// `openkv serve` at `primary` (a KV Connect URL; the access token as for any remote
+    /// database), bootstrapping from its snapshot if `local` does not follow it yet, then
+    /// applying its change log. The `Kv` serves reads from `local` (strong ones after a read
+    /// index), and sends writes and queue calls to the primary; see
+    /// [`Kv::replica_status`] for its lag. Returns at once: until the first bootstrap
+    /// finished, reads go to the primary too.
+    #[cfg(feature = "remote")]
+    pub async fn open_replica(
+        mut self,
+        primary: &str,
+        local: impl AsRef<Path>,
+        options: openkv_remote::ReplicaOptions,
+    ) -> Result<Kv> {
+        if !matches!(Engine::for_path(primary), Engine::Remote) {
+            return Err(Error::InvalidOption(format!(
+                "a replica follows an openkv serve URL (http:// or https://), not {primary:?}"
+            )));
+        }
+        let local = local.as_ref();
+        if !matches!(Engine::for_path(&local.to_string_lossy()), Engine::Sqlite)
+            || local.as_os_str() == ":memory:"
+        {
+            return Err(Error::InvalidOption(format!(
+                "a replica keeps its copy in a SQLite file, not {}",
+                local.display()
+            )));
+        }
+        let remote =
+            openkv_remote::RemoteBackend::open(primary, self.remote.clone(), self.clock.clone())
+                .await?;
+        self.replica_store = true;
+        self.change_log = None;
+        let copy = self.clone().open(local).await?;
+        let backend = openkv_remote::ReplicaBackend::start(
+            copy.backend(),
+            Arc::new(remote),
+            self.clock.clone(),
+            options,
+        )
+        .await?;
         Ok(self.with_backend(Arc::new(backend)))
     }
 
@@ -87,7 +136,9 @@ impl OpenOptions {
             self.sweep_interval,
             self.rng_seed,
             self.postgres_pool_size,
-        );
+        )
+        .with_change_log(self.change_log)
+        .with_read_replica(self.postgres_read_replica.clone());
         let backend =
             openkv_postgres::PostgresBackend::open(url, self.clock.clone(), config).await?;
         Ok(self.with_backend(Arc::new(backend)))

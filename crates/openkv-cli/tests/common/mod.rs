@@ -26,6 +26,17 @@ pub fn start_server_with(db: &Path, token: &str, args: &[&OsStr]) -> (Child, Str
 
 /// [`start_server_with`] on a given address (to restart a server on the port it had).
 pub fn start_server_at(db: &Path, token: &str, addr: &str, args: &[&OsStr]) -> (Child, String) {
+    try_start_server_at(db, token, addr, args).unwrap()
+}
+
+/// [`start_server_at`], or why the server did not start (its address taken, …): for a test
+/// that tries another address.
+pub fn try_start_server_at(
+    db: &Path,
+    token: &str,
+    addr: &str,
+    args: &[&OsStr],
+) -> Result<(Child, String), String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
         .arg("--db")
         .arg(db)
@@ -38,12 +49,28 @@ pub fn start_server_at(db: &Path, token: &str, addr: &str, args: &[&OsStr]) -> (
         .expect("start openkv serve");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().last().expect("the server prints its URL").to_owned();
+    let Some(url) = line.split_whitespace().last().map(str::to_owned) else {
+        let status = child.wait().unwrap();
+        return Err(format!("openkv serve on {addr} did not start ({status})"));
+    };
     assert!(
         url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
         "unexpected first line {line:?}"
     );
-    (child, url)
+    Ok((child, url))
+}
+
+/// A server process (and the URL it printed), killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `$DENO_BIN`, else the pinned Deno CLI `npm ci --prefix tests/deno` installs. Fails (never
@@ -104,4 +131,31 @@ pub fn fresh_postgres_url() -> Option<String> {
 /// 32 random hex digits (a v4 UUID): unique across concurrent tests and test processes.
 pub fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Installs the pinned `@deno/kv` with `npm ci --prefix tests/node` unless it is already there.
+/// Fails (never skips) when npm fails.
+pub fn ensure_deno_kv_npm() {
+    let root = workspace_root();
+    if root.join("tests/node/node_modules/@deno/kv/package.json").is_file() {
+        return;
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--prefix", "tests/node", "--no-audit", "--no-fund"])
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run `npm ci --prefix tests/node` (is npm installed?): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "`npm ci --prefix tests/node` failed ({}): cannot install @deno/kv\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        root.join("tests/node/node_modules/@deno/kv/package.json").is_file(),
+        "`npm ci --prefix tests/node` succeeded but @deno/kv is still missing"
+    );
 }

@@ -22,34 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome, Enqueue, MutationKind};
 use crate::error::{Error, Result};
 use crate::sum;
-use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
-/// A stored row as the planner reads and writes it: the value in its stored encoding (so that
-/// a row is never decoded unless a mutation combines with it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// The value's encoding ([`ENCODING_V8`](crate::ENCODING_V8), …).
-    pub encoding: i64,
-    /// The value's stored bytes.
-    pub bytes: Vec<u8>,
-    /// The versionstamp of the write that stored it.
-    pub versionstamp: Versionstamp,
-    /// When it expires, in Unix milliseconds; `None`: never.
-    pub expire_at_ms: Option<i64>,
-}
-
-impl Row {
-    /// The row storing `value`.
-    pub fn new(value: &Value, versionstamp: Versionstamp, expire_at_ms: Option<i64>) -> Row {
-        Row { encoding: value.encoding(), bytes: value.to_bytes(), versionstamp, expire_at_ms }
-    }
-
-    /// True while the row has not expired at `now_ms`.
-    pub fn is_live(&self, now_ms: i64) -> bool {
-        self.expire_at_ms.is_none_or(|at| at > now_ms)
-    }
-}
+pub use crate::row::Row;
 
 /// Final rows by key (`None`: the key is deleted), in key order: what a backend stores.
 pub type Rows = BTreeMap<Vec<u8>, Option<Row>>;
@@ -257,6 +232,8 @@ fn stored(row: Option<Row>) -> Option<(Vec<u8>, i64, i64)> {
 #[cfg(test)]
 mod tests {
     //! The planner alone, on rows in memory: what every backend inherits.
+
+    use crate::value::Value;
 
     use rand::SeedableRng;
 
