@@ -131,14 +131,18 @@ pub(crate) async fn log(
             Err(e) => return engine_error(e),
         }
         let Some(feed) = changes.as_mut() else { continue };
+        let mut feed_closed = false;
         tokio::select! {
             // Any commit (or a lag, which may hide one) is worth another look.
-            _ = feed.recv() => {}
+            event = feed.recv() => {
+                feed_closed = matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed));
+            }
             _ = tokio::time::sleep_until(deadline) => {}
             _ = stopping.wait_for(|&s| s) => {}
         }
-        if *stopping.borrow() {
-            // Answer what there is: shutdown waits for this response.
+        if feed_closed || *stopping.borrow() {
+            // Answer what there is (shutdown waits for this response; a closed feed would
+            // wake us at once forever).
             changes = None;
         }
     }
