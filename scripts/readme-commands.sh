@@ -555,6 +555,14 @@ bench_rounds() {
 cover short '--rounds 1 --n 64 instead of 5 rounds of N = 2000' bench_rounds <<'CMD'
 cargo run --release -p openkv-bench -- --rounds 5 --markdown
 CMD
+bench_log_cost() {
+  local cmd=$1
+  edit '--rounds 7 --n 4000' '--rounds 1 --n 64'
+  run_in_root "$cmd"
+}
+cover short '--rounds 1 --n 64 instead of 7 rounds of N = 4000' bench_log_cost <<'CMD'
+cargo run --release -p openkv-bench -- --only concurrent64_set,concurrent64_set_log --no-deno --rounds 7 --n 4000
+CMD
 # bench-server.sh: one round of tiny workloads, no waiting for a quiet machine, denokv from
 # scripts/test.sh (where a user has it from `cargo install denokv`).
 bench_server_short='--n 64 --reads 64 --lists 1 --watch-sets 10 --raw-n 64 --max-wait 0'
@@ -581,6 +589,12 @@ bench_js_queue() {
 cover short '--quick (1 round, 300 messages, 50 latency samples) instead of 3 rounds of 3000' \
   bench_js_queue <<'CMD'
 scripts/bench-js-queue.sh --rounds 3
+CMD
+# bench-replica.sh: its own smoke form (2 rounds of 2 s, N 20,000).
+bench_replica() { run_in_root "$1 --quick"; }
+cover short '--quick (2 rounds of 2 s workloads, 20,000 entries applied) instead of 3 rounds' \
+  bench_replica <<'CMD'
+scripts/bench-replica.sh
 CMD
 bench_postgres() {
   OPENKV_BENCH_POSTGRES_URL="$OPENKV_TEST_POSTGRES_URL" \

@@ -18,6 +18,7 @@
 //! | `raw_sqlite_commit` | rusqlite alone, same pragmas and table: N one-row durable transactions | (the ceiling of `seq_set`) |
 //! | `seq_set` | N sequential awaited `set`s, each a durable commit | ≥ 0.8 × fdatasync |
 //! | `concurrent64_set` | 64 tasks (2-worker runtime), N sets in total | ≥ 20 × Deno CLI |
+//! | `concurrent64_set_log` | the same with the change log on (`OpenOptions::change_log`) | ≥ 0.9 × `concurrent64_set` |
 //! | `get_1t` | point gets of 10k preloaded keys, one thread | ≥ 150k/s |
 //! | `get_2t` | the same on two threads | ≥ 250k/s |
 //! | `list_10k` | list a 10k-entry prefix (batch size 1000), ≥ 5 times | ≥ 1M entries/s |
@@ -147,11 +148,12 @@ const fn spec(name: &'static str, unit: &'static str, deno: DenoKey, target: Tar
 }
 
 /// Every workload, in the order they run and are printed.
-const WORKLOADS: [Spec; 16] = [
+const WORKLOADS: [Spec; 17] = [
     spec("fdatasync", "syncs/s", DenoKey::None, Target::None),
     spec("raw_sqlite_commit", "ops/s", DenoKey::None, Target::None),
     spec("seq_set", "ops/s", DenoKey::Field("seq_set_ops"), Target::OfFsync(0.8)),
     spec("concurrent64_set", "ops/s", DenoKey::Field("concurrent64_set_ops"), Target::OfDeno(20.0)),
+    spec("concurrent64_set_log", "ops/s", DenoKey::None, Target::None),
     spec("get_1t", "ops/s", DenoKey::Field("get_ops"), Target::Rate(150e3)),
     spec("get_2t", "ops/s", DenoKey::None, Target::Rate(250e3)),
     spec("list_10k", "entries/s", DenoKey::Field("list_entries_per_s"), Target::Rate(1e6)),
@@ -219,7 +221,8 @@ fn run(args: Args) -> Res<()> {
                 "fdatasync" => bench_fdatasync(&dir.join("fdatasync.bin"))?,
                 "raw_sqlite_commit" => bench_raw_sqlite(&dir.join("raw.sqlite3"), n)?,
                 "seq_set" => bench_seq_set(&rt, dir, n)?,
-                "concurrent64_set" => bench_concurrent_set(&rt, dir, n)?,
+                "concurrent64_set" => bench_concurrent_set(&rt, dir, n, false)?,
+                "concurrent64_set_log" => bench_concurrent_set(&rt, dir, n, true)?,
                 "get_1t" | "get_2t" => {
                     if gets.is_none() {
                         gets = Some(bench_gets(&rt, dir)?);
@@ -335,6 +338,14 @@ fn run(args: Args) -> Res<()> {
                 r.openkv * size / 1e6
             );
         }
+    }
+    let plain = rows.iter().find(|r| r.spec.name == "concurrent64_set");
+    let logged = rows.iter().find(|r| r.spec.name == "concurrent64_set_log");
+    if let (Some(plain), Some(logged)) = (plain, logged) {
+        println!(
+            "change log: concurrent64_set_log / concurrent64_set = {:.2} (target >= 0.9)",
+            logged.openkv / plain.openkv
+        );
     }
     let raw = rows.iter().find(|r| r.spec.name == "raw_sqlite_commit");
     if let (Some(raw), Some(seq)) = (raw, seq) {
@@ -460,10 +471,16 @@ where
     Ok(())
 }
 
-/// 64 tasks on the 2-worker runtime, each awaiting its own sets; N sets in total.
-fn bench_concurrent_set(rt: &Runtime, dir: &Path, n: usize) -> Res<f64> {
+/// 64 tasks on the 2-worker runtime, each awaiting its own sets; N sets in total. `log`: with
+/// the change log on (what `openkv serve` runs with), to measure its cost.
+fn bench_concurrent_set(rt: &Runtime, dir: &Path, n: usize, log: bool) -> Res<f64> {
     rt.block_on(async {
-        let kv = Kv::open(dir.join("concurrent64_set.sqlite3")).await?;
+        let name = if log { "concurrent64_set_log.sqlite3" } else { "concurrent64_set.sqlite3" };
+        let mut options = openkv::OpenOptions::new();
+        if log {
+            options = options.change_log(openkv::changelog::LogRetention::default());
+        }
+        let kv = options.open(dir.join(name)).await?;
         let start = Instant::now();
         in_tasks(&kv, n, move |kv, w, i| async move { kv.set(&key!["c", w, i], v8_smi(i)).await })
             .await?;

@@ -162,7 +162,7 @@ fn run(args: Args) -> Res<()> {
             }
         };
         let n_servers = if setup == "pg2" { 2 } else { 1 };
-        wait_for_quiet(args.max_wait);
+        openkv_bench::wait_for_quiet("bench-postgres", args.max_wait);
         eprintln!("\n==> {setup}: {n_servers} server(s) on {db}");
         let mut servers = Vec::new();
         for _ in 0..n_servers {
@@ -502,7 +502,7 @@ impl CpuSample {
         let servers = server_pids.iter().map(|p| proc_jiffies(&format!("/proc/{p}/stat"))).sum();
         CpuSample {
             at: Instant::now(),
-            machine_busy: machine_busy_jiffies(),
+            machine_busy: openkv_bench::machine_busy_jiffies(),
             servers,
             me: proc_jiffies("/proc/self/stat"),
             postgres: postgres_jiffies(),
@@ -523,25 +523,6 @@ impl CpuSample {
     }
 }
 
-/// Busy jiffies of the whole machine (all but idle and iowait), 0 if unreadable.
-fn machine_busy_jiffies() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            let f: Vec<u64> = s
-                .lines()
-                .next()?
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal
-            let total: u64 = f.iter().take(8).sum();
-            Some(total - f.get(3)? - f.get(4)?)
-        })
-        .unwrap_or(0)
-}
-
 /// utime + stime of every process named `postgres`.
 fn postgres_jiffies() -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
@@ -552,30 +533,6 @@ fn postgres_jiffies() -> u64 {
         })
         .map(|e| proc_jiffies(e.path().join("stat").to_str().unwrap_or("")))
         .sum()
-}
-
-/// Waits up to `max_wait` seconds until the machine is under 20% of one core busy over one
-/// second (nothing of this benchmark runs at this point).
-fn wait_for_quiet(max_wait: u64) {
-    if max_wait == 0 {
-        return;
-    }
-    let deadline = Instant::now() + Duration::from_secs(max_wait);
-    loop {
-        let before = machine_busy_jiffies();
-        std::thread::sleep(Duration::from_secs(1));
-        let busy = machine_busy_jiffies().saturating_sub(before);
-        if busy < 20 {
-            return;
-        }
-        if Instant::now() >= deadline {
-            eprintln!(
-                "    the machine is still busy ({busy}% of one core) after {max_wait} s: \
-                 measuring anyway (see the 'other' CPU column)"
-            );
-            return;
-        }
-    }
 }
 
 /// utime + stime of a `/proc/…/stat` file, in jiffies (0 if unreadable).
