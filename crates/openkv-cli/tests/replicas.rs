@@ -13,7 +13,10 @@
 //!   detected and the replica bootstraps again; retention exceeded while the replica is down:
 //!   the same;
 //! - the Deno CLI pointed at the replica: its writes reach the primary, a strong read after a
-//!   write sees it, and its reads are served by the replica's copy (counted there).
+//!   write sees it, and its reads are served by the replica's copy (counted there);
+//! - queues stay the primary's: a message enqueued through the replica reaches a listener of
+//!   the primary, and a listener connected to the replica gets the primary's messages;
+//! - a SQLite replica of a PostgreSQL primary refuses (saying why) and forwards everything.
 //!
 //! The tests of this file run one at a time (they start several processes each).
 
@@ -61,6 +64,16 @@ fn replica_at(dir: &Path, primary: &str, addr: &str) -> Proc {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     let (child, url) = start_server_at(&dir.join("replica.sqlite3"), TOKEN, addr, &args);
     Proc { child, url }
+}
+
+/// A primary, a replica of it, and clients of both, the replica caught up.
+async fn primary_and_replica(dir: &Path) -> (Proc, Kv, Proc, Kv) {
+    let p = primary(dir, &[]);
+    let pkv = client(&p.url).await;
+    let r = replica(dir, &p.url);
+    let rkv = client(&r.url).await;
+    converge(&pkv, &rkv).await;
+    (p, pkv, r, rkv)
 }
 
 fn replica(dir: &Path, primary: &str) -> Proc {
@@ -347,11 +360,7 @@ fn retention_exceeded_while_the_replica_is_down_means_a_new_bootstrap() {
 #[test]
 fn the_deno_cli_pointed_at_a_replica_writes_to_the_primary_and_reads_from_the_copy() {
     replica_test(|dir| async move {
-        let p = primary(dir.path(), &[]);
-        let pkv = client(&p.url).await;
-        let r = replica(dir.path(), &p.url);
-        let rkv = client(&r.url).await;
-        converge(&pkv, &rkv).await;
+        let (_primary, pkv, r, rkv) = primary_and_replica(dir.path()).await;
         let before = status(&rkv, &r.url).await["readsLocal"].as_u64().unwrap();
         let script = format!(
             "const kv = await Deno.openKv({:?}); \
@@ -416,4 +425,45 @@ fn a_sqlite_replica_of_a_postgres_primary_refuses_and_forwards_everything() {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(status(&rkv, &r.url).await["readsForwarded"].as_u64().unwrap() > 0);
     });
+}
+
+#[test]
+fn queues_through_a_replica_are_the_primarys() {
+    replica_test(|dir| async move {
+        let (p, pkv, r, rkv) = primary_and_replica(dir.path()).await;
+        // Enqueued through the replica, delivered to a listener of the primary: the message
+        // is in the primary's queue.
+        rkv.enqueue(&"through the replica", &EnqueueOptions::default()).await.unwrap();
+        assert_eq!(first_message(&p.url).await, "through the replica");
+        // Enqueued on the primary, delivered to a listener connected to the replica: the
+        // replica forwards queue delivery.
+        pkv.enqueue(&"to the replica's listener", &EnqueueOptions::default()).await.unwrap();
+        assert_eq!(first_message(&r.url).await, "to the replica's listener");
+        let mut r = r;
+        assert!(sigterm(&mut r.child).success());
+        let copy = openkv::verify_backup(&dir.path().join("replica.sqlite3")).unwrap();
+        assert_eq!(copy.queued_messages, 0, "the replica's own file never holds a message");
+    });
+}
+
+/// The first queue message a listener connected to `url` gets (within 30 s).
+async fn first_message(url: &str) -> String {
+    let kv = client(url).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = kv.clone();
+    let listening = tokio::spawn(async move {
+        listener
+            .listen_queue(move |m| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(m.value.decode::<String>().unwrap());
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+    });
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await;
+    kv.close().await.unwrap();
+    listening.await.unwrap().unwrap();
+    got.expect("a message within 30 s").unwrap()
 }
