@@ -12,6 +12,10 @@
 #                                   (read-only queries), and print its URL on stdout like
 #                                   `start`. The standby replays the primary's writes a few
 #                                   milliseconds later; `openkv_schema`s come with them.
+#   scripts/postgres.sh halt DIR    crash that cluster or standby (`pg_ctl stop -m immediate`),
+#                                   keeping DIR: what a test does to see a server die
+#   scripts/postgres.sh resume DIR  start a halted one again (same port, same data; it
+#                                   recovers, a standby streams on) and wait until it answers
 #   scripts/postgres.sh stop DIR    stop that cluster or standby (fast shutdown) and remove DIR
 #                                   (stop a standby before its primary, or either first: both
 #                                   work).
@@ -40,7 +44,7 @@ die() {
   exit 1
 }
 
-usage() { die "usage: $0 start DIR | standby DIR STANDBY_DIR | stop DIR"; }
+usage() { die "usage: $0 start DIR | standby DIR STANDBY_DIR | halt DIR | resume DIR | stop DIR"; }
 
 (($# >= 2)) || usage
 command="$1"
@@ -269,9 +273,39 @@ stop() {
   say "stopped and removed $dir"
 }
 
+# The binaries, owner and port recorded by `start`/`standby` (the last port= line).
+read_marker() {
+  [[ -f "$marker" ]] || die "$dir holds no cluster started by $0 (no $marker): not touching it"
+  bindir="$(sed -n 's/^bindir=//p' "$marker")"
+  owner="$(sed -n 's/^owner=//p' "$marker")"
+  port="$(sed -n 's/^port=//p' "$marker" | tail -n 1)"
+}
+
+halt() {
+  read_marker
+  [[ -f "$dir/data/postmaster.pid" ]] || die "the server in $dir is not running"
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null
+  say "halted (immediate shutdown) the server on 127.0.0.1:$port; $dir kept"
+}
+
+resume() {
+  read_marker
+  [[ ! -f "$dir/data/postmaster.pid" ]] || die "the server in $dir is running"
+  as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null ||
+    die "the server did not start again (log: $dir/postgres.log)"
+  local deadline=$((SECONDS + 60))
+  until "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U openkv -d postgres; do
+    ((SECONDS < deadline)) || die "the server does not accept connections on 127.0.0.1:$port"
+    sleep 0.2
+  done
+  say "resumed on 127.0.0.1:$port"
+}
+
 case "$command" in
   start) start ;;
   standby) standby ;;
+  halt) halt ;;
+  resume) resume ;;
   stop) stop ;;
   *) usage ;;
 esac

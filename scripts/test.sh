@@ -109,6 +109,8 @@ else
   echo "PostgreSQL: $OPENKV_TEST_POSTGRES_URL"
   OPENKV_TEST_POSTGRES_STANDBY_URL="$(scripts/postgres.sh standby "$pg_dir" "$pg_standby_dir")"
   export OPENKV_TEST_POSTGRES_STANDBY_URL
+  # Where it lives: a test crashes it for real (postgres.sh halt) and starts it again.
+  export OPENKV_TEST_POSTGRES_STANDBY_DIR="$pg_standby_dir" OPENKV_REQUIRE_STANDBY_DIR=1
   echo "PostgreSQL standby: $OPENKV_TEST_POSTGRES_STANDBY_URL"
 fi
 export OPENKV_REQUIRE_POSTGRES=1

@@ -9,6 +9,9 @@
 //!   answered — by the primary, with its latest writes — and strong reads and writes
 //!   unaffected; the fallback is logged once (the warning is rate-limited), and once the
 //!   standby is back eventual reads return to it; SIGTERM still exits cleanly;
+//! - the standby crashed for real (`scripts/postgres.sh halt`: `pg_ctl stop -m immediate`):
+//!   eventual reads answered by the primary, strong reads and writes unaffected, a fallback
+//!   warning; started again (`resume`), it catches up and serves again;
 //! - `--read-replica` is a usage error (exit 2) without a PostgreSQL --db, with a URL that is
 //!   not postgres://, or with --replica-of.
 //!
@@ -36,6 +39,9 @@ use tokio::task::JoinHandle;
 use common::{fresh_postgres_url, sigterm};
 
 const TOKEN: &str = "postgres-standby-token-0123";
+
+/// The tests of this file share the run's standby (one crashes it): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 /// What the server logs when eventual reads fall back to the primary.
 const FALLBACK_WARNING: &str = "eventual reads fall back to the PostgreSQL primary";
 
@@ -238,6 +244,7 @@ async fn get(kv: &Kv, key: &Key, consistency: Consistency) -> u64 {
 #[test]
 fn eventual_reads_go_to_the_standby_and_fall_back_to_the_primary_when_it_is_gone() {
     let Some((db, standby)) = servers() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let primary = std::env::var("OPENKV_TEST_POSTGRES_URL").unwrap();
     eprintln!("database: {db}; standby: {standby}");
     let rt =
@@ -312,6 +319,87 @@ fn eventual_reads_go_to_the_standby_and_fall_back_to_the_primary_when_it_is_gone
         server.child = None;
         assert!(status.success(), "openkv serve exited with {status} after SIGTERM");
         proxy.stop().await;
+    });
+}
+
+/// `scripts/postgres.sh <command> <dir>`, which must succeed.
+fn postgres_sh(command: &str, dir: &str) {
+    let out = Command::new("scripts/postgres.sh")
+        .args([command, dir])
+        .current_dir(common::workspace_root())
+        .output()
+        .expect("run scripts/postgres.sh");
+    assert!(
+        out.status.success(),
+        "scripts/postgres.sh {command} {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The standby crashed (`pg_ctl stop -m immediate`) while this lives; started again on drop,
+/// a panic included, so that the tests after this one find it running.
+struct Halted(String);
+
+impl Halted {
+    fn new(dir: &str) -> Halted {
+        postgres_sh("halt", dir);
+        Halted(dir.to_owned())
+    }
+}
+
+impl Drop for Halted {
+    fn drop(&mut self) {
+        postgres_sh("resume", &self.0);
+    }
+}
+
+#[test]
+fn eventual_reads_are_answered_while_the_standby_is_crashed_and_after_it_restarts() {
+    let Some((db, standby)) = servers() else { return };
+    let Some(dir) = std::env::var("OPENKV_TEST_POSTGRES_STANDBY_DIR").ok() else {
+        assert_ne!(
+            std::env::var("OPENKV_REQUIRE_STANDBY_DIR").as_deref(),
+            Ok("1"),
+            "OPENKV_REQUIRE_STANDBY_DIR=1 but OPENKV_TEST_POSTGRES_STANDBY_DIR is not set"
+        );
+        eprintln!("OPENKV_TEST_POSTGRES_STANDBY_DIR is not set: skipping this test");
+        return;
+    };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let primary = std::env::var("OPENKV_TEST_POSTGRES_URL").unwrap();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut server = Server::start(&db, &["--read-replica", &standby]);
+        let kv = OpenOptions::new().access_token(TOKEN).open(&server.url).await.unwrap();
+        let k = key!["k"];
+        kv.set(&k, KvU64(1)).await.unwrap();
+        caught_up(&primary, &standby).await;
+        assert_eq!(get(&kv, &k, Consistency::Eventual).await, 1);
+        assert_eq!(server.logged(FALLBACK_WARNING), Vec::<String>::new());
+        {
+            // The standby process is gone (immediate shutdown): eventual reads are answered
+            // by the primary, with its latest writes; strong reads and writes go on.
+            let _halted = Halted::new(&dir);
+            for n in 2..=6 {
+                kv.set(&k, KvU64(n)).await.unwrap();
+                assert_eq!(get(&kv, &k, Consistency::Eventual).await, n);
+                assert_eq!(get(&kv, &k, Consistency::Strong).await, n);
+            }
+            assert!(!server.logged(FALLBACK_WARNING).is_empty(), "no fallback warning");
+        }
+        // Started again: it catches up and serves eventual reads once more.
+        caught_up(&primary, &standby).await;
+        kv.set(&k, KvU64(7)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&kv, &k, Consistency::Eventual).await != 7 {
+            assert!(Instant::now() < deadline, "eventual reads never saw 7");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        kv.close().await.unwrap();
+        let status = sigterm(server.child.as_mut().unwrap());
+        server.child = None;
+        assert!(status.success(), "openkv serve exited with {status} after SIGTERM");
     });
 }
 
