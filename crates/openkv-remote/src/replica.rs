@@ -145,7 +145,7 @@ impl ReplicaBackend {
     async fn applied(&self, version: u64, wait: Duration) -> bool {
         let mut rx = self.status.subscribe();
         let reached = tokio::time::timeout(wait, rx.wait_for(|s| s.applied >= version)).await;
-        matches!(reached, Ok(Ok(_)))
+        reached.is_ok_and(|r| r.is_ok())
     }
 }
 

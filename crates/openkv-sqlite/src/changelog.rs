@@ -10,7 +10,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::shared::put_row;
+use crate::shared::{put_row, GET_VERSION, SET_VERSION};
 use openkv_core::changelog::{
     check_chain, decode_changes, encode_changes, LogChange, LogGone, LogRead, LogRecord,
     LogRetention, ReplicaPosition, SnapshotHeader,
@@ -32,8 +32,6 @@ const APPEND: &str = "insert into openkv_changelog (version, prev_version, ts_ms
      values (?1, ?2, ?3, ?4, ?5)";
 const READ_AFTER: &str = "select prev_version, version, ts_ms, changes from openkv_changelog \
      where version > ?1 order by version limit ?2";
-const GET_VERSION: &str = "select version from data_version where k = 0";
-const SET_VERSION: &str = "update data_version set version = ?1 where k = 0";
 /// Records read per log request at most (besides the byte budget).
 const MAX_RECORDS_PER_READ: i64 = 10_000;
 

@@ -215,15 +215,21 @@ impl SqliteBackend {
 
     fn read(&self, ranges: &[ReadRange]) -> Result<Vec<Vec<RawEntry>>> {
         let now = self.shared.clock.now_ms();
+        self.with_reader(|conn| read_ranges(conn, ranges, now))
+    }
+
+    /// Runs `f` on a reader connection (one of the pool, returned to it afterwards, or the
+    /// in-memory one), retrying while the file is busy.
+    fn with_reader<T>(&self, f: impl Fn(&Connection) -> Result<T>) -> Result<T> {
         match &self.readers {
-            Readers::Shared(conn) => read_ranges(&lock(conn), ranges, now),
+            Readers::Shared(conn) => f(&lock(conn)),
             Readers::Pool { path, idle } => {
                 let taken = lock(idle).pop();
                 let conn = match taken {
                     Some(c) => c,
                     None => open_connection(path, true)?,
                 };
-                let result = retry_busy(|| read_ranges(&conn, ranges, now));
+                let result = retry_busy(|| f(&conn));
                 let mut idle = lock(idle);
                 if idle.len() < MAX_IDLE_READERS {
                     idle.push(conn);
@@ -502,18 +508,9 @@ impl ReplicationSource for SqliteBackend {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let readers = match &self.readers {
-            Readers::Shared(conn) => {
-                return changelog::log_after(&lock(conn), epoch.as_deref(), after, max_bytes)
-            }
-            Readers::Pool { path, .. } => path.clone(),
-        };
-        tokio::task::spawn_blocking(move || {
-            let conn = open_connection(&readers, true)?;
-            retry_busy(|| changelog::log_after(&conn, epoch.as_deref(), after, max_bytes))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("reading the change log panicked: {e}")))?
+        // Inline on a pooled reader, like a snapshot read: one read transaction, bounded by
+        // `max_bytes` (a follower polls this often; a connection per call would cost more).
+        self.with_reader(|conn| changelog::log_after(conn, epoch.as_deref(), after, max_bytes))
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
@@ -554,25 +551,10 @@ impl ReplicationSource for SqliteBackend {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let read = |conn: &Connection| -> Result<u64> {
-            let v: i64 = conn
-                .prepare_cached("select version from data_version where k = 0")?
-                .query_row([], |r| r.get(0))?;
+        self.with_reader(|conn| {
+            let v: i64 = conn.prepare_cached(shared::GET_VERSION)?.query_row([], |r| r.get(0))?;
             Ok(v as u64)
-        };
-        match &self.readers {
-            Readers::Shared(conn) => read(&lock(conn)),
-            Readers::Pool { path, idle } => {
-                let taken = lock(idle).pop();
-                let conn = match taken {
-                    Some(c) => c,
-                    None => open_connection(path, true)?,
-                };
-                let result = retry_busy(|| read(&conn));
-                lock(idle).push(conn);
-                result
-            }
-        }
+        })
     }
 }
 

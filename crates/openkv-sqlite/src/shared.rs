@@ -124,6 +124,10 @@ pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     }
 }
 
+/// Deno's commit counter: read and set (every versionstamp's first 8 bytes come from it).
+pub(crate) const GET_VERSION: &str = "select version from data_version where k = 0";
+pub(crate) const SET_VERSION: &str = "update data_version set version = ?1 where k = 0";
+
 const POINT_SET: &str = "insert into kv (k, v, v_encoding, version, expiration_ms) \
      values (?1, ?2, ?3, ?4, ?5) on conflict(k) do update set \
      v = excluded.v, v_encoding = excluded.v_encoding, version = excluded.version, \

@@ -20,12 +20,10 @@ use crate::changelog;
 use crate::engine::batch::Batch;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
-use crate::shared::{lock, put_row, retry_busy, Shared, SqliteConfig};
+use crate::shared::{lock, put_row, retry_busy, Shared, SqliteConfig, GET_VERSION, SET_VERSION};
 use crate::versionstamp::Versionstamp;
 
 const POINT_GET: &str = "select v, v_encoding, version, expiration_ms from kv where k = ?1";
-const GET_VERSION: &str = "select version from data_version where k = 0";
-const SET_VERSION: &str = "update data_version set version = ?1 where k = 0";
 const ANY_EXPIRED: &str =
     "select 1 from kv where expiration_ms >= 0 and expiration_ms <= ?1 limit 1";
 const DELETE_EXPIRED: &str =
