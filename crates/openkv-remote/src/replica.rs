@@ -15,7 +15,10 @@
 //! - **Writes and queues** go to the primary. A committed write is waited for (up to
 //!   [`ReplicaOptions::write_visible_wait`]) before it is answered, so a client reads its own
 //!   writes back from the same replica.
-//! - Before the first bootstrap finished, everything goes to the primary.
+//! - Before the first bootstrap finished, everything goes to the primary. After a read the
+//!   primary answered, the copy serves reads only once it has applied the primary's counter
+//!   of that moment (a *floor*): a replica's reads never go back in time, also across the
+//!   switch from forwarding to serving.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,6 +80,9 @@ pub struct ReplicaBackend {
     reads_local: AtomicU64,
     reads_forwarded: AtomicU64,
     watches_local: AtomicU64,
+    /// The primary's counter after the last read it answered for this replica: the copy
+    /// serves reads only once it has applied that far (reads never go back in time).
+    floor: AtomicU64,
 }
 
 impl std::fmt::Debug for ReplicaBackend {
@@ -127,6 +133,7 @@ impl ReplicaBackend {
             reads_local: AtomicU64::new(0),
             reads_forwarded: AtomicU64::new(0),
             watches_local: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
         })
     }
 
@@ -139,6 +146,25 @@ impl ReplicaBackend {
 
     fn ready(&self) -> bool {
         self.status.borrow().ready
+    }
+
+    /// A read the primary answers. Afterwards the primary's counter is a floor for this
+    /// replica's later reads: what the primary showed, the copy must not show older.
+    async fn forward(
+        &self,
+        ranges: Vec<ReadRange>,
+        consistency: Consistency,
+    ) -> Result<Vec<Vec<RawEntry>>> {
+        self.reads_forwarded.fetch_add(1, Ordering::Relaxed);
+        let answer = self.primary.snapshot_read(ranges, consistency).await?;
+        // Read after the answer, so the answer's state is at or below it.
+        match self.primary.replication_head().await {
+            Ok(head) => {
+                self.floor.fetch_max(head, Ordering::AcqRel);
+            }
+            Err(e) => tracing::debug!("replica: no head after a forwarded read: {e}"),
+        }
+        Ok(answer)
     }
 
     /// Waits until the copy has applied `version`, at most `wait`; true if it has.
@@ -157,8 +183,15 @@ impl Backend for ReplicaBackend {
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
         if !self.ready() {
-            self.reads_forwarded.fetch_add(1, Ordering::Relaxed);
-            return self.primary.snapshot_read(ranges, consistency).await;
+            return self.forward(ranges, consistency).await;
+        }
+        // Never older than a read this replica already answered (one the primary answered
+        // before the copy was ready, say): wait for the copy to get there, or forward.
+        let floor = self.floor.load(Ordering::Acquire);
+        if floor > self.status.borrow().applied
+            && !self.applied(floor, self.options.read_index_wait).await
+        {
+            return self.forward(ranges, consistency).await;
         }
         if consistency != Consistency::Eventual {
             // The read index: as fresh as the primary at this moment, or the primary answers.
@@ -171,8 +204,7 @@ impl Backend for ReplicaBackend {
                 }
             };
             if !caught_up {
-                self.reads_forwarded.fetch_add(1, Ordering::Relaxed);
-                return self.primary.snapshot_read(ranges, Consistency::Strong).await;
+                return self.forward(ranges, Consistency::Strong).await;
             }
         }
         self.reads_local.fetch_add(1, Ordering::Relaxed);
