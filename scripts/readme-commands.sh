@@ -596,6 +596,31 @@ cover short '--quick (2 rounds of 2 s workloads, 20,000 entries applied) instead
   bench_replica <<'CMD'
 scripts/bench-replica.sh
 CMD
+# fuzz.sh: its own form, seconds instead of minutes (the build is the test command's next
+# step's too: scripts/fuzz.sh reuses fuzz/target).
+fuzz_one() {
+  local cmd=$1
+  edit 'fuzz.sh 600 ' 'fuzz.sh 5 '
+  run_in_root "$cmd"
+}
+cover short '5 s instead of 600 on the one target' fuzz_one <<'CMD'
+scripts/fuzz.sh 600 kv_connect_request
+CMD
+# jepsen.sh: seconds on one topology instead of minutes on all four (the test command runs
+# every topology for 12 s in crates/openkv-cli/tests/jepsen.rs).
+jepsen_short() {
+  local cmd=$1
+  edit '--time 5m' '--time 3s --topology serve-sqlite'
+  run_in_root "$cmd"
+}
+cover short '--time 3s --topology serve-sqlite instead of 5 minutes on all four topologies' \
+  jepsen_short <<'CMD'
+scripts/jepsen.sh --time 5m --seed 42
+CMD
+# soak.sh: an hour; here 20 s on one topology, sampling every 2 s.
+soak_short() { run_in_root "$1 --time 20s --topology serve-sqlite --sample 2s"; }
+cover short '20 s on serve-sqlite, sampled every 2 s, instead of an hour on all four' \
+  soak_short <<<'scripts/soak.sh'
 bench_postgres() {
   OPENKV_BENCH_POSTGRES_URL="$OPENKV_TEST_POSTGRES_URL" \
     run_in_root "$1 --seconds 1 --warmup 0 --clients 4 --max-wait 0"
@@ -609,8 +634,8 @@ CMD
 cover exclude 'the test command itself, which runs this script' <<<'./scripts/test.sh'
 cover exclude "CI's entry point: exec ./scripts/test.sh" <<<'.ci/run'
 cover exclude 'what ./scripts/test.sh runs (its last step)' <<<'cargo test --workspace --release'
-cover exclude 'a fuzzer runs until stopped, and needs cargo-fuzz, which CI does not install' \
-  <<<'cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O v8_decode -- -dict=v8.dict'
+cover exclude 'what ./scripts/test.sh runs (its very last step, after this script)' \
+  <<<'scripts/fuzz.sh'
 cover exclude '--open starts a browser; scripts/test.sh builds the docs (cargo doc, -D warnings)' \
   <<<'cargo doc -p openkv --open'
 cover exclude 'scripts/test.sh builds denokv with this command, pinned (--version) into target/tools' \

@@ -15,7 +15,14 @@
 #   6. scripts/readme-commands.sh: every command README.md shows, run as written
 #      (servers started and probed, benchmarks in a short form; that script
 #      lists what it does not run and why). Only in a full run: with arguments
-#      for `cargo test` it is skipped.
+#      for `cargo test` it is skipped;
+#   7. scripts/fuzz.sh: every fuzz target (fuzz/: the decoders a network peer or a
+#      file reaches) for 20 s on a scratch copy of its committed corpus, two at a
+#      time, after installing the pinned cargo-fuzz and building the targets (6-9
+#      min on a fresh machine in all, nearly all of it the build); a crash fails
+#      the run and leaves the input in fuzz/regressions/. Only in a full run, like
+#      step 6. (The committed inputs are replayed in step 5 anyway, without the
+#      fuzzer: crates/openkv-fuzz-checks/tests/corpus.rs.)
 #
 # Usage: scripts/test.sh [extra args passed to `cargo test`]
 #   e.g. scripts/test.sh -p openkv interop -- --nocapture
@@ -127,6 +134,16 @@ if (($#)); then
 else
   step "the README's commands (scripts/readme-commands.sh)"
   scripts/readme-commands.sh
+fi
+
+# --- fuzzing --------------------------------------------------------------------
+# A bounded run of every fuzz target; skipped, like the README's commands, when the run is
+# narrowed to some tests.
+if (($#)); then
+  step "arguments given: skipping the fuzz targets (scripts/fuzz.sh)"
+else
+  step "every fuzz target for 20 s (scripts/fuzz.sh 20)"
+  scripts/fuzz.sh 20
 fi
 
 step "all tests passed"

@@ -22,8 +22,9 @@ mod transfer;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
-use openkv_server::{serve, ServerConfig, TlsConfig};
+use openkv_server::{serve, ServerConfig, ServerLimits, TlsConfig};
 
 use crate::db::DbArgs;
 use crate::exit::CliError;
@@ -182,6 +183,104 @@ struct ServeArgs {
         conflicts_with = "replica_of"
     )]
     read_replica: Option<String>,
+    /// Close a connection that has not delivered a complete request header within this long:
+    /// from its start for its first request, from the first byte of each later one. A client
+    /// trickling half a header (slowloris) cannot hold a connection.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = openkv_server::DEFAULT_HEADER_TIMEOUT.into(),
+        value_parser = positive_duration,
+        help_heading = LIMITS
+    )]
+    header_timeout: humantime::Duration,
+    /// Close a connection with no request in flight for this long (a watch stream or a queue
+    /// wait in progress is in flight; HTTP/2 gets GOAWAY first).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = openkv_server::DEFAULT_IDLE_TIMEOUT.into(),
+        value_parser = positive_duration,
+        help_heading = LIMITS
+    )]
+    idle_timeout: humantime::Duration,
+    /// Serve at most this many connections at once (TLS handshakes included); one more is
+    /// closed as soon as it is accepted, and a warning logged. Lowered to fit the process's
+    /// open-file limit (ulimit -n) if that is smaller.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = openkv_server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = LIMITS
+    )]
+    max_connections: usize,
+    /// The largest request header, in bytes: 431 beyond (HTTP/1 then closes the connection).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = openkv_server::DEFAULT_MAX_HEADER_BYTES,
+        value_parser = RangedU64ValueParser::<usize>::new()
+            .range(openkv_server::MIN_HEADER_BYTES as u64..=u64::from(u32::MAX)),
+        help_heading = LIMITS
+    )]
+    max_header_bytes: usize,
+    /// The largest request body, in bytes: 413 beyond, after reading at most this much
+    /// (restore uploads, streamed to disk, are not limited) [default: twice the largest atomic
+    /// write plus 1 MiB: 2686976]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = LIMITS
+    )]
+    max_request_body: Option<usize>,
+    /// Watch streams one access token may hold open at once: 429 beyond.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = openkv_server::DEFAULT_MAX_WATCHES_PER_TOKEN,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = LIMITS
+    )]
+    max_watches_per_token: usize,
+    /// Queue long polls (/v2/openkv/queue/wait) held at once, all clients together: 429
+    /// beyond.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = openkv_server::DEFAULT_MAX_QUEUE_WAITS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..),
+        help_heading = LIMITS
+    )]
+    max_queue_waits: usize,
+}
+
+/// The help section of `openkv serve`'s limits (openkv_server::ServerLimits).
+const LIMITS: &str = "Limits (what one client may hold of the server)";
+
+/// A duration flag that must not be zero (humantime's syntax: 10s, 2m, 1h30m).
+fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let duration: humantime::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// The server's limits from the flags.
+fn server_limits(args: &ServeArgs) -> ServerLimits {
+    let limits = ServerLimits::default()
+        .header_timeout(*args.header_timeout)
+        .idle_timeout(*args.idle_timeout)
+        .max_connections(args.max_connections)
+        .max_header_bytes(args.max_header_bytes)
+        .max_watches_per_token(args.max_watches_per_token)
+        .max_queue_waits(args.max_queue_waits);
+    match args.max_request_body {
+        Some(bytes) => limits.max_request_body(bytes),
+        None => limits,
+    }
 }
 
 /// `--read-replica`'s value: a PostgreSQL URL.
@@ -194,6 +293,7 @@ fn postgres_url(url: &str) -> Result<String, String> {
 }
 
 async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
+    let limits = server_limits(&args);
     let ServeArgs { addr, access_token, read_only, tls_cert, tls_key, .. } = args;
     // clap's `requires` makes these both present or both absent.
     let tls_files = tls_cert.zip(tls_key);
@@ -235,7 +335,7 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     if let Some(primary) = &args.replica_of {
         tracing::info!("a read replica of {primary}");
     }
-    let mut config = ServerConfig::new(token).read_only(read_only);
+    let mut config = ServerConfig::new(token).read_only(read_only).limits(limits);
     for url in &args.replica_endpoint {
         config = config.replica_endpoint(url.clone());
     }

@@ -2,37 +2,12 @@
 
 use std::io::Write;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use openkv::{Key, Value, Versionstamp};
 use serde_json::{json, Map, Value as Json};
 
 use crate::exit::{CliError, CliResult};
+use openkv::export::put_value;
 use openkv::key::syntax::format_key;
-
-/// The storage encoding's name in exports: `v8`, `bytes` or `u64`.
-pub fn encoding_name(value: &Value) -> &'static str {
-    match value {
-        Value::Bytes(_) => "bytes",
-        Value::U64(_) => "u64",
-        _ => "v8",
-    }
-}
-
-/// The typed JSON of a value, into `object`: `"value": <typed json>`; for V8 bytes that do
-/// not decode (a format this build does not know), `"value": null` and `"valueBytes":
-/// "<base64 of the stored bytes>"`, which `openkv import` stores back verbatim.
-pub fn put_value(object: &mut Map<String, Json>, value: &Value) {
-    match openkv::value_to_json(value) {
-        Ok(json) => {
-            object.insert("value".into(), json);
-        }
-        Err(_) => {
-            object.insert("value".into(), Json::Null);
-            object.insert("valueBytes".into(), Json::String(BASE64.encode(value.to_bytes())));
-        }
-    }
-}
 
 /// `{"key": "<key syntax>", "value": <typed json>, "versionstamp": "<20 hex digits>"}`, the
 /// line `list` prints; a missing entry has `null` value and versionstamp (`watch`).

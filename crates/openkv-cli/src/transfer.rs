@@ -1,21 +1,8 @@
 //! `openkv export` and `openkv import`: a database as NDJSON, one entry per line, and back.
 //!
-//! A line:
-//!
-//! ```json
-//! {"key":"[\"users\", 12n]","keyBytes":"AnVzZXJzAB0M","value":{"name":"Ada"},"encoding":"v8","versionstamp":"00000000000000010000","expireAt":null}
-//! ```
-//!
-//! - `key`: the key in the command line's key syntax, for people and tools; `keyBytes`: its
-//!   encoding (standard base64), which import uses, so that every key comes back byte for
-//!   byte.
-//! - `value`: the typed JSON rendering ([`openkv::value_to_json`]); `encoding`: how it is
-//!   stored (`v8`, `bytes`, `u64`). V8 bytes this build cannot decode are exported as
-//!   `"value": null` plus `"valueBytes": "<base64>"` and imported verbatim.
-//! - `versionstamp`: informational; an import gets new versionstamps (the target database
-//!   allocates them, as any write does).
-//! - `expireAt`: the expiry in milliseconds since the epoch, or `null`. A remote (KV Connect)
-//!   database does not tell expiries, so its exports say `null`.
+//! The line format (one entry as a JSON object: `key`, `keyBytes`, `value`, `encoding`,
+//! `versionstamp`, `expireAt`) is the library's, [`openkv::export`], where import's parser is
+//! fuzzed.
 //!
 //! Export reads in batches of up to 1000 entries, each batch one snapshot (not the whole
 //! export, which would need a transaction as long as the export), unless `--snapshot` asks for
@@ -30,18 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use openkv::{Consistency, Key, Kv, Mutation, MutationKind, RawEntry, ReadRange, Value};
-use serde::Deserialize as _;
-use serde_json::{json, Map, Value as Json};
+use openkv::export::{entry_line, parse_line, LineError};
+use openkv::{Consistency, Key, Kv, Mutation, RawEntry, ReadRange, Value};
+use serde_json::{json, Value as Json};
 
 use crate::data::key_arg;
 use crate::db::{Access, DbArgs};
 use crate::exit::{CliError, CliResult};
-use crate::output::{encoding_name, put_value, write_line};
-use openkv::key::syntax::{format_key, parse_key};
+use crate::output::write_line;
 
 /// `openkv export`'s options.
 #[derive(clap::Args, Debug)]
@@ -85,9 +69,6 @@ pub struct ImportArgs {
     pub no_progress: bool,
 }
 
-/// Deepest JSON nesting an import line may have: a value nests at most 512 levels (the V8
-/// codec's limit) and one level can take up to four JSON levels, plus the line's own.
-const MAX_LINE_DEPTH: usize = 4 * 512 + 8;
 /// At most this many per-line errors are printed; the report counts them all.
 const MAX_ERRORS_SHOWN: u64 = 20;
 
@@ -223,19 +204,6 @@ impl Sink {
     }
 }
 
-/// One export line.
-fn export_line(raw: &RawEntry) -> Json {
-    let mut line = Map::new();
-    let key = Key::decode(&raw.key).ok().map(|k| format_key(&k));
-    line.insert("key".into(), key.map_or(Json::Null, Json::String));
-    line.insert("keyBytes".into(), Json::String(BASE64.encode(&raw.key)));
-    put_value(&mut line, &raw.value);
-    line.insert("encoding".into(), json!(encoding_name(&raw.value)));
-    line.insert("versionstamp".into(), json!(raw.versionstamp.to_hex()));
-    line.insert("expireAt".into(), json!(raw.expire_at_ms));
-    Json::Object(line)
-}
-
 pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     let prefix = match &args.prefix {
         Some(text) => key_arg("--prefix key", text)?,
@@ -269,7 +237,7 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     let written: CliResult = async {
         while let Some(batch) = scan.next_batch().await? {
             for raw in &batch {
-                let line = export_line(raw);
+                let line = entry_line(raw);
                 counts.0 += 1;
                 counts.1 += u64::from(!line["expireAt"].is_null());
                 counts.2 += u64::from(line.get("valueBytes").is_some());
@@ -354,124 +322,6 @@ impl Report {
             self.lines, self.written, self.expired, self.before_resume, self.blank, self.errors
         )
     }
-}
-
-/// One parsed import line.
-struct Parsed {
-    mutation: Mutation,
-}
-
-/// How deep a JSON text nests, counting brackets outside strings.
-fn json_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-        } else {
-            match b {
-                b'"' => in_string = true,
-                b'[' | b'{' => {
-                    depth += 1;
-                    max = max.max(depth);
-                }
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
-    }
-    max
-}
-
-fn base64_field(line: &Map<String, Json>, name: &str) -> Result<Option<Vec<u8>>, String> {
-    match line.get(name) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => BASE64
-            .decode(s)
-            .map(Some)
-            .map_err(|e| format!("\"{name}\" is not standard padded base64: {e}")),
-        Some(other) => Err(format!("\"{name}\" must be a base64 string, got {other}")),
-    }
-}
-
-/// Reads one line of an export.
-fn parse_line(text: &str) -> Result<Parsed, String> {
-    if json_depth(text) > MAX_LINE_DEPTH {
-        return Err(format!("nested deeper than {MAX_LINE_DEPTH} levels"));
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let json = Json::deserialize(&mut de)
-        .and_then(|j| de.end().map(|()| j))
-        .map_err(|e| format!("not JSON: {e}"))?;
-    let Json::Object(line) = json else {
-        return Err("not a JSON object (an export line is {\"key\": …, \"value\": …})".into());
-    };
-    const FIELDS: [&str; 7] =
-        ["key", "keyBytes", "value", "valueBytes", "encoding", "versionstamp", "expireAt"];
-    if let Some(unknown) = line.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(format!("unknown field {unknown:?} (known: {})", FIELDS.join(", ")));
-    }
-    // The key: exact bytes if given (checked against the key syntax string if both are).
-    let key = match (base64_field(&line, "keyBytes")?, line.get("key")) {
-        (Some(bytes), text) => {
-            let key = Key::decode(&bytes).map_err(|e| format!("\"keyBytes\": {e}"))?;
-            if let Some(Json::String(text)) = text {
-                let named = parse_key(text).map_err(|e| format!("\"key\" {text}: {e}"))?;
-                if named != key {
-                    return Err(format!(
-                        "\"key\" {text} and \"keyBytes\" ({}) name different keys",
-                        format_key(&key)
-                    ));
-                }
-            }
-            bytes
-        }
-        (None, Some(Json::String(text))) => {
-            let key = parse_key(text).map_err(|e| format!("\"key\" {text}: {e}"))?;
-            key.encode().map_err(|e| format!("\"key\" {text}: {e}"))?
-        }
-        (None, _) => return Err("no key: \"key\" (a key syntax string) or \"keyBytes\"".into()),
-    };
-    let encoding = match line.get("encoding") {
-        None | Some(Json::Null) => None,
-        Some(Json::String(e)) if ["v8", "bytes", "u64"].contains(&e.as_str()) => Some(e.as_str()),
-        Some(other) => return Err(format!("\"encoding\" is v8, bytes or u64, not {other}")),
-    };
-    let value = match (base64_field(&line, "valueBytes")?, line.get("value")) {
-        (Some(bytes), None | Some(Json::Null)) => match encoding {
-            None | Some("v8") => Value::V8(bytes),
-            Some(other) => return Err(format!("\"valueBytes\" holds V8 bytes, not {other}")),
-        },
-        (Some(_), Some(_)) => return Err("both \"value\" and \"valueBytes\"".into()),
-        (None, None) => return Err("no \"value\"".into()),
-        (None, Some(json)) => {
-            openkv::value_from_json(json).map_err(|e| format!("\"value\" {e}"))?
-        }
-    };
-    if let Some(expected) = encoding {
-        if encoding_name(&value) != expected {
-            return Err(format!(
-                "\"encoding\" says {expected} but the value is stored as {} (a top-level \
-                 {{\"$kvu64\": …}} is u64, {{\"$bytes\": …}} bytes, anything else v8)",
-                encoding_name(&value)
-            ));
-        }
-    }
-    let expire_at_ms = match line.get("expireAt") {
-        None | Some(Json::Null) => None,
-        Some(Json::Number(n)) if n.as_i64().is_some_and(|ms| ms >= 0) => n.as_i64(),
-        Some(other) => {
-            return Err(format!(
-                "\"expireAt\" is milliseconds since the epoch or null, not {other}"
-            ))
-        }
-    };
-    Ok(Parsed { mutation: Mutation { key, kind: MutationKind::Set(value), expire_at_ms } })
 }
 
 /// The entries waiting for the next commit, and their line numbers.
@@ -649,14 +499,13 @@ async fn run_import(
             importer.report.blank += 1;
             continue;
         }
-        let parsed = match parse_line(text) {
-            Ok(parsed) => parsed,
-            Err(message) => {
+        let mutation = match parse_line(text) {
+            Ok(mutation) => mutation,
+            Err(LineError(message)) => {
                 importer.line_error(line_no, &message);
                 continue;
             }
         };
-        let mutation = parsed.mutation;
         if mutation.expire_at_ms.is_some_and(|at| at <= now_ms()) {
             importer.report.expired += 1;
             continue;
@@ -667,44 +516,4 @@ async fn run_import(
         batch.push(line_no, mutation);
     }
     importer.commit(batch).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn depth_counts_brackets_outside_strings() {
-        assert_eq!(json_depth(r#"{"a": [1, {"b": "[[[{"}]}"#), 3);
-        assert_eq!(json_depth(r#""\"[""#), 0);
-        assert_eq!(json_depth("1"), 0);
-    }
-
-    #[test]
-    fn a_line_needs_a_key_and_a_value() {
-        let err = |text: &str| parse_line(text).err().unwrap_or_else(|| panic!("{text} parsed"));
-        assert!(err("[1]").contains("not a JSON object"));
-        assert!(err("{\"key\": \"[\\\"a\\\"]\"").contains("not JSON"));
-        assert!(err(r#"{"value": 1}"#).contains("no key"));
-        assert!(err(r#"{"key": "[\"a\"]"}"#).contains("no \"value\""));
-        assert!(err(r#"{"key": "[a]", "value": 1}"#).contains("at column 2"));
-        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "extra": 2}"#).contains("unknown field"));
-        assert!(err(r#"{"key": "[\"a\"]", "keyBytes": "AmIA", "value": 1}"#)
-            .contains("name different keys"));
-        assert!(err(r#"{"key": "[\"a\"]", "value": {"$bigint": 1}}"#).contains("$bigint"));
-        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "encoding": "u64"}"#)
-            .contains("\"encoding\" says u64"));
-        assert!(err(r#"{"key": "[\"a\"]", "value": 1, "expireAt": "soon"}"#).contains("expireAt"));
-        let deep = format!("{}{}", "[".repeat(MAX_LINE_DEPTH + 1), "]".repeat(MAX_LINE_DEPTH + 1));
-        assert!(err(&deep).contains("nested deeper"));
-    }
-
-    #[test]
-    fn key_bytes_win_and_a_key_string_alone_is_enough() {
-        let parsed = parse_line(r#"{"key": "[\"a\"]", "keyBytes": "AmEA", "value": 1}"#).unwrap();
-        assert_eq!(parsed.mutation.key, b"\x02a\x00");
-        let parsed = parse_line(r#"{"key": "[\"a\", 1n]", "value": {"$kvu64": "7"}}"#).unwrap();
-        assert_eq!(parsed.mutation.key, openkv::key!["a", 1].encode().unwrap());
-        assert_eq!(parsed.mutation.kind, MutationKind::Set(Value::U64(7)));
-    }
 }

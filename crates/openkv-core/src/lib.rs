@@ -44,6 +44,7 @@ pub mod changelog;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod export;
 /// The JavaScript value layer under this crate (`openkv-js`), under the path it always had.
 pub use openkv_js as js;
 pub mod key;

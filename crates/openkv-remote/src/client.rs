@@ -142,15 +142,22 @@ pub(crate) fn truncate(mut text: String) -> String {
     text
 }
 
-/// Parses `expiresAt`: RFC 3339, `Z` or a numeric offset (denokv writes `+00:00`).
+/// Parses `expiresAt`: RFC 3339, `Z` or a numeric offset (denokv writes `+00:00`). The text is
+/// a server's: the offset is cut by bytes only where they are ASCII digits (a multi-byte
+/// character there once made the client panic: fuzz/regressions/kv_connect_answer/).
 pub(crate) fn parse_expires_at(text: &str) -> Result<i64> {
     let bad = || Error::Protocol(format!("expiresAt {text:?} is not an RFC 3339 timestamp"));
-    let (local, offset_ms) = match text.len().checked_sub(6).and_then(|i| text.get(i..)) {
-        Some(tail) if (tail.starts_with('+') || tail.starts_with('-')) && &tail[3..4] == ":" => {
-            let hours: i64 = tail[1..3].parse().map_err(|_| bad())?;
-            let minutes: i64 = tail[4..6].parse().map_err(|_| bad())?;
-            let sign = if tail.starts_with('-') { -1 } else { 1 };
-            (&text[..text.len() - 6], sign * (hours * 60 + minutes) * 60_000)
+    let two_digits = |a: u8, b: u8| {
+        (a.is_ascii_digit() && b.is_ascii_digit())
+            .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+            .ok_or_else(bad)
+    };
+    let at = text.len().checked_sub(6);
+    let (local, offset_ms) = match at.and_then(|i| Some((i, text.get(i..)?.as_bytes()))) {
+        Some((i, &[sign @ (b'+' | b'-'), h1, h2, b':', m1, m2])) => {
+            let (hours, minutes) = (two_digits(h1, h2)?, two_digits(m1, m2)?);
+            let sign = if sign == b'-' { -1 } else { 1 };
+            (&text[..i], sign * (hours * 60 + minutes) * 60_000)
         }
         _ => (text.strip_suffix('Z').unwrap_or(text), 0),
     };
@@ -160,6 +167,52 @@ pub(crate) fn parse_expires_at(text: &str) -> Result<i64> {
         Err(e) => -i64::try_from(e.duration().as_millis()).map_err(|_| bad())?,
     };
     Ok(ms - offset_ms)
+}
+
+/// The metadata exchange's answer (`body`, from the server at `url`), checked: a version we
+/// speak, a UUID, a strong endpoint, an `expiresAt` we can read. Now is `now_ms`.
+pub(crate) fn parse_metadata(url: &Url, now_ms: i64, body: &[u8]) -> Result<Metadata> {
+    let json: MetadataJson = serde_json::from_slice(body)
+        .map_err(|e| Error::Protocol(format!("metadata is not the expected JSON: {e}")))?;
+    if !SUPPORTED_VERSIONS.contains(&json.version) {
+        return Err(Error::Protocol(format!(
+            "the server chose protocol version {}, not one of {SUPPORTED_VERSIONS:?}",
+            json.version
+        )));
+    }
+    let database_id = uuid::Uuid::parse_str(&json.database_id).map_err(|e| {
+        Error::Protocol(format!("databaseId {:?} is not a UUID: {e}", json.database_id))
+    })?;
+    let mut strong = None;
+    let mut eventual = None;
+    for endpoint in &json.endpoints {
+        // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
+        let resolved =
+            if json.version == 1 { Url::parse(&endpoint.url) } else { url.join(&endpoint.url) }
+                .map_err(|e| Error::Protocol(format!("endpoint URL {:?}: {e}", endpoint.url)))?;
+        let base = resolved.as_str().trim_end_matches('/').to_owned();
+        match endpoint.consistency.as_str() {
+            "strong" => strong = strong.or(Some(base)),
+            "eventual" => eventual = eventual.or(Some(base)),
+            other => tracing::debug!("ignoring an endpoint of unknown consistency {other:?}"),
+        }
+    }
+    let strong =
+        strong.ok_or_else(|| Error::Protocol("the metadata lists no strong endpoint".into()))?;
+    let expires_at_ms = parse_expires_at(&json.expires_at)?;
+    let valid_for = Duration::from_millis(u64::try_from(expires_at_ms - now_ms).unwrap_or(0));
+    // Refresh a margin before expiry and at least every minute; never in a busy loop.
+    let refresh_in =
+        valid_for.saturating_sub(REFRESH_MARGIN).min(MAX_METADATA_AGE).max(Duration::from_secs(1));
+    Ok(Metadata {
+        version: json.version,
+        database_id,
+        strong,
+        eventual,
+        token: json.token,
+        expires_at_ms,
+        refresh_at: Instant::now() + refresh_in,
+    })
 }
 
 impl RemoteBackend {
@@ -269,57 +322,7 @@ impl RemoteBackend {
             .await
             .map_err(|e| unsent(format!("metadata exchange with {}", self.url), e))?;
         let body = check_status(response, false).await?;
-        self.parse_metadata(&body).map_err(Attempt::Fail)
-    }
-
-    pub(crate) fn parse_metadata(&self, body: &[u8]) -> Result<Metadata> {
-        let json: MetadataJson = serde_json::from_slice(body)
-            .map_err(|e| Error::Protocol(format!("metadata is not the expected JSON: {e}")))?;
-        if !SUPPORTED_VERSIONS.contains(&json.version) {
-            return Err(Error::Protocol(format!(
-                "the server chose protocol version {}, not one of {SUPPORTED_VERSIONS:?}",
-                json.version
-            )));
-        }
-        let database_id = uuid::Uuid::parse_str(&json.database_id).map_err(|e| {
-            Error::Protocol(format!("databaseId {:?} is not a UUID: {e}", json.database_id))
-        })?;
-        let mut strong = None;
-        let mut eventual = None;
-        for endpoint in &json.endpoints {
-            // Version 1 endpoint URLs are absolute; later ones are relative to the metadata URL.
-            let resolved = if json.version == 1 {
-                Url::parse(&endpoint.url)
-            } else {
-                self.url.join(&endpoint.url)
-            }
-            .map_err(|e| Error::Protocol(format!("endpoint URL {:?}: {e}", endpoint.url)))?;
-            let base = resolved.as_str().trim_end_matches('/').to_owned();
-            match endpoint.consistency.as_str() {
-                "strong" => strong = strong.or(Some(base)),
-                "eventual" => eventual = eventual.or(Some(base)),
-                other => tracing::debug!("ignoring an endpoint of unknown consistency {other:?}"),
-            }
-        }
-        let strong = strong
-            .ok_or_else(|| Error::Protocol("the metadata lists no strong endpoint".into()))?;
-        let expires_at_ms = parse_expires_at(&json.expires_at)?;
-        let valid_for =
-            Duration::from_millis(u64::try_from(expires_at_ms - self.clock.now_ms()).unwrap_or(0));
-        // Refresh a margin before expiry and at least every minute; never in a busy loop.
-        let refresh_in = valid_for
-            .saturating_sub(REFRESH_MARGIN)
-            .min(MAX_METADATA_AGE)
-            .max(Duration::from_secs(1));
-        Ok(Metadata {
-            version: json.version,
-            database_id,
-            strong,
-            eventual,
-            token: json.token,
-            expires_at_ms,
-            refresh_at: Instant::now() + refresh_in,
-        })
+        parse_metadata(&self.url, self.clock.now_ms(), &body).map_err(Attempt::Fail)
     }
 
     /// Runs `attempt` until it succeeds, fails finally, or `retry_timeout` is over. The
@@ -642,7 +645,16 @@ mod tests {
         assert_eq!(parse_expires_at("2026-11-26T10:00:00.250Z").unwrap(), z + 250);
         assert_eq!(parse_expires_at("2026-11-26T12:00:00+02:00").unwrap(), z);
         assert_eq!(parse_expires_at("2026-11-26T05:30:00-04:30").unwrap(), z);
-        for bad in ["", "tomorrow", "2026-11-26", "2026-11-26T10:00:00+0x:00"] {
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-11-26",
+            "2026-11-26T10:00:00+0x:00",
+            "2026-11-26T10:00:00+-1:00",
+            // A multi-byte character where the offset's digits would be (a panic, once).
+            "2026-01-02T03:04:05+0\u{e9}00",
+            "2026-01-02T03:04:05\u{e9}00:00",
+        ] {
             assert!(matches!(parse_expires_at(bad), Err(Error::Protocol(_))), "{bad:?}");
         }
     }

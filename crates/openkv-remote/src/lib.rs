@@ -34,6 +34,8 @@
 use openkv_core::{backend, clock, error, queue, versionstamp};
 
 mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 mod replica;
 mod watch;
 mod wire;
@@ -123,6 +125,32 @@ impl Backend for RemoteBackend {
     }
 }
 
+/// The messages of a queue `take` answer (a server's JSON: payloads in base64).
+fn take_answer(answer: &[u8]) -> Result<Vec<QueuedMessage>> {
+    let taken: queue_ext::TakeResponse = serde_json::from_slice(answer)
+        .map_err(|e| Error::Protocol(format!("queue take answer: {e}")))?;
+    taken
+        .messages
+        .into_iter()
+        .map(|m| {
+            use base64::Engine as _;
+            let payload = base64::engine::general_purpose::STANDARD
+                .decode(&m.payload)
+                .map_err(|e| Error::Protocol(format!("queue message payload: {e}")))?;
+            Ok(QueuedMessage {
+                id: m.id,
+                payload,
+                due_ms: m.due_ms,
+                // The server keeps the schedule and the dead-letter keys; a remote
+                // listener only reports outcomes.
+                backoff_schedule: Vec::new(),
+                keys_if_undelivered: Vec::new(),
+                attempt: m.attempt,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl QueueBackend for RemoteBackend {
     async fn queue_take(&self, max: usize, lease: Duration) -> Result<Vec<QueuedMessage>> {
@@ -131,28 +159,7 @@ impl QueueBackend for RemoteBackend {
         let max = max.clamp(1, queue_ext::MAX_TAKE);
         let lease_ms = queue_ext::lease_ms_within_bounds(lease);
         let answer = self.queue_call("take", &queue_ext::TakeRequest { max, lease_ms }).await?;
-        let taken: queue_ext::TakeResponse = serde_json::from_slice(&answer)
-            .map_err(|e| Error::Protocol(format!("queue take answer: {e}")))?;
-        taken
-            .messages
-            .into_iter()
-            .map(|m| {
-                use base64::Engine as _;
-                let payload = base64::engine::general_purpose::STANDARD
-                    .decode(&m.payload)
-                    .map_err(|e| Error::Protocol(format!("queue message payload: {e}")))?;
-                Ok(QueuedMessage {
-                    id: m.id,
-                    payload,
-                    due_ms: m.due_ms,
-                    // The server keeps the schedule and the dead-letter keys; a remote
-                    // listener only reports outcomes.
-                    backoff_schedule: Vec::new(),
-                    keys_if_undelivered: Vec::new(),
-                    attempt: m.attempt,
-                })
-            })
-            .collect()
+        take_answer(&answer)
     }
 
     async fn queue_renew(&self, ids: Vec<String>, lease: Duration) -> Result<()> {

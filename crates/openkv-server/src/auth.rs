@@ -55,12 +55,17 @@ pub(crate) async fn require_token(
     plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")
 }
 
-fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(presented) = headers
+/// The token a request presents (`Authorization: Bearer <token>`). Past the layer, it is the
+/// access token: the per-token limits (`limits::Admission`) key their counters by it.
+pub(crate) fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+}
+
+fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(presented) = presented_token(headers) else {
         return false;
     };
     // Constant time in the token's content; the length is not secret.

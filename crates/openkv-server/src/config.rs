@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use openkv::Error;
 
+use crate::limits::ServerLimits;
 use crate::tls::TlsConfig;
 
 /// How the server runs.
@@ -23,6 +24,9 @@ pub struct ServerConfig {
     /// in the metadata as `eventual` endpoints: clients that route eventual reads (`@deno/kv`,
     /// openkv's) send those there. Default: none.
     pub replica_endpoints: Vec<String>,
+    /// What one client may hold of the server: connections, timeouts, header and body sizes,
+    /// watch streams, queue long polls (see [`ServerLimits`]). Default: every default.
+    pub limits: ServerLimits,
 }
 
 impl ServerConfig {
@@ -34,6 +38,7 @@ impl ServerConfig {
             tls: None,
             queue_webhook: None,
             replica_endpoints: Vec::new(),
+            limits: ServerLimits::default(),
         }
     }
 
@@ -52,6 +57,12 @@ impl ServerConfig {
     /// Sets `read_only`.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// Serves under `limits` instead of the defaults (see [`ServerLimits`]).
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -74,6 +85,9 @@ pub enum ServeError {
         "a read-only server cannot deliver queue messages: drop --queue-webhook or --read-only"
     )]
     ReadOnlyWebhook,
+    /// A limit that would refuse everything (a zero), or that the HTTP layer cannot apply.
+    #[error("{0}")]
+    InvalidLimits(String),
     /// The database could not give its id.
     #[error("cannot read the database id: {0}")]
     Database(#[from] Error),

@@ -25,6 +25,12 @@
 //!   the port then speaks HTTPS only, ALPN `h2` and `http/1.1` (rustls, ring). A client that
 //!   fails or stalls its handshake (plain HTTP, an untrusted certificate, garbage) is dropped
 //!   after at most [`DEFAULT_HANDSHAKE_TIMEOUT`] without holding up anyone else.
+//!
+//! - **Limits** ([`ServerLimits`], `limits.rs`; each default a named constant with its reason):
+//!   a connection cap, a header timeout (a client trickling half a header — slowloris — is cut
+//!   off), an idle timeout, header and body sizes (431, 413: an oversized upload is refused
+//!   after reading at most the limit), watch streams per access token and queue long polls
+//!   (429). One client cannot use up what the others need.
 // A library reports through its return values and `tracing`, never on stdout/stderr;
 // `unsafe_code`, `missing_docs` and the rest: `[workspace.lints]` in the root Cargo.toml.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -36,6 +42,8 @@ mod admin;
 mod auth;
 mod config;
 mod datapath;
+mod limits;
+mod listen;
 mod metadata;
 mod queues;
 mod replication;
@@ -44,6 +52,11 @@ mod state;
 mod tls;
 mod watch;
 pub use config::{ServeError, ServerConfig, WebhookConfig};
+pub use limits::{
+    ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_QUEUE_WAITS, DEFAULT_MAX_WATCHES_PER_TOKEN,
+    MIN_HEADER_BYTES,
+};
 pub use metadata::{METADATA_TTL, SUPPORTED_VERSIONS};
 pub use queues::{LEASE_RANGE_MS, MAX_TAKE};
 pub use tls::{TlsConfig, TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
@@ -61,6 +74,8 @@ use openkv::Kv;
 use tokio::net::TcpListener;
 
 use crate::auth::Refusal::{self, AfterBody, AtOnce};
+use crate::limits::Admission;
+use crate::listen::Admitting;
 use crate::response::plain;
 use crate::state::AppState;
 
@@ -157,37 +172,33 @@ pub async fn serve(
     if config.read_only && config.queue_webhook.is_some() {
         return Err(ServeError::ReadOnlyWebhook);
     }
+    if let Some(why) = config.limits.invalid() {
+        return Err(ServeError::InvalidLimits(why));
+    }
     let database_id = kv.database_id().await?.to_string();
-    // The largest legal atomic write, with room for protobuf framing.
-    let body_limit = kv.limits().max_total_mutation_size * 2 + (1 << 20);
+    let limits = config.limits.clone();
+    let body_limit = limits.request_body_for(kv.limits());
     let (stop_tx, stopping) = tokio::sync::watch::channel(false);
     let tls = config.tls.clone();
     let webhook = config
         .queue_webhook
         .clone()
         .map(|webhook| tokio::spawn(queues::run_webhook(kv.clone(), webhook, stopping.clone())));
-    let state = Arc::new(AppState { kv, config, database_id, stopping });
+    let admission = Admission::new(limits.clone());
+    let state =
+        Arc::new(AppState { kv, config, database_id, stopping: stopping.clone(), admission });
     let app = router(state, body_limit);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    let tcp = Admitting::new(listener, limits::connection_cap(limits.max_connections));
     match tls {
-        None => {
-            // TCP_NODELAY: a response written in pieces must not wait ~40 ms for the client's
-            // delayed ACK (Nagle). Without it, watch frames and sequential requests stall.
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!("could not set TCP_NODELAY: {e}");
-                }
-            });
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
-        }
+        None => listen::run(tcp, app, &limits, shutdown, stopping).await,
         // The same server on a listener that hands over TLS-terminated connections.
         Some(tls) => {
-            let listener = tls::TlsListener::new(listener, &tls);
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?
+            let tls = tls::TlsListener::new(tcp, &tls);
+            listen::run(tls, app, &limits, shutdown, stopping).await
         }
     }
     if let Some(webhook) = webhook {

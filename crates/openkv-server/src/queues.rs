@@ -101,7 +101,8 @@ pub(crate) async fn take(
 /// `POST <endpoint>/openkv/queue/wait`: `{"due": true}` as soon as some message is due (one
 /// enqueued through this server at once; by another process within about a second),
 /// `{"due": false}` after `timeoutMs` without one, or at once when the server shuts down (a
-/// long poll must not hold up the graceful shutdown).
+/// long poll must not hold up the graceful shutdown). 429 when the server already holds
+/// `ServerLimits::max_queue_waits` of them.
 pub(crate) async fn wait(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -114,6 +115,11 @@ pub(crate) async fn wait(
     if request.timeout_ms > MAX_WAIT_MS {
         return bad_request(format!("timeoutMs must be at most {MAX_WAIT_MS}"));
     }
+    // Held while waiting; dropped with this future if the client goes away.
+    let _slot = match state.admission.queue_wait() {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     let mut stopping = state.stopping.clone();
     tokio::select! {
         due = state.kv.queue_wait_due(Duration::from_millis(request.timeout_ms)) => match due {

@@ -2,9 +2,12 @@
 //! `response`: the endpoint modules and the router (`lib.rs`) import it, it imports none of
 //! them.
 
+use std::sync::Arc;
+
 use openkv::Kv;
 
 use crate::config::ServerConfig;
+use crate::limits::Admission;
 
 /// What every handler reads: the store, the configuration, and the shutdown flag.
 pub(crate) struct AppState {
@@ -14,4 +17,6 @@ pub(crate) struct AppState {
     /// Flips to `true` at shutdown, ending watch streams (graceful shutdown waits for every
     /// response body to finish, and a watch never finishes by itself).
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// The per-request limits' counters: watch streams per token, queue long polls.
+    pub(crate) admission: Arc<Admission>,
 }

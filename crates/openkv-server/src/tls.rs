@@ -1,24 +1,26 @@
 //! HTTPS for [`serve`](crate::serve): loading a PEM certificate and key into a rustls
 //! configuration, and a listener that runs TLS handshakes off the accept path.
 //!
-//! The listener plugs into `axum::serve` like a `TcpListener`, so the TLS path shares the
-//! plain path's connection handling (HTTP/1.1 and HTTP/2 on one port, graceful shutdown)
-//! instead of re-implementing it. Only the handshake is ours: each runs in its own task with
-//! a timeout, so a client that sends garbage, speaks plain HTTP or never finishes the
-//! handshake costs one task and delays nobody else.
+//! The listener wraps the plain one (`listen::Admitting`: the connection cap, TCP_NODELAY), so
+//! the TLS path shares the plain path's connection handling (HTTP/1.1 and HTTP/2 on one port,
+//! the limits, graceful shutdown) instead of re-implementing it. Only the handshake is ours:
+//! each runs in its own task with a timeout, so a client that sends garbage, speaks plain HTTP
+//! or never finishes the handshake costs one task and delays nobody else — and holds its place
+//! under the connection cap meanwhile, so handshakes cannot pile up past it.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::listen::{Accept, Accepted};
 
 /// How long a client may take to complete the TLS handshake before the connection is closed.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,21 +201,21 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A TCP listener whose connections come out TLS-terminated. Handshakes run in spawned tasks
-/// and finished ones queue for [`accept`](axum::serve::Listener::accept); dropping the
-/// listener (`axum::serve` does at shutdown) closes the port and abandons handshakes in
-/// progress.
-pub(crate) struct TlsListener {
-    tcp: TcpListener,
+/// A listener whose connections come out TLS-terminated. Handshakes run in spawned tasks and
+/// finished ones queue for [`accept`](Accept::accept); dropping the listener (at shutdown)
+/// closes the port and abandons handshakes in progress.
+pub(crate) struct TlsListener<A> {
+    tcp: A,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    done_tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    done_rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    done_tx: mpsc::Sender<Accepted<TlsStream<TcpStream>>>,
+    done_rx: mpsc::Receiver<Accepted<TlsStream<TcpStream>>>,
 }
 
-impl TlsListener {
-    pub(crate) fn new(tcp: TcpListener, config: &TlsConfig) -> Self {
-        // Bounded: handshakes finishing faster than axum takes them wait instead of piling up.
+impl<A: Accept<Io = TcpStream>> TlsListener<A> {
+    pub(crate) fn new(tcp: A, config: &TlsConfig) -> Self {
+        // Bounded: handshakes finishing faster than connections are taken wait instead of
+        // piling up.
         let (done_tx, done_rx) = mpsc::channel(64);
         TlsListener {
             tcp,
@@ -224,10 +226,11 @@ impl TlsListener {
         }
     }
 
-    fn spawn_handshake(&self, tcp: TcpStream, peer: SocketAddr) {
+    fn spawn_handshake(&self, accepted: Accepted<TcpStream>) {
         let (acceptor, done, timeout) =
             (self.acceptor.clone(), self.done_tx.clone(), self.handshake_timeout);
         tokio::spawn(async move {
+            let Accepted { io: tcp, peer, slot } = accepted;
             let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp));
             let outcome = tokio::select! {
                 outcome = handshake => outcome,
@@ -236,7 +239,7 @@ impl TlsListener {
             };
             match outcome {
                 // Fails only if the server stopped meanwhile; the connection is then dropped.
-                Ok(Ok(stream)) => drop(done.send((stream, peer)).await),
+                Ok(Ok(stream)) => drop(done.send(Accepted { io: stream, peer, slot }).await),
                 // Warn: a client that does not trust the certificate, or speaks plain HTTP to
                 // this port, shows up here and nowhere else on the server.
                 Ok(Err(e)) => tracing::warn!(%peer, "TLS handshake failed: {e}"),
@@ -246,44 +249,18 @@ impl TlsListener {
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl<A: Accept<Io = TcpStream>> Accept for TlsListener<A> {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> Accepted<Self::Io> {
         loop {
             tokio::select! {
                 // `done_rx` never ends: `self` holds a sender.
                 Some(ready) = self.done_rx.recv() => return ready,
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((tcp, peer)) => {
-                        // TLS sends each handshake flight and response as small records:
-                        // without this, Nagle's algorithm holds some back for a delayed ACK
-                        // (~40 ms per request on Linux).
-                        if let Err(e) = tcp.set_nodelay(true) {
-                            tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
-                        }
-                        self.spawn_handshake(tcp, peer)
-                    }
-                    Err(e) => accept_error(e).await,
-                },
+                // TCP_NODELAY is set there: TLS sends each handshake flight and response as
+                // small records, which Nagle's algorithm would hold back for a delayed ACK.
+                accepted = self.tcp.accept() => self.spawn_handshake(accepted),
             }
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
-    }
-}
-
-/// What `axum::serve` does for a plain `TcpListener`: errors of one connection are ignored;
-/// others (out of file descriptors) are logged and accepting pauses a second, instead of
-/// spinning.
-async fn accept_error(e: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
-        return;
-    }
-    tracing::error!("accepting a connection failed: {e}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -1,5 +1,6 @@
 //! `POST /v2/watch` (protocol v3): [`openkv::Kv::watch_encoded`]'s snapshots as a stream of
-//! length-prefixed `WatchOutput` frames, with keep-alives, ending at shutdown.
+//! length-prefixed `WatchOutput` frames, with keep-alives, ending at shutdown. Each stream
+//! holds one of its token's watch slots (`ServerLimits::max_watches_per_token`) until it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,9 @@ use futures::StreamExt;
 use openkv::{Error, RawEntry, WatchSnapshots};
 use prost::Message;
 
+use crate::auth::presented_token;
 use crate::datapath::decode_request;
+use crate::limits::WatchSlot;
 use crate::proto::convert::{entry_to_wire, watch_from_wire};
 use crate::proto::{self, SnapshotReadStatus};
 use crate::response::{bad_request, engine_error};
@@ -36,6 +39,13 @@ pub(crate) async fn watch(
     if request.keys.len() > max {
         return bad_request(format!("Too many keys to watch (max {max})"));
     }
+    // Taken before the first read; it goes into the stream, so it is freed when the stream
+    // ends — shutdown, a failed read, or the client going away (hyper drops the body).
+    let token = state.admission.token_key(presented_token(&headers));
+    let slot = match state.admission.watch(token) {
+        Ok(slot) => slot,
+        Err(refused) => return *refused,
+    };
     let keys: Vec<Vec<u8>> = watch_from_wire(request);
     let (first, snapshots) = if keys.is_empty() {
         // `watch_encoded` refuses an empty list; the server has always answered it with a
@@ -58,7 +68,7 @@ pub(crate) async fn watch(
         }
     };
     let first_frame = snapshot_frame(first);
-    let follower = Follower { snapshots, stopping: state.stopping.clone() };
+    let follower = Follower { snapshots, stopping: state.stopping.clone(), _slot: slot };
     let stream = futures::stream::once(
         async move { Ok::<_, std::convert::Infallible>(first_frame) },
     )
@@ -100,6 +110,8 @@ struct Follower {
     /// Every item differs from the one before (`watch_encoded` compares versionstamps).
     snapshots: WatchSnapshots,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The token's watch slot, held as long as the stream.
+    _slot: WatchSlot,
 }
 
 impl Follower {

@@ -34,6 +34,8 @@ const RANKS: &[(&str, u32)] = &[
     ("openkv-server", 5),
     ("openkv-testsuite", 6),
     ("openkv-cli", 6),
+    ("openkv-fuzz-checks", 6),
+    ("openkv-jepsen", 6),
     ("openkv-bench", 7),
 ];
 

@@ -134,7 +134,7 @@ mod queue;
 mod validate;
 mod watch;
 
-pub use openkv_core::{changelog, engine, js, key, limits};
+pub use openkv_core::{changelog, engine, export, js, key, limits};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
