@@ -112,6 +112,9 @@ struct Faults {
     unavailable: AtomicUsize,
     /// Answer this many data-path requests with 401 instead of forwarding them.
     unauthorized: AtomicUsize,
+    /// Forward this many atomic writes (they apply), then answer 500 instead of the server's
+    /// answer: what `openkv serve` says when a write's outcome is unknown.
+    applied_then_500: AtomicUsize,
     /// Forward the next atomic write, then cut the connection: before the answer's headers
     /// (`LOST_BEFORE_HEADERS`) or in the middle of its body (`LOST_MID_BODY`).
     lose_write_answer: AtomicUsize,
@@ -201,6 +204,15 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         }
         body = Bytes::from(serde_json::to_vec(&json).unwrap());
     }
+    if path.ends_with("/atomic_write")
+        && faults
+            .applied_then_500
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+            .is_ok()
+    {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "injected: the outcome is unknown")
+            .into_response();
+    }
     let lose = if path.ends_with("/atomic_write") {
         faults.lose_write_answer.swap(0, Ordering::SeqCst)
     } else {
@@ -232,6 +244,24 @@ async fn server_failures_are_retried_and_the_write_applies_once() {
     kv.atomic().sum(&key!["n"], 5).commit().await.unwrap();
     assert_eq!(proxy.faults.data_requests.load(Ordering::SeqCst) - before, 4, "3 × 503 + 1");
     assert_eq!(server.kv.get(&key!["n"]).await.unwrap().unwrap().value, Value::U64(5));
+    server.stop().await;
+}
+
+/// Regression (found by openkv-jepsen on PostgreSQL): a write answered 500 was retried. The
+/// server answers 500 when the write's outcome is unknown — it may have applied — so the retry
+/// applied it twice, or (with checks) failed its check and reported a write that had happened
+/// as not applied. Only 503 and 429 are retried for writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_answered_500_is_an_unknown_outcome_and_never_sent_again() {
+    let (_dir, server, proxy, kv) = proxied().await;
+    proxy.faults.applied_then_500.store(1, Ordering::SeqCst);
+    let before = proxy.faults.data_requests.load(Ordering::SeqCst);
+    let err = kv.atomic().sum(&key!["n"], 5).commit().await.unwrap_err();
+    assert!(matches!(err, Error::OutcomeUnknown(_)), "{err:?}");
+    assert_eq!(proxy.faults.data_requests.load(Ordering::SeqCst) - before, 1, "sent once");
+    assert_eq!(server.kv.get(&key!["n"]).await.unwrap().unwrap().value, Value::U64(5));
+    // The handle goes on working.
+    assert!(kv.get(&key!["n"]).await.unwrap().is_some());
     server.stop().await;
 }
 
