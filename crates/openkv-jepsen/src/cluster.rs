@@ -248,18 +248,28 @@ pub enum Opener {
 }
 
 impl Opener {
-    /// Opens it.
+    /// Opens it (a KV Connect client with the library's request timeout: a queue listener's
+    /// long polls must not be cut short).
     pub async fn open(&self) -> Result<Kv, String> {
+        self.open_with(None).await
+    }
+
+    /// Opens it; a KV Connect client gives up on one request after `request_timeout` and
+    /// retries for 6 s in all.
+    async fn open_with(&self, request_timeout: Option<Duration>) -> Result<Kv, String> {
         match self {
             Opener::File(db) => {
                 Kv::open(db).await.map_err(|e| format!("opening {}: {e}", db.display()))
             }
-            Opener::Url(url) => OpenOptions::new()
-                .access_token(TOKEN)
-                .remote_retry_timeout(Duration::from_secs(6))
-                .open(url)
-                .await
-                .map_err(|e| format!("cannot connect to {url}: {e}")),
+            Opener::Url(url) => {
+                let mut options = OpenOptions::new()
+                    .access_token(TOKEN)
+                    .remote_retry_timeout(Duration::from_secs(6));
+                if let Some(timeout) = request_timeout {
+                    options = options.remote_request_timeout(timeout);
+                }
+                options.open(url).await.map_err(|e| format!("cannot connect to {url}: {e}"))
+            }
         }
     }
 }
@@ -449,16 +459,10 @@ impl Cluster {
         match &self.entries[i % self.entries.len()] {
             Entry::Worker(node) => Ok(Arc::new(WorkerExec(node.clone()))),
             Entry::Url(url) => {
-                let kv: Kv = OpenOptions::new()
-                    .access_token(TOKEN)
-                    // Short: a request the nemesis black-holes ends (as unknown, for a write)
-                    // instead of hanging the client for the library's default minute.
-                    .remote_request_timeout(Duration::from_secs(2))
-                    .remote_retry_timeout(Duration::from_secs(6))
-                    .open(url)
-                    .await
-                    .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-                Ok(Arc::new(kv))
+                // Short: a request the nemesis black-holes ends (as unknown, for a write)
+                // instead of hanging the client for the library's default minute.
+                let timeout = Some(Duration::from_secs(2));
+                Ok(Arc::new(Opener::Url(url.clone()).open_with(timeout).await?))
             }
         }
     }

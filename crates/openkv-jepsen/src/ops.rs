@@ -163,26 +163,25 @@ pub async fn execute(kv: &Kv, request: Request) -> Result<Response, OpError> {
                     Val::U64(n) => op.set(&key, KvU64(*n)),
                 };
             }
-            match op.commit().await {
-                Ok(outcome) => Ok(match outcome.versionstamp() {
-                    Some(stamp) => Response::Committed(*stamp.as_bytes()),
-                    None => Response::CheckFailed,
-                }),
-                Err(e) => Err(classify_write_error(&e)),
-            }
+            committed(op.commit().await)
         }
         Request::Enqueue { message, backoff_ms, dead_letter } => {
             let options = openkv::EnqueueOptions::new()
                 .backoff_schedule(backoff_ms.iter().map(|ms| std::time::Duration::from_millis(*ms)))
                 .keys_if_undelivered([decode_key(&dead_letter)?]);
-            match kv.atomic().enqueue(&message, &options).commit().await {
-                Ok(outcome) => Ok(match outcome.versionstamp() {
-                    Some(stamp) => Response::Committed(*stamp.as_bytes()),
-                    None => Response::CheckFailed,
-                }),
-                Err(e) => Err(classify_write_error(&e)),
-            }
+            committed(kv.atomic().enqueue(&message, &options).commit().await)
         }
+    }
+}
+
+/// A commit's answer.
+fn committed(result: openkv::Result<openkv::CommitOutcome>) -> Result<Response, OpError> {
+    match result {
+        Ok(outcome) => Ok(match outcome.versionstamp() {
+            Some(stamp) => Response::Committed(*stamp.as_bytes()),
+            None => Response::CheckFailed,
+        }),
+        Err(e) => Err(classify_write_error(&e)),
     }
 }
 
