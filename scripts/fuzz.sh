@@ -16,7 +16,7 @@
 #      `cargo test -p openkv-fuzz-checks` replays it.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]
-#   SECONDS_PER_TARGET  default 20: nine targets, two at a time on two cores, ~1.5 min of
+#   SECONDS_PER_TARGET  default 20: ten targets, two at a time on two cores, ~1.5 min of
 #                       fuzzing, after the build (4-7 min on a fresh 2-core machine, a few
 #                       seconds once built) and cargo-fuzz's install (~1 min, once).
 #   TARGET...           default: every target of fuzz/Cargo.toml.

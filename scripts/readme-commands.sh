@@ -21,10 +21,11 @@
 # Usage: scripts/readme-commands.sh          run everything (called by scripts/test.sh)
 #        scripts/readme-commands.sh --list   only extract and classify (no build, no run)
 #
-# Environment (scripts/test.sh sets all three up before calling this):
+# Environment (scripts/test.sh sets all four up before calling this):
 #   DENO_BIN                  the pinned Deno CLI (the benchmark and a Deno client probe)
 #   OPENKV_DENOKV             the denokv binary (scripts/bench-server.sh's other server)
 #   OPENKV_TEST_POSTGRES_URL  a PostgreSQL database (the PostgreSQL commands)
+#   OPENKV_S3S_FS             s3s-fs, S3-compatible storage (the continuous-backup commands)
 # The commands use port 4512 as the README shows them, so it must be free.
 set -euo pipefail
 
@@ -531,6 +532,87 @@ cover full 'a replica on 127.0.0.1:4512 of a primary on 127.0.0.1:4513; must pri
 openkv --db http://db2.internal:4512 --access-token change-me-to-a-long-secret info
 CMD
 
+# Continuous backup: s3s-fs (scripts/test.sh builds it: OPENKV_S3S_FS) on 127.0.0.1:9000, the
+# README's example endpoint, over a scratch directory holding the bucket my-bucket; the
+# credentials in the environment, as a user's. The commands run in the README's order on one
+# backup: served (with a write), listed, restored, verified, synced by denokv.
+s3_pid=''
+s3_start() {
+  [[ -n "$s3_pid" ]] && return 0
+  [[ -x "${OPENKV_S3S_FS:-}" ]] || die "OPENKV_S3S_FS is not an executable (scripts/test.sh builds s3s-fs)"
+  ! (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null || die "port 9000 is in use: the README's backup commands need it"
+  mkdir -p "$work/s3/my-bucket"
+  export AWS_ACCESS_KEY_ID=readme-commands AWS_SECRET_ACCESS_KEY=readme-commands-secret AWS_REGION=us-east-1
+  "$OPENKV_S3S_FS" --host 127.0.0.1 --port 9000 --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$work/s3" >"$work/s3.log" 2>&1 &
+  s3_pid=$!
+  running[$s3_pid]=1
+  local deadline=$((SECONDS + 30))
+  until (exec 3<>/dev/tcp/127.0.0.1/9000) 2>/dev/null; do
+    ((SECONDS < deadline)) || die "s3s-fs did not start"
+    sleep 0.1
+  done
+}
+backup_serve() {
+  scratch backup
+  s3_start
+  start_server "$1" http://127.0.0.1:4512 "$token"
+  sh_run "openkv --db http://127.0.0.1:4512 --access-token $token set '[\"users\", \"ada\"]' '\"Ada\"'"
+  sleep 2 # two --backup-interval: the write is in the bucket
+  stop_server
+}
+backup_list() {
+  local out
+  echo "\$ $1" >&2
+  out=$(timeout 120 bash -c "$1") || die "failed: $1"
+  echo "$out" >&2
+  [[ "$out" == *$'\tcommit'* ]] || die "no commit among the recovery points: $out"
+}
+backup_restore() {
+  local cmd=$1
+  edit 2026-12-04T08:30:00Z "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  sh_run "$cmd"
+  [[ "$(openkv --db restored.sqlite3 get '["users", "ada"]')" == '"Ada"' ]] || die "the restore lacks the write"
+}
+backup_denokv() {
+  local cmd=$1
+  edit 'denokv ' "$OPENKV_DENOKV "
+  sh_run "$cmd"
+}
+backup_deploy() {
+  # Deno Deploy's objects only (openkv's records under openkv/ left out): read as Deploy's.
+  mkdir -p "$work/s3/my-bucket/deploy-backup"
+  local part
+  for part in differential snapshots logs; do
+    [[ ! -e "$work/s3/my-bucket/app-prod/$part" ]] ||
+      cp -r "$work/s3/my-bucket/app-prod/$part" "$work/s3/my-bucket/deploy-backup/"
+  done
+  sh_run "$1"
+  [[ "$(openkv --db from-deploy.sqlite3 get '["users", "ada"]')" == '"Ada"' ]] || die "the restore lacks the write"
+  stop "$s3_pid" TERM
+  s3_pid=''
+}
+cover probe 'with s3s-fs on 127.0.0.1:9000 (bucket my-bucket); a write, shipped' backup_serve <<'CMD'
+openkv --db app.sqlite3 serve --addr 0.0.0.0:4512 --access-token change-me-to-a-long-secret --backup-to s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000
+CMD
+cover full 'the backup above; must list a commit' backup_list <<'CMD'
+openkv pitr list --from s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000
+CMD
+cover full 'the time = now (the example time may precede the backup); must hold the write' \
+  backup_restore <<'CMD'
+openkv --db restored.sqlite3 restore --from s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000 --at 2026-12-04T08:30:00Z
+CMD
+cover full 'the backup above' backup_denokv <<'CMD'
+openkv backup verify --from s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000
+CMD
+cover full 'denokv = OPENKV_DENOKV (denokv 0.14, built by scripts/test.sh)' backup_denokv <<'CMD'
+denokv --sqlite-path copy.sqlite3 pitr sync --s3-bucket my-bucket --s3-prefix app-prod/ --s3-endpoint http://127.0.0.1:9000
+CMD
+cover full "deploy-backup = the backup above without openkv's own records (Deploy's objects only)" \
+  backup_deploy <<'CMD'
+openkv --db from-deploy.sqlite3 restore --from s3://my-bucket/deploy-backup --s3-endpoint http://127.0.0.1:9000 --at latest
+CMD
+
 # Benchmarks: a full run takes 10 minutes and more; each is run through the very same
 # command (so the package, binary and script selection is what the README shows) with the
 # program's own flags for a short run. Nothing asserts on the figures.
@@ -644,7 +726,8 @@ cover exclude "PostgreSQL's tool, with a placeholder schema" <<<'pg_dump -n <sch
 
 # Named in prose, not commands to run.
 for c in openkv 'openkv serve' 'openkv info' 'openkv backup' 'openkv --app NAME …' \
-  'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9'; do
+  'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9' \
+  'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3'; do
   cover mention 'named in prose' <<<"$c"
 done
 

@@ -3,6 +3,8 @@
 #   1. installs the pinned Deno CLI (tests/deno/package.json) if needed and
 #      exports DENO_BIN for the interoperability tests;
 #   2. builds the reference server denokv (for the shared backend suite);
+#   2b. builds s3s-fs (an S3-compatible server over a directory, from crates.io)
+#      for the continuous-backup tests, which start it themselves;
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
 #   4. starts a throwaway PostgreSQL cluster (scripts/postgres.sh: installs
 #      Debian's postgresql package if needed) and a streaming hot standby of it
@@ -69,6 +71,19 @@ if [[ ! -x "$denokv_root/bin/denokv" ]]; then
 fi
 export OPENKV_DENOKV="$denokv_root/bin/denokv"
 export OPENKV_REQUIRE_DENOKV=1
+
+# --- s3s-fs, S3-compatible storage for continuous backups ----------------------
+# The continuous-backup tests (crates/openkv-cli/tests/continuous_backup.rs) start
+# it on 127.0.0.1 over a scratch directory, stop it to play an outage, and let
+# denokv's pitr tools read what openkv wrote through it.
+s3s_version=0.14.1
+s3s_root="$PWD/target/tools/s3s-fs-$s3s_version"
+if [[ ! -x "$s3s_root/bin/s3s-fs" ]]; then
+  step "building s3s-fs $s3s_version (cargo install --locked) into $s3s_root"
+  cargo install s3s-fs --version "=$s3s_version" --features binary --locked --root "$s3s_root" --quiet
+fi
+export OPENKV_S3S_FS="$s3s_root/bin/s3s-fs"
+export OPENKV_REQUIRE_S3S_FS=1
 
 # --- lint -------------------------------------------------------------------
 if [[ "${OPENKV_SKIP_LINT:-}" == 1 ]]; then

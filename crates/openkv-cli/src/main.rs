@@ -16,6 +16,7 @@ mod db;
 mod exit;
 mod info;
 mod output;
+mod pitr;
 mod signal;
 mod transfer;
 
@@ -76,7 +77,7 @@ enum Command {
     /// Clients authenticate with the access token (Deno reads it from DENO_KV_ACCESS_TOKEN).
     /// SIGTERM or SIGINT stops the server gracefully: it stops accepting, finishes requests in
     /// flight and closes the database.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the value of a key as typed JSON (exit 3 if the key has no entry).
     Get(data::GetArgs),
     /// Store a value under a key; prints the commit's versionstamp.
@@ -116,6 +117,11 @@ enum Command {
     /// backup. A file: replaced whole; refused while open elsewhere unless --force. A server:
     /// the backup is uploaded and replaces the served content in one transaction.
     Restore(backup::RestoreArgs),
+    /// Point-in-time recovery from a continuous backup (`openkv serve --backup-to`, or Deno
+    /// Deploy's): list its recovery points. Restore with `openkv restore --from … --at …`,
+    /// check with `openkv backup verify --from …`.
+    #[command(subcommand)]
+    Pitr(pitr::PitrCommand),
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
     /// Without --db or --app: where default databases (--app NAME) live.
     ///
@@ -254,7 +260,44 @@ struct ServeArgs {
         help_heading = LIMITS
     )]
     max_queue_waits: usize,
+    /// Back the database up continuously to LOCATION: a directory (a path or file:///DIR) or
+    /// S3-compatible storage (s3://BUCKET/PREFIX; credentials and region from the AWS
+    /// environment variables, --s3-endpoint for storage other than AWS). A snapshot first,
+    /// then the change log every --backup-interval, in Deno Deploy's backup format (denokv's
+    /// `pitr` tools and `serve --sync-from-s3` read it). Restore with `openkv restore --from
+    /// LOCATION --at POINT`. Storage that fails is retried; the database keeps serving, and
+    /// the lag shows in the status endpoint and the log.
+    #[arg(long, value_name = "LOCATION", conflicts_with = "replica_of", help_heading = BACKUP)]
+    backup_to: Option<String>,
+    /// How often the change log is shipped (commits reach the backup about this long after
+    /// they are acknowledged).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = positive_duration, help_heading = BACKUP)]
+    backup_interval: humantime::Duration,
+    /// Take a new snapshot this long after the last one, so restores replay at most this much
+    /// log; `off`: only the first.
+    #[arg(long, value_name = "DURATION|off", default_value = "24h", value_parser = duration_or_off, help_heading = BACKUP)]
+    snapshot_every: OffOr,
+    /// Keep what restoring to any point of this last stretch of time needs, and delete older
+    /// snapshots and log; `off`: keep everything.
+    #[arg(long, value_name = "DURATION|off", default_value = "7d", value_parser = duration_or_off, help_heading = BACKUP)]
+    backup_retention: OffOr,
+    #[command(flatten)]
+    s3: pitr::S3Args,
 }
+
+/// A duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct OffOr(Option<std::time::Duration>);
+
+fn duration_or_off(text: &str) -> Result<OffOr, String> {
+    if text == "off" {
+        return Ok(OffOr(None));
+    }
+    positive_duration(text).map(|d| OffOr(Some(*d)))
+}
+
+/// The help section of `openkv serve`'s continuous backup.
+const BACKUP: &str = "Continuous backup (point-in-time recovery; Deno Deploy's format)";
 
 /// The help section of `openkv serve`'s limits (openkv_server::ServerLimits).
 const LIMITS: &str = "Limits (what one client may hold of the server)";
@@ -347,8 +390,31 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
         webhook.timeout = args.queue_webhook_timeout;
         config = config.queue_webhook(webhook);
     }
+    let backup = match &args.backup_to {
+        None => None,
+        Some(to) => {
+            let location = openkv_backup::Location::parse(to, &args.s3.options())
+                .map_err(|e| format!("--backup-to {to}: {e}"))?;
+            let source = kv.replication_source().map_err(|e| {
+                format!("--backup-to needs the change log (not --log-retention off): {e}")
+            })?;
+            let mut options = openkv_backup::ShipOptions::default();
+            options.interval = *args.backup_interval;
+            options.snapshot_every = args.snapshot_every.0;
+            options.retention = args.backup_retention.0;
+            tracing::info!("backing up continuously to {location}");
+            Some(openkv_backup::ContinuousBackup::start(source, location, options))
+        }
+    };
+    if let Some(backup) = &backup {
+        config = config.backup_status(backup.subscribe());
+    }
     let served = serve(kv.clone(), listener, config, signal::shutdown_signal()).await;
-    // Whatever happened, close the store: queued writes finish before the process exits.
+    // Ship what was committed before the end, then close the store: queued writes finish
+    // before the process exits.
+    if let Some(backup) = backup {
+        backup.stop(std::time::Duration::from_secs(10)).await;
+    }
     let closed = kv.close().await;
     served.map_err(|e| e.to_string())?;
     closed.map_err(|e| format!("closing the database failed: {e}"))
@@ -383,7 +449,7 @@ fn main() -> ExitCode {
                             .into(),
                     ));
                 }
-                run_serve(&location.target, args).await.map_err(CliError::Runtime)
+                run_serve(&location.target, *args).await.map_err(CliError::Runtime)
             }
             Command::Get(args) => data::get(&db, args).await,
             Command::Set(args) => data::set(&db, args).await,
@@ -395,6 +461,7 @@ fn main() -> ExitCode {
             Command::Import(args) => transfer::import(&db, args).await,
             Command::Backup(args) => backup::backup(&db, args).await,
             Command::Restore(args) => backup::restore(&db, args).await,
+            Command::Pitr(pitr::PitrCommand::List(args)) => pitr::list(args).await,
         }
     });
     match result {

@@ -32,9 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use openkv::{
-    key, Consistency, EnqueueOptions, Key, Kv, KvU64, OpenOptions, RawEntry, ReadRange, Value,
-};
+use openkv::{key, Consistency, EnqueueOptions, Key, Kv, KvU64, RawEntry, ReadRange, Value};
 use rand::{Rng, SeedableRng};
 
 use common::{deno_bin, sigterm, start_server_at, start_server_with, workspace_root, Proc};
@@ -81,12 +79,7 @@ fn replica(dir: &Path, primary: &str) -> Proc {
 }
 
 async fn client(url: &str) -> Kv {
-    OpenOptions::new()
-        .access_token(TOKEN)
-        .remote_retry_timeout(Duration::from_secs(30))
-        .open(url)
-        .await
-        .unwrap()
+    common::client_with(url, TOKEN).await
 }
 
 /// Every entry of the database (at most 1000), in key order.
@@ -97,16 +90,7 @@ async fn all(kv: &Kv, consistency: Consistency) -> Vec<RawEntry> {
 
 /// The replica server's status (`/v2/openkv/replication/status`).
 async fn status(kv: &Kv, url: &str) -> serde_json::Value {
-    let id = kv.database_id().await.unwrap().to_string();
-    let out = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "-X", "POST"])
-        .args(["-H", &format!("authorization: Bearer {TOKEN}")])
-        .args(["-H", "x-denokv-version: 3", "-H", &format!("x-denokv-database-id: {id}")])
-        .arg(format!("{url}/v2/openkv/replication/status"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stdout));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::replication_status(kv, url, TOKEN).await
 }
 
 /// Waits until the replica (read eventually through `client`) holds what the primary holds.

@@ -374,6 +374,15 @@ pub trait Backend: Send + Sync + Debug + 'static {
         Err(crate::Error::Unsupported("this backend cannot hold a replica".into()))
     }
 
+    /// Starts rebuilding this database's whole content in one transaction
+    /// ([`RestoreSession`]: a snapshot, then records, then
+    /// `commit`), as a point-in-time restore into a live store does; or why it cannot.
+    async fn begin_restore(self: Arc<Self>) -> Result<Box<dyn RestoreSession>> {
+        Err(crate::Error::Unsupported(
+            "this backend cannot be rebuilt in place from a snapshot and a log".into(),
+        ))
+    }
+
     /// True if [`Consistency::Eventual`] reads may be served from a copy that lags behind
     /// (a read replica's local copy, a PostgreSQL hot standby): `openkv serve` then lists an
     /// eventual endpoint in its metadata and answers reads there
@@ -418,6 +427,22 @@ pub trait QueueBackend: Send + Sync + 'static {
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+}
+
+/// A live store being rebuilt (a point-in-time restore into it), handed out by
+/// [`Backend::begin_restore`]: the [`ReplicaTarget`](crate::changelog::ReplicaTarget) calls
+/// (one snapshot, then chained records) all go into one transaction, which [`commit`]
+/// makes visible at once — readers see the old content until then, never a part — and
+/// dropping the session without committing abandons it, changing nothing.
+///
+/// [`commit`]: RestoreSession::commit
+#[async_trait]
+pub trait RestoreSession: crate::changelog::ReplicaTarget {
+    /// Makes the rebuilt content the database's, atomically: the commit counter moves past
+    /// both the old content's and the restored one's (later commits get greater
+    /// versionstamps than anything before), the change log starts a new epoch (followers
+    /// bootstrap again), watchers are woken. Returns what the database now holds.
+    async fn commit(self: Box<Self>) -> Result<BackupSummary>;
 }
 
 /// Online backup and restore, an optional capability of a [`Backend`] (handed out by

@@ -59,7 +59,7 @@ pub mod watch;
 pub use backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
     Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
-    WatchSnapshots,
+    RestoreSession, WatchSnapshots,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

@@ -27,6 +27,7 @@
 mod backup;
 mod client;
 mod extensions;
+mod pitr;
 mod server;
 mod shared;
 mod text;
@@ -34,6 +35,7 @@ mod text;
 pub use backup::backup_file;
 pub use client::kv_connect_answer;
 pub use extensions::{extension_json, replication_stream};
+pub use pitr::pitr_object;
 pub use server::kv_connect_request;
 pub use text::{import_line, key_decode, key_syntax, v8_decode};
 
@@ -52,4 +54,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("extension_json", extension_json),
     ("replication_stream", replication_stream),
     ("backup_file", backup_file),
+    ("pitr_object", pitr_object),
 ];

@@ -66,6 +66,7 @@ replay_tests!(
     extension_json,
     replication_stream,
     backup_file,
+    pitr_object,
 );
 
 #[test]

@@ -15,6 +15,8 @@
 //!   listener in the whole cluster at a time.
 //! - **Change log** (`changelog.rs`, optional): each commit's record in its own transaction,
 //!   for read replicas ([`ReplicationSource`]), pruned by a task of its own.
+//! - **Restore** (`restore.rs`): [`PostgresBackend::start_restore`] replaces the whole content
+//!   (e.g. from a continuous backup) in one transaction under the commit lock.
 //! - **Hot standby** (`standby.rs`, optional: [`PostgresConfig::read_replica`]): eventual reads
 //!   go to a streaming replica of the cluster, falling back to the primary when it fails.
 //!
@@ -31,6 +33,7 @@ mod changelog;
 mod notify;
 mod queue;
 mod read;
+mod restore;
 mod schema;
 mod shared;
 mod standby;
@@ -55,7 +58,9 @@ use crate::backend::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use openkv_core::changelog::{LogRead, ReplicationSource, Snapshot};
+use openkv_core::RestoreSession;
 
+pub use restore::{PostgresRestore, PostgresRestoreSummary};
 pub use shared::PostgresConfig;
 
 use read::read_ranges;
@@ -248,6 +253,10 @@ impl Backend for PostgresBackend {
         Ok(self)
     }
 
+    async fn begin_restore(self: Arc<Self>) -> Result<Box<dyn RestoreSession>> {
+        Ok(Box::new(self.start_restore().await?))
+    }
+
     fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {
         Err(Error::Unsupported(
             "a PostgreSQL database is backed up by PostgreSQL (pg_dump of its schema), and a \
@@ -328,6 +337,21 @@ impl ReplicationSource for PostgresBackend {
 }
 
 impl PostgresBackend {
+    /// Starts replacing this schema's whole content: a [`PostgresRestore`] (a
+    /// [`ReplicaTarget`](openkv_core::changelog::ReplicaTarget): install a snapshot, apply
+    /// records) whose work is one transaction on a connection of the pool, visible at
+    /// [`PostgresRestore::commit`] or, dropped, never. It takes the schema's commit lock at
+    /// once and holds it to the end: every process's commits wait meanwhile (reads do not, and
+    /// see the old content until the commit). Its queue messages are deleted too.
+    ///
+    /// The typed form of [`Backend::begin_restore`] (which boxes this session, and whose
+    /// `commit` answers a `BackupSummary`); named apart from it because on an
+    /// `Arc<PostgresBackend>` the trait's method would be the one called.
+    pub async fn start_restore(&self) -> Result<PostgresRestore> {
+        let client = self.client().await?;
+        PostgresRestore::begin(client, self.shared.clone()).await
+    }
+
     /// Prunes the change log now by this handle's retention (a task does so by itself every
     /// 10 seconds); returns how many records went. Without a log (`change_log`
     /// off), nothing is pruned.

@@ -126,6 +126,19 @@ pub(crate) struct Sql {
     pub log_prune_size: String,
     /// Every live entry at `$1` (ms), in key order: a snapshot's rows.
     pub snapshot_scan: String,
+    /// A restore (`restore.rs`): inserts rows from parallel arrays, as `upsert` but without
+    /// its conflict clause (the table was emptied first: a key twice is a broken snapshot).
+    pub restore_insert: String,
+    pub restore_clear_kv: String,
+    pub restore_clear_queue: String,
+    /// Sets the commit counter to `$1`.
+    pub restore_set_counter: String,
+    /// Keeps the pruner (and any log append) out until the restore's transaction ends.
+    pub restore_lock_log: String,
+    pub restore_clear_log: String,
+    /// Sets the change log's epoch to `$1`.
+    pub restore_set_epoch: String,
+    pub restore_count_kv: String,
 }
 
 impl Sql {
@@ -221,6 +234,21 @@ impl Sql {
                 "select k, v, encoding, vs, expire_ms from {kv} \
                  where expire_ms is null or expire_ms > $1 order by k"
             ),
+            restore_insert: format!(
+                "insert into {kv} (k, v, encoding, vs, expire_ms) \
+                 select * from unnest($1::bytea[], $2::bytea[], $3::int4[], $4::bytea[], \
+                 $5::int8[])"
+            ),
+            restore_clear_kv: format!("delete from {kv}"),
+            restore_clear_queue: format!("delete from {q}"),
+            restore_set_counter: format!("update \"{schema}\".version set v = $1 where id = 0"),
+            restore_lock_log: format!("lock table {log} in share row exclusive mode"),
+            restore_clear_log: format!("delete from {log}"),
+            restore_set_epoch: format!(
+                "insert into \"{schema}\".meta (name, value) values ('log_epoch', $1) \
+                 on conflict (name) do update set value = excluded.value"
+            ),
+            restore_count_kv: format!("select count(*) from {kv}"),
         }
     }
 }

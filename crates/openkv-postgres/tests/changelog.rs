@@ -8,6 +8,9 @@
 // Test code: a panic is how a test fails (the lint wall in the root Cargo.toml is for products).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::fresh_url;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,24 +27,6 @@ use openkv_core::key::Key;
 use openkv_core::value::Value;
 use openkv_core::versionstamp::Versionstamp;
 use openkv_postgres::{PostgresBackend, PostgresConfig};
-
-/// A fresh schema's URL, or `None` (skip) without a server.
-fn fresh_url() -> Option<String> {
-    let base = match std::env::var("OPENKV_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert_ne!(
-                std::env::var("OPENKV_REQUIRE_POSTGRES").as_deref(),
-                Ok("1"),
-                "OPENKV_REQUIRE_POSTGRES=1 but OPENKV_TEST_POSTGRES_URL is not set"
-            );
-            eprintln!("OPENKV_TEST_POSTGRES_URL is not set: skipping this PostgreSQL test");
-            return None;
-        }
-    };
-    let separator = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{separator}openkv_schema=t_{}", uuid::Uuid::new_v4().simple()))
-}
 
 /// Opens `url` with the log as given; the expiry sweep (and the writer's own prune) every
 /// `sweep`.

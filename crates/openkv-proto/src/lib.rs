@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![allow(missing_docs)]
 
+pub mod backup;
 pub mod convert;
 pub mod queue;
 pub mod replication;

@@ -116,6 +116,32 @@ pub struct StatusResponse {
     /// A replica: its last failure to follow the primary, if the last attempt failed.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The continuous backup (`openkv serve --backup-to`), if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatusBody>,
+}
+
+/// A continuous backup's progress, in the status answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatusBody {
+    /// Where it goes (credentials never shown).
+    pub location: String,
+    /// The commit counter of the last commit in the backup.
+    pub shipped_version: u64,
+    /// Commit counter units not yet in the backup.
+    pub lag_versions: u64,
+    /// How long ago the oldest commit not yet in the backup committed (0: caught up).
+    pub lag_ms: u64,
+    /// When the last object landed (Unix ms).
+    #[serde(default)]
+    pub last_success_ms: Option<i64>,
+    /// The last failure, while shipping fails.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The shipper stopped for good (see `last_error`).
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -27,6 +27,8 @@ pub struct ServerConfig {
     /// What one client may hold of the server: connections, timeouts, header and body sizes,
     /// watch streams, queue long polls (see [`ServerLimits`]). Default: every default.
     pub limits: ServerLimits,
+    /// A continuous backup's status, shown by the status endpoint. Default: none.
+    pub backup: Option<tokio::sync::watch::Receiver<openkv_backup::BackupStatus>>,
 }
 
 impl ServerConfig {
@@ -39,6 +41,7 @@ impl ServerConfig {
             queue_webhook: None,
             replica_endpoints: Vec::new(),
             limits: ServerLimits::default(),
+            backup: None,
         }
     }
 
@@ -63,6 +66,16 @@ impl ServerConfig {
     /// Serves under `limits` instead of the defaults (see [`ServerLimits`]).
     pub fn limits(mut self, limits: ServerLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Shows a continuous backup's status in the status endpoint
+    /// (`openkv_backup::ContinuousBackup::subscribe`).
+    pub fn backup_status(
+        mut self,
+        status: tokio::sync::watch::Receiver<openkv_backup::BackupStatus>,
+    ) -> Self {
+        self.backup = Some(status);
         self
     }
 

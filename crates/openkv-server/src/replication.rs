@@ -171,6 +171,7 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>, headers: HeaderMa
             reads_forwarded: s.reads_forwarded,
             watches_local: s.watches_local,
             last_error: s.last_error,
+            backup: None,
         },
         None => {
             let source = match state.kv.replication_source() {
@@ -183,5 +184,19 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>, headers: HeaderMa
             }
         }
     };
+    let mut answer = answer;
+    answer.backup = state.config.backup.as_ref().map(|status| {
+        let s = status.borrow().clone();
+        let now = openkv::Clock::now_ms(&openkv::SystemClock);
+        repl::BackupStatusBody {
+            location: s.location.clone(),
+            shipped_version: s.shipped_version,
+            lag_versions: s.lag_versions(),
+            lag_ms: s.lag_ms(now),
+            last_success_ms: s.last_success_ms,
+            last_error: s.last_error,
+            stopped: s.stopped,
+        }
+    });
     crate::response::typed_json(&answer)
 }

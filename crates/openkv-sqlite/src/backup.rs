@@ -224,3 +224,33 @@ pub(crate) fn restore_live(conn: &Connection, backup: &Path) -> Result<BackupSum
     summary.version = version as u64;
     Ok(summary)
 }
+
+/// The number of rows of a Deno-format file's `kv` table and a digest of all of them (key,
+/// value, encoding, version, expiry, in key order): two files with the same digest hold the
+/// same entries (a restore's verification compares two rebuilds with it).
+pub fn content_digest(path: &Path) -> Result<(u64, u64)> {
+    use std::hash::{Hash, Hasher};
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| bad_sqlite(path, e))?;
+    let mut stmt = conn
+        .prepare("select k, v, v_encoding, version, expiration_ms from kv order by k")
+        .map_err(|e| bad_sqlite(path, e))?;
+    let mut rows = stmt.query([]).map_err(|e| bad_sqlite(path, e))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut n = 0u64;
+    while let Some(row) = rows.next().map_err(|e| bad_sqlite(path, e))? {
+        let key: Vec<u8> = row.get(0).map_err(|e| bad_sqlite(path, e))?;
+        let value: Vec<u8> = row.get(1).map_err(|e| bad_sqlite(path, e))?;
+        let numbers: [i64; 3] = [
+            row.get(2).map_err(|e| bad_sqlite(path, e))?,
+            row.get(3).map_err(|e| bad_sqlite(path, e))?,
+            row.get(4).map_err(|e| bad_sqlite(path, e))?,
+        ];
+        (key, value, numbers).hash(&mut hasher);
+        n += 1;
+    }
+    Ok((n, hasher.finish()))
+}

@@ -29,6 +29,7 @@ const RANKS: &[(&str, u32)] = &[
     ("openkv-sqlite", 2),
     ("openkv-postgres", 2),
     ("openkv-remote", 3),
+    ("openkv-backup", 3),
     ("openkv", 4),
     ("openkv-memory", 5),
     ("openkv-server", 5),

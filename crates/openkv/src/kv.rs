@@ -405,6 +405,13 @@ impl Kv {
         self.backend().replication()
     }
 
+    /// Starts rebuilding this database in place, in one transaction (see
+    /// [`RestoreSession`](crate::RestoreSession)): what a point-in-time restore
+    /// into a PostgreSQL schema uses. Refused (with the reason) by backends that cannot.
+    pub async fn begin_restore(&self) -> Result<Box<dyn crate::RestoreSession>> {
+        self.backend().begin_restore().await
+    }
+
     /// True if [`Consistency::Eventual`] reads may be served by a copy that lags (a read
     /// replica, a PostgreSQL standby): see [`Backend::lagging_eventual_reads`].
     pub fn lagging_eventual_reads(&self) -> bool {

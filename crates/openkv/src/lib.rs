@@ -140,6 +140,7 @@ pub use backend::WatchSnapshots;
 pub use backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
     Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
+    RestoreSession,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

@@ -159,3 +159,29 @@ pub fn ensure_deno_kv_npm() {
         "`npm ci --prefix tests/node` succeeded but @deno/kv is still missing"
     );
 }
+
+/// A server's status (`POST /v2/openkv/replication/status`): a replica's lag, a continuous
+/// backup's progress. `kv` is a client of that server (for its database id).
+pub async fn replication_status(kv: &openkv::Kv, url: &str, token: &str) -> serde_json::Value {
+    let id = kv.database_id().await.unwrap().to_string();
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "POST"])
+        .args(["-H", &format!("authorization: Bearer {token}")])
+        .args(["-H", "x-denokv-version: 3", "-H", &format!("x-denokv-database-id: {id}")])
+        .arg(format!("{url}/v2/openkv/replication/status"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A KV Connect client of `url` with `token`, retrying for up to 30 s (servers the tests kill
+/// and restart come back within that).
+pub async fn client_with(url: &str, token: &str) -> openkv::Kv {
+    openkv::OpenOptions::new()
+        .access_token(token)
+        .remote_retry_timeout(std::time::Duration::from_secs(30))
+        .open(url)
+        .await
+        .unwrap()
+}
