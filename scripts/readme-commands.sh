@@ -678,6 +678,16 @@ cover short '--quick (2 rounds of 2 s workloads, 20,000 entries applied) instead
   bench_replica <<'CMD'
 scripts/bench-replica.sh
 CMD
+# bench-backup.sh: its own smoke form (2 rounds, 2 s of lag, N 20,000; s3s-fs from scripts/test.sh).
+bench_backup() {
+  local cmd=$1
+  edit '--rounds 3' '--quick'
+  run_in_root "$cmd"
+}
+cover short '--quick (2 rounds of 2 s, 20,000 entries restored) instead of 3 full rounds' \
+  bench_backup <<'CMD'
+scripts/bench-backup.sh --rounds 3
+CMD
 # fuzz.sh: its own form, seconds instead of minutes (the build is the test command's next
 # step's too: scripts/fuzz.sh reuses fuzz/target).
 fuzz_one() {
