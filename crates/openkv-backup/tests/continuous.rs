@@ -324,3 +324,49 @@ async fn scheduled_snapshots_and_retention_keep_exactly_the_window() {
     }
     catalog.verify(tempfile::tempdir().unwrap().path()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_shipped_range_after_range_without_waiting_the_interval() {
+    let (dir, kv, location) = logged_with_backup_dir().await;
+    let mut options = options();
+    // An interval no test waits for: only a shipper that goes on at once gets through.
+    options.interval = Duration::from_secs(3600);
+    // Records of 1,000 tiny sets: the source stops a read once its encoding of the changes
+    // (about 50 bytes a change) reaches this, when the shipper's own measure (keys, values
+    // and 24 bytes a change) is still under it — the mismatch that once made the shipper
+    // wait an interval after every range.
+    options.range_bytes = 40 << 10;
+    let backup =
+        ContinuousBackup::start(kv.replication_source().unwrap(), location.clone(), options);
+    // The first round (snapshot, empty log) is over: everything after is a backlog.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while backup.status().snapshots == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut last = Versionstamp::ZERO;
+    for i in 0..10 {
+        let mut op = kv.atomic();
+        for j in 0..1000 {
+            op = op.set(&key![i, j], &1u8);
+        }
+        last = op.commit().await.unwrap().versionstamp().unwrap();
+    }
+    // Written after the shipper went to sleep for an hour: nothing ships until it wakes.
+    // So wake it the one way a server does — a last round at stop — and see it ship the
+    // whole backlog, many ranges, in that one round.
+    backup.stop(Duration::from_secs(30)).await;
+    let status = backup.status();
+    assert_eq!(status.shipped_version, last.version(), "{status:?}");
+    assert!(status.ranges >= 10, "a record a range: {status:?}");
+    let file = dir.path().join("restored.sqlite3");
+    Catalog::open(&location)
+        .await
+        .unwrap()
+        .restore_to_file(PointInTime::Latest, None, &file)
+        .await
+        .unwrap();
+    let restored = Kv::open(&file).await.unwrap();
+    assert_eq!(export(&restored).await, export(&kv).await);
+}
