@@ -554,7 +554,7 @@ s3_start() {
   done
 }
 backup_serve() {
-  scratch backup
+  scratch pitr
   s3_start
   start_server "$1" http://127.0.0.1:4512 "$token"
   sh_run "openkv --db http://127.0.0.1:4512 --access-token $token set '[\"users\", \"ada\"]' '\"Ada\"'"
