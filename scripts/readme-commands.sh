@@ -737,7 +737,7 @@ cover exclude "PostgreSQL's tool, with a placeholder schema" <<<'pg_dump -n <sch
 # Named in prose, not commands to run.
 for c in openkv 'openkv serve' 'openkv info' 'openkv backup' 'openkv --app NAME …' \
   'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9' \
-  'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3'; do
+  'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3' 'openkv restore'; do
   cover mention 'named in prose' <<<"$c"
 done
 
