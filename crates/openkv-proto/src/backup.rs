@@ -37,7 +37,7 @@ pub struct BackupSnapshotRange {
     pub data_list: Vec<BackupKvPair>,
     #[prost(message, repeated, tag = "2")]
     pub metadata_list: Vec<BackupKvPair>,
-    /// openkv's seal (see [`seal`]).
+    /// openkv's seal: a checksum of the bytes before it (module docs).
     #[prost(fixed64, optional, tag = "1001")]
     pub openkv_checksum: Option<u64>,
 }
@@ -56,7 +56,7 @@ pub struct BackupMutationRange {
     pub entries: Vec<BackupReplicationLogEntry>,
     #[prost(uint64, tag = "2")]
     pub timestamp_ms: u64,
-    /// openkv's seal (see [`seal`]).
+    /// openkv's seal: a checksum of the bytes before it (module docs).
     #[prost(fixed64, optional, tag = "1001")]
     pub openkv_checksum: Option<u64>,
 }
