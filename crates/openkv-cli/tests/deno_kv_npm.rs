@@ -68,6 +68,8 @@ fn messages_deno_kv_enqueues_reach_a_rust_remote_listener() {
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // Node's own failure first: waiting for messages it never enqueued says nothing.
+    assert!(out.status.success(), "node failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     let received = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let kv = openkv::OpenOptions::new()
             .access_token(TOKEN)

@@ -136,6 +136,11 @@ pub fn random_hex() -> String {
 /// Installs the pinned `@deno/kv` with `npm ci --prefix tests/node` unless it is already there.
 /// Fails (never skips) when npm fails.
 pub fn ensure_deno_kv_npm() {
+    // One install at a time: the tests of a binary run in parallel, and `npm ci` first
+    // deletes node_modules — a second test finding @deno/kv's package.json there mid-install
+    // (or seeing it vanish) ran node against half a tree (a fresh clone's CI failed so).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace_root();
     if root.join("tests/node/node_modules/@deno/kv/package.json").is_file() {
         return;
