@@ -574,6 +574,7 @@ backup_restore() {
   sh_run "$cmd"
   [[ "$(openkv --db restored.sqlite3 get '["users", "ada"]')" == '"Ada"' ]] || die "the restore lacks the write"
 }
+backup_verify() { sh_run "$1"; }
 backup_denokv() {
   local cmd=$1
   edit 'denokv ' "$OPENKV_DENOKV "
@@ -602,7 +603,7 @@ cover full 'the time = now (the example time may precede the backup); must hold 
   backup_restore <<'CMD'
 openkv --db restored.sqlite3 restore --from s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000 --at 2026-12-04T08:30:00Z
 CMD
-cover full 'the backup above' backup_denokv <<'CMD'
+cover full 'the backup above' backup_verify <<'CMD'
 openkv backup verify --from s3://my-bucket/app-prod --s3-endpoint http://127.0.0.1:9000
 CMD
 cover full 'denokv = OPENKV_DENOKV (denokv 0.14, built by scripts/test.sh)' backup_denokv <<'CMD'
