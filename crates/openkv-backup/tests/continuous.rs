@@ -40,6 +40,22 @@ async fn export(kv: &Kv) -> Vec<openkv::RawEntry> {
     kv.snapshot_read(vec![range], openkv::Consistency::Strong).await.unwrap().remove(0)
 }
 
+/// Restores point `i` (its versionstamp `vs`) into a new file under `dir` and compares the
+/// file's entries with the export taken then.
+async fn restores_to(
+    catalog: &Catalog,
+    dir: &Path,
+    i: usize,
+    vs: Versionstamp,
+    expected: &[openkv::RawEntry],
+) {
+    let file = dir.join(format!("restored-{i}.sqlite3"));
+    catalog.restore_to_file(PointInTime::Versionstamp(vs), None, &file).await.unwrap();
+    let restored = Kv::open(&file).await.unwrap();
+    assert_eq!(export(&restored).await, expected, "restore {i}");
+    restored.close().await.unwrap();
+}
+
 async fn wait_shipped(backup: &ContinuousBackup, version: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while backup.status().shipped_version < version {
@@ -174,11 +190,7 @@ async fn a_shipper_killed_and_restarted_leaves_no_gap_and_no_commit_twice() {
     let listed = catalog.recovery_points(None, None).await.unwrap();
     assert!(listed.windows(2).all(|w| w[0].versionstamp < w[1].versionstamp));
     for (i, (vs, expected)) in points.iter().enumerate() {
-        let file = dir.path().join(format!("restored-{i}.sqlite3"));
-        catalog.restore_to_file(PointInTime::Versionstamp(*vs), None, &file).await.unwrap();
-        let restored = Kv::open(&file).await.unwrap();
-        assert_eq!(&export(&restored).await, expected, "restore {i}");
-        restored.close().await.unwrap();
+        restores_to(&catalog, dir.path(), i, *vs, expected).await;
     }
     catalog.verify(tempfile::tempdir().unwrap().path()).await.unwrap();
 }
@@ -316,11 +328,7 @@ async fn scheduled_snapshots_and_retention_keep_exactly_the_window() {
         .unwrap_err();
     assert!(err.to_string().contains("before the oldest recovery point"), "{err}");
     for (i, (vs, expected)) in points.iter().enumerate().skip(3) {
-        let file = dir.path().join(format!("restored-{i}.sqlite3"));
-        catalog.restore_to_file(PointInTime::Versionstamp(*vs), None, &file).await.unwrap();
-        let restored = Kv::open(&file).await.unwrap();
-        assert_eq!(&export(&restored).await, expected, "restore {i}");
-        restored.close().await.unwrap();
+        restores_to(&catalog, dir.path(), i, *vs, expected).await;
     }
     catalog.verify(tempfile::tempdir().unwrap().path()).await.unwrap();
 }
