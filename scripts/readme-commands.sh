@@ -614,6 +614,92 @@ cover full "deploy-backup = the backup above without openkv's own records (Deplo
 openkv --db from-deploy.sqlite3 restore --from s3://my-bucket/deploy-backup --s3-endpoint http://127.0.0.1:9000 --at latest
 CMD
 
+# Many databases and tokens: one server on --data-dir, started by the first command and left
+# running for the next ones in the README's order (create, a token, list, info, revoke that
+# token, delete), stopped after the last; what each prints is checked.
+many_serve() {
+  scratch many
+  port_free || die "port 4512 is in use: the README's commands need it"
+  echo "\$ $1 &" >&2
+  bash -c "exec $1" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  running[$server_pid]=1
+  local deadline=$((SECONDS + 60))
+  until [[ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:4512/readyz)" == 200 ]]; do
+    alive "$server_pid" || { cat "$work/server.log" >&2; die "the server exited: $1"; }
+    ((SECONDS < deadline)) || die "no /readyz from the server within 60 s: $1"
+    sleep 0.2
+  done
+  # No database yet: 404 with the token, 401 without.
+  [[ "$(metadata http://127.0.0.1:4512/databases/app-prod/connect "$token")" == 404 ]] ||
+    die "a database that does not exist was not 404"
+  [[ "$(metadata http://127.0.0.1:4512/databases/app-prod/connect "wrong-$token")" == 401 ]] ||
+    die "a wrong token was not 401"
+  echo "    answers /readyz; /databases/app-prod/connect: 404 (none yet), 401 with a wrong token" >&2
+}
+many_create() {
+  sh_run "$1"
+  [[ "$(metadata http://127.0.0.1:4512/databases/app-prod/connect "$token")" == 200 ]] ||
+    die "the new database does not answer its metadata exchange"
+  [[ -f kv-data/app-prod.sqlite3 ]] || die "no kv-data/app-prod.sqlite3"
+}
+many_token=''
+many_token_create() {
+  echo "\$ $1" >&2
+  many_token=$(timeout 60 bash -c "$1") || die "failed: $1"
+  [[ "$many_token" == okv_* ]] || die "not a token: $many_token"
+  # The scoped token writes app-prod.
+  sh_run "openkv --db http://127.0.0.1:4512/databases/app-prod/connect --access-token $many_token set '[\"hello\"]' '\"world\"'"
+}
+many_list() {
+  local out
+  echo "\$ $1" >&2
+  out=$(timeout 60 bash -c "$1") || die "failed: $1"
+  echo "$out" >&2
+  [[ "$out" == *"$2"* ]] || die "expected '$2' in: $out"
+}
+many_db_list() { many_list "$1" app-prod; }
+many_token_list() { many_list "$1" "${many_token:4:12}"; }
+many_info() { many_list "$1" 'live entries:    1'; }
+many_revoke() {
+  local cmd=$1
+  edit 0123456789ab "${many_token:4:12}"
+  sh_run "$cmd"
+  [[ "$(metadata http://127.0.0.1:4512/databases/app-prod/connect "$many_token")" == 401 ]] ||
+    die "the revoked token still works"
+}
+many_delete() {
+  sh_run "$1"
+  [[ "$(metadata http://127.0.0.1:4512/databases/app-prod/connect "$token")" == 404 ]] ||
+    die "the deleted database still answers"
+  [[ ! -e kv-data/app-prod.sqlite3 ]] || die "kv-data/app-prod.sqlite3 is still there"
+  stop_server
+}
+cover probe 'in a scratch directory; /readyz, then 404 for a database not made yet' many_serve <<'CMD'
+openkv serve --data-dir ./kv-data --access-token change-me-to-a-long-secret
+CMD
+cover full 'the server above; the database must answer and its file exist' many_create <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret db create app-prod
+CMD
+cover full 'must print a token; that token then writes app-prod' many_token_create <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret token create --database app-prod --scope write --expires-in 90d --description "app-prod server"
+CMD
+cover full 'must list app-prod' many_db_list <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret db list
+CMD
+cover full "must list the token's id" many_token_list <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret token list
+CMD
+cover full "must show app-prod's one entry" many_info <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret info
+CMD
+cover full 'the id of the token made above; it must then be refused' many_revoke <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret token revoke 0123456789ab
+CMD
+cover full 'must answer 404 and remove the file; then the server stops' many_delete <<'CMD'
+openkv --db http://127.0.0.1:4512 --access-token change-me-to-a-long-secret db delete app-prod --yes
+CMD
+
 # Benchmarks: a full run takes 10 minutes and more; each is run through the very same
 # command (so the package, binary and script selection is what the README shows) with the
 # program's own flags for a short run. Nothing asserts on the figures.
@@ -738,7 +824,8 @@ cover exclude "PostgreSQL's tool, with a placeholder schema" <<<'pg_dump -n <sch
 # Named in prose, not commands to run.
 for c in openkv 'openkv serve' 'openkv info' 'openkv backup' 'openkv --app NAME …' \
   'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9' \
-  'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3' 'openkv restore'; do
+  'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3' 'openkv restore' \
+  'openkv token create'; do
   cover mention 'named in prose' <<<"$c"
 done
 

@@ -15,6 +15,7 @@ mod data;
 mod db;
 mod exit;
 mod info;
+mod manage;
 mod output;
 mod pitr;
 mod signal;
@@ -122,8 +123,18 @@ enum Command {
     /// check with `openkv backup verify --from …`.
     #[command(subcommand)]
     Pitr(pitr::PitrCommand),
+    /// Manage the databases of a server of many (`openkv serve --data-dir`), through its
+    /// admin API: --db is the server's URL, --access-token an admin token reaching every
+    /// database.
+    #[command(subcommand)]
+    Db(manage::DbCommand),
+    /// Manage the access tokens of a server of many databases (`openkv serve --data-dir`):
+    /// --db is the server's URL, --access-token an admin token reaching every database.
+    #[command(subcommand)]
+    Token(manage::TokenCommand),
     /// Summarize a database: schema version, number of live entries, latest versionstamp.
-    /// Without --db or --app: where default databases (--app NAME) live.
+    /// Without --db or --app: where default databases (--app NAME) live. With --db the URL of
+    /// a server of many databases: each one's figures (through its admin API).
     ///
     /// Opening a file migrates an older Deno schema to version 3, as Deno itself would.
     Info,
@@ -283,6 +294,22 @@ struct ServeArgs {
     backup_retention: OffOr,
     #[command(flatten)]
     s3: pitr::S3Args,
+    /// Serve every database of DIR instead of one --db: a directory (one SQLite file per
+    /// database, NAME.sqlite3, created if missing) or a PostgreSQL URL (one schema per
+    /// database, kv_NAME). Each is at /databases/NAME/connect
+    /// (`Deno.openKv("http://ADDR/databases/NAME/connect")`); `openkv db` and `openkv token`
+    /// manage them. --access-token is the all-powerful token; scoped tokens live in DIR
+    /// (openkv-tokens.json) or in PostgreSQL (schema openkv_catalog).
+    #[arg(
+        long,
+        value_name = "DIR|POSTGRES_URL",
+        env = "OPENKV_DATA_DIR",
+        conflicts_with_all = ["replica_of", "queue_webhook", "backup_to", "read_replica", "replica_endpoint"]
+    )]
+    data_dir: Option<String>,
+    /// /readyz answers 503 while this server, a read replica, is further behind its primary.
+    #[arg(long, value_name = "DURATION", default_value_t = openkv_server::DEFAULT_READY_MAX_LAG.into(), value_parser = positive_duration)]
+    ready_max_lag: humantime::Duration,
 }
 
 /// A duration, or `off`.
@@ -340,9 +367,7 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     let ServeArgs { addr, access_token, read_only, tls_cert, tls_key, .. } = args;
     // clap's `requires` makes these both present or both absent.
     let tls_files = tls_cert.zip(tls_key);
-    let token = access_token
-        .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
-        .ok_or("no access token: pass --access-token or set OPENKV_ACCESS_TOKEN")?;
+    let token = serve_token(access_token)?;
     // Before opening the database, so a bad certificate does not leave a new empty file.
     let tls = match tls_files {
         Some((cert, key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?),
@@ -378,7 +403,10 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     if let Some(primary) = &args.replica_of {
         tracing::info!("a read replica of {primary}");
     }
-    let mut config = ServerConfig::new(token).read_only(read_only).limits(limits);
+    let mut config = ServerConfig::new(token)
+        .read_only(read_only)
+        .limits(limits)
+        .ready_max_lag(*args.ready_max_lag);
     for url in &args.replica_endpoint {
         config = config.replica_endpoint(url.clone());
     }
@@ -420,6 +448,54 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     closed.map_err(|e| format!("closing the database failed: {e}"))
 }
 
+/// The access token of `openkv serve`: --access-token, OPENKV_ACCESS_TOKEN or
+/// DENO_KV_ACCESS_TOKEN.
+fn serve_token(access_token: Option<String>) -> Result<String, String> {
+    access_token
+        .or_else(|| std::env::var("DENO_KV_ACCESS_TOKEN").ok())
+        .ok_or_else(|| "no access token: pass --access-token or set OPENKV_ACCESS_TOKEN".into())
+}
+
+/// `openkv serve --data-dir`: every database of a directory or PostgreSQL database.
+async fn run_serve_many(args: ServeArgs) -> Result<(), String> {
+    let limits = server_limits(&args);
+    let token = serve_token(args.access_token.clone())?;
+    let tls = match args.tls_cert.clone().zip(args.tls_key.clone()) {
+        Some((cert, key)) => Some(TlsConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_default();
+    let shown = db::redact_password(&data_dir);
+    let mut options = openkv::OpenOptions::new();
+    if args.log_retention != "off" {
+        let retention = openkv::changelog::LogRetention::parse(&args.log_retention)
+            .map_err(|e| e.to_string())?;
+        options = options.change_log(retention);
+    }
+    let catalog = openkv::open_catalog(&data_dir)
+        .await
+        .map_err(|e| format!("cannot open the data directory {shown}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // One line on stdout, so scripts (and tests) learn the port when asked for port 0.
+    println!(
+        "openkv: serving the databases of {shown} at {scheme}://{local}/databases/NAME/connect"
+    );
+    let mut config = ServerConfig::new(token)
+        .read_only(args.read_only)
+        .limits(limits)
+        .ready_max_lag(*args.ready_max_lag);
+    if let Some(tls) = tls {
+        config = config.tls(tls);
+    }
+    openkv_server::serve_many(catalog, options, listener, config, signal::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -439,7 +515,24 @@ fn main() -> ExitCode {
     let db = cli.db;
     let result = rt.block_on(async {
         match cli.command {
-            Command::Info => info::info(&db).await,
+            Command::Info => {
+                if manage::info(&db).await? {
+                    return Ok(());
+                }
+                info::info(&db).await
+            }
+            Command::Db(command) => manage::db(&db, command).await,
+            Command::Token(command) => manage::token(&db, command).await,
+            Command::Serve(args) if args.data_dir.is_some() => {
+                if db.db.is_some() || db.app.is_some() {
+                    return Err(CliError::Usage(
+                        "--data-dir serves every database of a directory, --db one database: \
+                         pass one of them"
+                            .into(),
+                    ));
+                }
+                run_serve_many(*args).await.map_err(CliError::Runtime)
+            }
             Command::Serve(args) => {
                 let location = db.location()?;
                 if args.read_replica.is_some() && !location.postgres {

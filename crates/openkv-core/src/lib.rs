@@ -40,6 +40,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod backend;
+pub mod catalog;
 pub mod changelog;
 pub mod clock;
 pub mod engine;

@@ -29,6 +29,7 @@
 // The layers below, under the names this crate's modules use (`crate::backend::…`).
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
 
+pub mod catalog;
 mod changelog;
 mod notify;
 mod queue;

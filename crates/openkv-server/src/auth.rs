@@ -1,5 +1,6 @@
-//! Authentication as a router layer: [`require_token`] wraps every endpoint (see
-//! `crate::ENDPOINTS`), so a handler runs only for a request that carries the access token.
+//! Authentication as a router layer: [`require_token`] wraps every endpoint of a database
+//! (see `crate::routes::ENDPOINTS`), so a handler runs only for a request whose token
+//! (`crate::tokens`) reaches the database with the endpoint's scope.
 
 use std::sync::Arc;
 
@@ -8,10 +9,11 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
+use openkv::catalog::{DatabaseName, Scope};
 
 use crate::response::plain;
 use crate::state::AppState;
+use crate::tokens::Denied;
 
 /// What the layer does with the body of a request it refuses, per endpoint: whatever the
 /// endpoint's handler did with it before the token was checked (by the handler itself), so
@@ -27,24 +29,34 @@ pub(crate) enum Refusal {
     AtOnce,
 }
 
-/// The layer's state: the server's and the endpoint's own [`Refusal`].
+/// The layer's state: the database's, the endpoint's own [`Refusal`] and the scope it needs.
 #[derive(Clone)]
 pub(crate) struct Guard {
     pub(crate) state: Arc<AppState>,
     pub(crate) refusal: Refusal,
+    pub(crate) scope: Scope,
 }
 
-/// The layer's function (`axum::middleware::from_fn_with_state`): 401 with a plain-text
-/// message unless the request carries `Authorization: Bearer <access token>`, before any
-/// other check of the request.
+/// The layer's function (`axum::middleware::from_fn_with_state`): the request goes on only
+/// with `Authorization: Bearer <token>` of a token that reaches the database with the
+/// endpoint's scope, before any other check of the request; otherwise a plain-text 401
+/// (no, unknown, expired or revoked token), 404 (a database the token does not reach) or
+/// 403 (the scope is short). The [`Principal`] goes into the request's extensions.
 pub(crate) async fn require_token(
     State(guard): State<Guard>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    if token_matches(request.headers(), &guard.state.config.access_token) {
-        return next.run(request).await;
-    }
+    let presented = presented_token(request.headers());
+    let database = guard.state.database.as_ref();
+    let denied = match guard.state.tokens.check(presented, database, guard.scope) {
+        Ok(principal) => {
+            tracing::Span::current().record("token_id", principal.id.as_str());
+            request.extensions_mut().insert(principal);
+            return next.run(request).await;
+        }
+        Err(denied) => denied,
+    };
     if guard.refusal == Refusal::AfterBody {
         // The very extraction a `Bytes` argument does (the limit is the request's
         // `DefaultBodyLimit`); the body itself is dropped.
@@ -52,22 +64,40 @@ pub(crate) async fn require_token(
             return rejection.into_response();
         }
     }
-    plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")
+    refusal(denied, guard.scope, database)
 }
 
-/// The token a request presents (`Authorization: Bearer <token>`). Past the layer, it is the
-/// access token: the per-token limits (`limits::Admission`) key their counters by it.
+/// The answer to a refused request.
+pub(crate) fn refusal(denied: Denied, needed: Scope, database: Option<&DatabaseName>) -> Response {
+    tracing::debug!(reason = denied.reason(), "request refused by the authentication layer");
+    match denied {
+        Denied::Missing | Denied::Invalid => {
+            plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")
+        }
+        Denied::Expired => plain(StatusCode::UNAUTHORIZED, "the access token has expired"),
+        Denied::Revoked => plain(StatusCode::UNAUTHORIZED, "the access token was revoked"),
+        Denied::Forbidden => plain(
+            StatusCode::FORBIDDEN,
+            format!("this access token's scope does not allow this (it needs {})", needed.as_str()),
+        ),
+        Denied::Unreachable => no_such_database(database),
+    }
+}
+
+/// 404 for a database that does not exist or that the token does not reach: the same answer
+/// for both.
+pub(crate) fn no_such_database(database: Option<&DatabaseName>) -> Response {
+    match database {
+        Some(name) => plain(StatusCode::NOT_FOUND, format!("no database {name}")),
+        None => plain(StatusCode::NOT_FOUND, "no such database"),
+    }
+}
+
+/// The token a request presents (`Authorization: Bearer <token>`). Past the layer, it is a
+/// valid token: the per-token limits (`limits::Admission`) key their counters by it.
 pub(crate) fn presented_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-}
-
-fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let Some(presented) = presented_token(headers) else {
-        return false;
-    };
-    // Constant time in the token's content; the length is not secret.
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }

@@ -29,7 +29,14 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// A continuous backup's status, shown by the status endpoint. Default: none.
     pub backup: Option<tokio::sync::watch::Receiver<openkv_backup::BackupStatus>>,
+    /// `/readyz` answers 503 for a read replica further behind its primary than this.
+    /// Default: [`DEFAULT_READY_MAX_LAG`] (10 s).
+    pub ready_max_lag: Duration,
 }
+
+/// [`ServerConfig::ready_max_lag`]'s default: a replica 10 s behind is one to take out of a
+/// load balancer's rotation, not one to restart.
+pub const DEFAULT_READY_MAX_LAG: Duration = Duration::from_secs(10);
 
 impl ServerConfig {
     /// A read-write server requiring `access_token`.
@@ -42,6 +49,7 @@ impl ServerConfig {
             replica_endpoints: Vec::new(),
             limits: ServerLimits::default(),
             backup: None,
+            ready_max_lag: DEFAULT_READY_MAX_LAG,
         }
     }
 
@@ -79,6 +87,12 @@ impl ServerConfig {
         self
     }
 
+    /// Sets `ready_max_lag`.
+    pub fn ready_max_lag(mut self, lag: Duration) -> Self {
+        self.ready_max_lag = lag;
+        self
+    }
+
     /// Serves HTTPS with `tls` (see [`TlsConfig::from_pem_files`]).
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
@@ -101,6 +115,9 @@ pub enum ServeError {
     /// A limit that would refuse everything (a zero), or that the HTTP layer cannot apply.
     #[error("{0}")]
     InvalidLimits(String),
+    /// The catalog of many databases could not be read at startup.
+    #[error("cannot read the catalog of databases: {0}")]
+    Catalog(#[source] openkv::catalog::CatalogError),
     /// The database could not give its id.
     #[error("cannot read the database id: {0}")]
     Database(#[from] Error),

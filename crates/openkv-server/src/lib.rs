@@ -26,6 +26,15 @@
 //!   fails or stalls its handshake (plain HTTP, an untrusted certificate, garbage) is dropped
 //!   after at most [`DEFAULT_HANDSHAKE_TIMEOUT`] without holding up anyone else.
 //!
+//! - **Many databases** ([`serve_many`], `openkv serve --data-dir`): every database of an
+//!   [`openkv::catalog::Catalog`] at `/databases/<name>/connect`, the admin API
+//!   (`/admin/databases`, `/admin/tokens`), and **scoped tokens** — each reaching some
+//!   databases with a scope (`read`, `write`, `admin`) and an optional expiry, re-read from
+//!   the catalog every [`TOKEN_REFRESH`]: 401 for no, unknown, expired or revoked tokens, 404
+//!   for a database the token does not reach (as for one that does not exist), 403 for a
+//!   scope that falls short. `docs/protocol-extensions.md` §7.
+//! - **Health**: `GET /healthz` and `GET /readyz` on either kind of server, without a token.
+//!
 //! - **Limits** ([`ServerLimits`], `limits.rs`; each default a named constant with its reason):
 //!   a connection cap, a header timeout (a client trickling half a header — slowloris — is cut
 //!   off), an idle timeout, header and body sizes (431, 413: an oversized upload is refused
@@ -42,16 +51,22 @@ mod admin;
 mod auth;
 mod config;
 mod datapath;
+mod health;
 mod limits;
 mod listen;
+mod manage;
 mod metadata;
 mod queues;
+mod registry;
 mod replication;
 mod response;
+mod routes;
 mod state;
 mod tls;
+mod tokens;
 mod watch;
-pub use config::{ServeError, ServerConfig, WebhookConfig};
+pub use config::{ServeError, ServerConfig, WebhookConfig, DEFAULT_READY_MAX_LAG};
+pub use health::READY_TIMEOUT;
 pub use limits::{
     ServerLimits, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_QUEUE_WAITS, DEFAULT_MAX_WATCHES_PER_TOKEN,
@@ -60,6 +75,7 @@ pub use limits::{
 pub use metadata::{METADATA_TTL, SUPPORTED_VERSIONS};
 pub use queues::{LEASE_RANGE_MS, MAX_TAKE};
 pub use tls::{TlsConfig, TlsError, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use tokens::TOKEN_REFRESH;
 pub use watch::WATCH_KEEPALIVE;
 
 use std::future::Future;
@@ -68,93 +84,29 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{post, MethodRouter};
+use axum::routing::{any, delete, get, MethodRouter};
 use axum::Router;
 use openkv::Kv;
 use tokio::net::TcpListener;
 
-use crate::auth::Refusal::{self, AfterBody, AtOnce};
 use crate::limits::Admission;
 use crate::listen::Admitting;
 use crate::response::plain;
 use crate::state::AppState;
 
-/// One endpoint of the router: its path, how the authentication layer refuses a request
-/// without the token, and its handler (every endpoint is `POST`).
-struct Endpoint {
-    path: &'static str,
-    refusal: Refusal,
-    handler: fn() -> MethodRouter<Arc<AppState>>,
-}
-
-impl Endpoint {
-    const fn new(
-        path: &'static str,
-        refusal: Refusal,
-        handler: fn() -> MethodRouter<Arc<AppState>>,
-    ) -> Endpoint {
-        Endpoint { path, refusal, handler }
-    }
-}
-
-/// Every endpoint, and the only place the router takes its routes from: [`router`] puts each
-/// one behind the authentication layer, so an endpoint added here needs the access token
-/// without further ado. An endpoint meant to answer without it would need its own branch in
-/// [`router`] — none does. The [`Refusal`]s keep what the handlers' arguments did with the
-/// body when the handlers still checked the token themselves.
-const ENDPOINTS: &[Endpoint] = &[
-    Endpoint::new("/", AfterBody, || post(metadata::metadata)),
-    Endpoint::new("/v2/snapshot_read", AfterBody, || post(datapath::snapshot_read)),
-    Endpoint::new("/v2/atomic_write", AfterBody, || post(datapath::atomic_write)),
-    Endpoint::new("/v2/watch", AfterBody, || post(watch::watch)),
-    // A replica's eventual endpoint (listed in its metadata, and in a primary's for each
-    // `--replica-endpoint`): reads from its local copy. On a primary it reads as `/v2` does.
-    Endpoint::new("/v2/eventual/snapshot_read", AfterBody, || {
-        post(datapath::snapshot_read_eventual)
-    }),
-    Endpoint::new("/v2/eventual/watch", AfterBody, || post(watch::watch)),
-    Endpoint::new("/v2/openkv/queue/take", AfterBody, || post(queues::take)),
-    Endpoint::new("/v2/openkv/queue/wait", AfterBody, || post(queues::wait)),
-    Endpoint::new("/v2/openkv/queue/renew", AfterBody, || post(queues::renew)),
-    Endpoint::new("/v2/openkv/queue/finish", AfterBody, || post(queues::finish)),
-    Endpoint::new("/v2/openkv/replication/snapshot", AfterBody, || post(replication::snapshot)),
-    Endpoint::new("/v2/openkv/replication/log", AfterBody, || post(replication::log)),
-    Endpoint::new("/v2/openkv/replication/status", AfterBody, || post(replication::status)),
-    Endpoint::new("/v2/openkv/backup", AtOnce, || post(admin::backup)),
-    // A backup may be far larger than any KV Connect request: streamed to disk, no limit.
-    Endpoint::new("/v2/openkv/restore", AtOnce, || {
-        post(admin::restore).layer(DefaultBodyLimit::disable())
-    }),
-];
-
-/// The paths the server answers, all with `POST` and all only to a request with the access
-/// token (401 otherwise). The router is built from the same table, so this list is complete.
+/// The paths of a database's endpoints (at `/` on a single-database server, beneath
+/// `/databases/<name>` on a server of many), all with `POST` and all only to a request whose
+/// token has the endpoint's scope (401 without one). The router is built from the same table,
+/// so this list is complete; `/healthz` and `/readyz` (GET, no token) are not in it.
 pub const ROUTES: &[&str] = &{
-    let mut paths = [""; ENDPOINTS.len()];
+    let mut paths = [""; routes::ENDPOINTS.len()];
     let mut i = 0;
-    while i < ENDPOINTS.len() {
-        paths[i] = ENDPOINTS[i].path;
+    while i < routes::ENDPOINTS.len() {
+        paths[i] = routes::ENDPOINTS[i].path;
         i += 1;
     }
     paths
 };
-
-/// The router: [`ENDPOINTS`], each behind the authentication layer, then the fallback, the
-/// body limit and the request log around everything.
-fn router(state: Arc<AppState>, body_limit: usize) -> Router {
-    let mut app = Router::new();
-    for endpoint in ENDPOINTS {
-        // A route layer wraps the endpoint's handler only: a wrong method (405) and an unknown
-        // path (404, the fallback) answer the same with or without a token, as they always did.
-        let guard = auth::Guard { state: state.clone(), refusal: endpoint.refusal };
-        let auth = axum::middleware::from_fn_with_state(guard, auth::require_token);
-        app = app.route(endpoint.path, (endpoint.handler)().route_layer(auth));
-    }
-    app.fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(log_request))
-        .with_state(state)
-}
 
 /// Serves KV Connect for `kv` on `listener` until `shutdown` completes, then stops accepting,
 /// lets requests in flight finish, and returns. The caller owns `kv` and closes it afterwards.
@@ -166,6 +118,122 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    check_config(&config)?;
+    let database_id = kv.database_id().await?.to_string();
+    let limits = config.limits.clone();
+    let body_limit = limits.request_body_for(kv.limits());
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let webhook = config
+        .queue_webhook
+        .clone()
+        .map(|webhook| tokio::spawn(queues::run_webhook(kv.clone(), webhook, stopping.clone())));
+    let admission = Admission::new(limits.clone());
+    let tokens = Arc::new(tokens::Tokens::root_only(config.access_token.clone()));
+    let tls = config.tls.clone();
+    let state = Arc::new(AppState {
+        kv,
+        config,
+        database_id,
+        stopping: stopping.clone(),
+        admission,
+        database: None,
+        base_path: String::new(),
+        tokens,
+    });
+    let app = routes::database_router(state.clone())
+        .merge(health_routes(get(health::readyz_single).with_state(state)));
+    let app = around(app, body_limit);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    run(listener, tls, app, &limits, shutdown, stopping).await;
+    if let Some(webhook) = webhook {
+        // It ends once `stopping` flipped; a delivery in flight is redelivered after restart.
+        let _ = webhook.await;
+    }
+    Ok(())
+}
+
+/// Serves every database of `catalog` (`openkv serve --data-dir`), each at
+/// `/databases/<name>/connect` (the metadata exchange; its data path beneath), with the
+/// admin API (`/admin/…`), until `shutdown` completes; then stops accepting, lets requests in
+/// flight finish, closes every database and returns. Databases are opened with `options`.
+///
+/// Tokens: [`ServerConfig::access_token`] is all-powerful; scoped tokens come from the
+/// catalog, read again every [`TOKEN_REFRESH`] (with the list of databases: one created or
+/// deleted through another server on the same catalog is served or dropped by then).
+pub async fn serve_many(
+    catalog: Arc<dyn openkv::catalog::Catalog>,
+    options: openkv::OpenOptions,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    check_config(&config)?;
+    if config.queue_webhook.is_some() {
+        return Err(ServeError::InvalidLimits(
+            "a queue webhook delivers one database's queue: not with many databases".into(),
+        ));
+    }
+    let limits = config.limits.clone();
+    let body_limit = limits.request_body_for(&openkv::Limits::default());
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    let clock: Arc<dyn openkv::Clock> = Arc::new(openkv::SystemClock);
+    let tokens = Arc::new(tokens::Tokens::with_catalog(config.access_token.clone(), clock));
+    let tls = config.tls.clone();
+    let registry = Arc::new(registry::Registry::new(
+        catalog,
+        options,
+        config,
+        Admission::new(limits.clone()),
+        tokens,
+    ));
+    // The first read of the catalog must work: a server that cannot read its catalog would
+    // answer every database with 404.
+    registry.refresh().await.map_err(ServeError::Catalog)?;
+    let refresher = tokio::spawn(refresh_loop(registry.clone(), stopping.clone()));
+    let app = Router::new()
+        .route("/admin/databases", get(manage::list_databases).post(manage::create_database))
+        .route(
+            "/admin/databases/{name}",
+            get(manage::database_info).delete(manage::delete_database),
+        )
+        .route("/admin/tokens", get(manage::list_tokens).post(manage::create_token))
+        .route("/admin/tokens/{id}", delete(manage::revoke_token))
+        .route("/databases/{*rest}", any(registry::dispatch))
+        .with_state(registry.clone())
+        .merge(health_routes(get(health::readyz_many).with_state(registry.clone())));
+    let app = around(app, body_limit);
+    let stopping_registry = registry.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        stopping_registry.stop_all();
+    };
+    run(listener, tls, app, &limits, shutdown, stopping).await;
+    let _ = refresher.await;
+    registry.close_all().await;
+    Ok(())
+}
+
+/// Reads the catalog every [`TOKEN_REFRESH`] until the server stops.
+async fn refresh_loop(
+    registry: Arc<registry::Registry>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TOKEN_REFRESH) => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        if let Err(e) = registry.refresh().await {
+            tracing::warn!("reading the catalog failed (the last copy stays in force): {e}");
+        }
+    }
+}
+
+fn check_config(config: &ServerConfig) -> Result<(), ServeError> {
     if config.access_token.chars().count() < 12 {
         return Err(ServeError::WeakToken);
     }
@@ -175,37 +243,38 @@ pub async fn serve(
     if let Some(why) = config.limits.invalid() {
         return Err(ServeError::InvalidLimits(why));
     }
-    let database_id = kv.database_id().await?.to_string();
-    let limits = config.limits.clone();
-    let body_limit = limits.request_body_for(kv.limits());
-    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
-    let tls = config.tls.clone();
-    let webhook = config
-        .queue_webhook
-        .clone()
-        .map(|webhook| tokio::spawn(queues::run_webhook(kv.clone(), webhook, stopping.clone())));
-    let admission = Admission::new(limits.clone());
-    let state =
-        Arc::new(AppState { kv, config, database_id, stopping: stopping.clone(), admission });
-    let app = router(state, body_limit);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
+    Ok(())
+}
+
+/// `/healthz` and `/readyz` (no token: see `health.rs`).
+fn health_routes(readyz: MethodRouter) -> Router {
+    Router::new().route("/healthz", get(health::healthz)).route("/readyz", readyz)
+}
+
+/// The fallback, the body limit and the request log around a server's routes.
+fn around(app: Router, body_limit: usize) -> Router {
+    app.fallback(|| async { plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(log_request))
+}
+
+async fn run(
+    listener: TcpListener,
+    tls: Option<TlsConfig>,
+    app: Router,
+    limits: &ServerLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let tcp = Admitting::new(listener, limits::connection_cap(limits.max_connections));
     match tls {
-        None => listen::run(tcp, app, &limits, shutdown, stopping).await,
+        None => listen::run(tcp, app, limits, shutdown, stopping).await,
         // The same server on a listener that hands over TLS-terminated connections.
         Some(tls) => {
             let tls = tls::TlsListener::new(tcp, &tls);
-            listen::run(tls, app, &limits, shutdown, stopping).await
+            listen::run(tls, app, limits, shutdown, stopping).await
         }
     }
-    if let Some(webhook) = webhook {
-        // It ends once `stopping` flipped; a delivery in flight is redelivered after restart.
-        let _ = webhook.await;
-    }
-    Ok(())
 }
 
 /// One log line per request: `debug` when it succeeded, `warn` for the client's mistakes (4xx),

@@ -58,6 +58,8 @@ pub(crate) async fn metadata(
     } else {
         String::new()
     };
+    // On a server of many databases, each one's endpoints are beneath its own path.
+    let base = format!("{base}{}", state.base_path);
     // The strong endpoint first: the Deno CLI sends every call to the first strong one.
     let mut endpoints =
         vec![serde_json::json!({ "url": format!("{base}/v2"), "consistency": "strong" })];
@@ -76,7 +78,9 @@ pub(crate) async fn metadata(
         "version": version,
         "databaseId": state.database_id,
         "endpoints": endpoints,
-        "token": state.config.access_token,
+        // The token the client presented (it passed the authentication layer): the data
+        // path takes the same one. Never another token, least of all the server's own.
+        "token": crate::auth::presented_token(&headers).unwrap_or_default(),
         "expiresAt": expires_at.to_string(),
     }))
 }

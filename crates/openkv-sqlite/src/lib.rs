@@ -23,6 +23,7 @@
 use openkv_core::{backend, clock, engine, error, value, versionstamp};
 
 pub mod backup;
+pub mod catalog;
 mod changelog;
 mod external;
 mod queue;

@@ -134,7 +134,7 @@ mod queue;
 mod validate;
 mod watch;
 
-pub use openkv_core::{changelog, engine, export, js, key, limits};
+pub use openkv_core::{catalog, changelog, engine, export, js, key, limits};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
@@ -154,6 +154,7 @@ pub use key::{Key, KeyPart};
 pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
+pub use open::open_catalog;
 pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
 #[cfg(feature = "remote")]
 pub use openkv_remote::ReplicaOptions;

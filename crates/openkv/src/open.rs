@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::kv::{Kv, OpenOptions};
+use openkv_core::catalog::{Catalog, CatalogError};
 use openkv_sqlite::{SqliteBackend, SqliteConfig};
 
 /// The storage engines the facade can open.
@@ -158,6 +159,35 @@ impl OpenOptions {
             "{url} is a remote database, and this build of openkv has no `remote` feature"
         )))
     }
+}
+
+/// Opens the catalog of a server's many databases (`openkv serve --data-dir`): a directory of
+/// SQLite files, or a PostgreSQL database (`postgres://…`, one schema per database; needs the
+/// `postgres` feature). See [`openkv_core::catalog`].
+pub async fn open_catalog(location: &str) -> std::result::Result<Arc<dyn Catalog>, CatalogError> {
+    match Engine::for_path(location) {
+        Engine::Sqlite if location == ":memory:" => Err(CatalogError::Storage(
+            Error::InvalidOption("a data directory is a directory, not :memory:".into()),
+        )),
+        Engine::Sqlite => Ok(Arc::new(openkv_sqlite::catalog::DirCatalog::open(location)?)),
+        Engine::Postgres => open_postgres_catalog(location).await,
+        Engine::Remote => Err(CatalogError::Storage(Error::InvalidOption(format!(
+            "a data directory is a directory or a postgres:// URL, not {location}"
+        )))),
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres_catalog(url: &str) -> std::result::Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(Arc::new(openkv_postgres::catalog::PgCatalog::open(url).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres_catalog(url: &str) -> std::result::Result<Arc<dyn Catalog>, CatalogError> {
+    let _ = url;
+    Err(CatalogError::Storage(Error::Unsupported(
+        "this is a PostgreSQL URL, and this build of openkv has no `postgres` feature".into(),
+    )))
 }
 
 #[cfg(test)]
