@@ -1,7 +1,9 @@
 //! Which database a command works on (`--db`, `--app`), and opening it (`--access-token`,
-//! `--ca-cert`).
+//! `--ca-cert`, `--timeout`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use openkv::{Kv, OpenOptions};
 
@@ -29,6 +31,20 @@ pub struct DbArgs {
     /// A PEM CA certificate to trust for an https:// database (a private CA).
     #[arg(long, global = true, value_name = "PEM", env = "OPENKV_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+
+    /// How long a command on an http(s):// database keeps retrying a server it cannot reach
+    /// (or that answers 5xx) before it fails with exit 1: 500ms, 5s, 2m. It says so on stderr
+    /// once when it starts retrying. Not used by `serve` (a replica follows its primary for
+    /// as long as it runs).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "OPENKV_TIMEOUT",
+        default_value = "5s",
+        value_parser = crate::positive_duration
+    )]
+    pub timeout: humantime::Duration,
 }
 
 /// Whether a command may create the database.
@@ -89,6 +105,8 @@ impl DbArgs {
     pub async fn open_at(&self, location: &Location, access: Access) -> CliResult<Kv> {
         let target = &location.target;
         let mut options = OpenOptions::new();
+        // Set once the server was retried: a failure to open is then the retries running out.
+        let retried = Arc::new(AtomicBool::new(false));
         if location.remote {
             let token = self
                 .access_token
@@ -106,6 +124,9 @@ impl DbArgs {
                     .map_err(|e| CliError::io(format!("cannot read {}", pem.display()), e))?;
                 options = options.remote_root_certificate(pem);
             }
+            options = options
+                .remote_retry_timeout(*self.timeout)
+                .remote_on_retry(announce_retries(target, self.timeout, retried.clone()));
         } else if target != ":memory:" && !location.postgres && !Path::new(target).exists() {
             match access {
                 Access::Read => return Err(CliError::Runtime(format!("no database at {target}"))),
@@ -119,11 +140,52 @@ impl DbArgs {
                 Access::Write => {}
             }
         }
-        options
-            .open(target)
-            .await
-            .map_err(|e| CliError::kv(format!("cannot open {}", redact_password(target)), e))
+        options.open(target).await.map_err(|e| match e {
+            openkv::Error::Unavailable(failure) if retried.load(Ordering::Relaxed) => {
+                CliError::Runtime(format!(
+                    "cannot reach {} ({}): gave up after {} (--timeout)",
+                    redact_password(target),
+                    root_cause(&failure),
+                    self.timeout
+                ))
+            }
+            e => CliError::kv(format!("cannot open {}", redact_password(target)), e),
+        })
     }
+}
+
+/// The remote client's retry observer: says on stderr, the first time only, that the server
+/// at `target` is being retried and for how long; sets `retried`.
+fn announce_retries(
+    target: &str,
+    timeout: humantime::Duration,
+    retried: Arc<AtomicBool>,
+) -> impl Fn(&openkv::RemoteRetry<'_>) + Send + Sync + 'static {
+    let server = redact_password(target);
+    move |retry| {
+        if !retried.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "openkv: cannot reach {server} ({}); retrying for up to {timeout} (--timeout)",
+                root_cause(retry.failure)
+            );
+        }
+    }
+}
+
+/// Why a request failed, in a few words: the kind of the operating system's error down the
+/// failure's chain ("connection refused"), else the innermost error's own text (a 5xx
+/// answer's "HTTP 503: …", a name that does not resolve).
+fn root_cause(failure: &openkv::Failure) -> String {
+    let mut innermost: &(dyn std::error::Error + 'static) = failure;
+    while let Some(cause) = innermost.source() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error().is_some() {
+                return io.kind().to_string();
+            }
+        }
+        innermost = cause;
+    }
+    innermost.to_string()
 }
 
 /// `url` with the password of a `scheme://user:password@host` URL replaced by `***`, for

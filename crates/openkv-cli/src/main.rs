@@ -15,6 +15,7 @@ mod data;
 mod db;
 mod exit;
 mod info;
+mod logging;
 mod manage;
 mod output;
 mod pitr;
@@ -149,6 +150,12 @@ struct ServeArgs {
     /// The token clients must present; at least 12 characters.
     #[arg(long, env = "OPENKV_ACCESS_TOKEN", hide_env_values = true)]
     access_token: Option<String>,
+    /// The log on stderr (level: RUST_LOG, default info): text for people, or json, one
+    /// object per line for machines. Each request runs in a span `request` carrying its
+    /// request_id (the client's x-request-id when well formed, else a new one; answered in
+    /// the x-request-id header), method and path.
+    #[arg(long, value_enum, env = "OPENKV_LOG_FORMAT", value_name = "FORMAT", default_value_t)]
+    log_format: logging::LogFormat,
     /// Refuse writes (clients see the protocol's write-disabled status).
     #[arg(long)]
     read_only: bool,
@@ -497,14 +504,12 @@ async fn run_serve_many(args: ServeArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        _ => logging::LogFormat::Text,
+    };
+    logging::init(log_format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -559,6 +564,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A log read by machines gets the reason as one more JSON line, not as plain text.
+        Err(e) if log_format == logging::LogFormat::Json => {
+            tracing::error!("{e}");
+            e.exit_code()
+        }
         Err(e) => {
             eprintln!("openkv: {e}");
             e.exit_code()

@@ -30,7 +30,7 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(3);
 pub(crate) const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// The remote-specific settings of `openkv::OpenOptions`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RemoteConfig {
     /// The bearer token; `None`: `DENO_KV_ACCESS_TOKEN` from the environment.
@@ -43,6 +43,9 @@ pub struct RemoteConfig {
     pub root_certificates: Vec<Vec<u8>>,
     /// Seeds retry jitter (tests); `None`: from the OS.
     pub rng_seed: Option<u64>,
+    /// Told before every pause between two attempts of a request (the seam through which a
+    /// program says "still trying" while the retries run); `None`: nobody is told.
+    pub on_retry: Option<RetryObserver>,
 }
 
 impl Default for RemoteConfig {
@@ -53,7 +56,59 @@ impl Default for RemoteConfig {
             request_timeout: Duration::from_secs(30),
             root_certificates: Vec::new(),
             rng_seed: None,
+            on_retry: None,
         }
+    }
+}
+
+impl std::fmt::Debug for RemoteConfig {
+    // By hand: the access token must never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("access_token", &self.access_token.as_ref().map(|_| "<hidden>"))
+            .field("retry_timeout", &self.retry_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("root_certificates", &self.root_certificates.len())
+            .field("rng_seed", &self.rng_seed)
+            .field("on_retry", &self.on_retry)
+            .finish()
+    }
+}
+
+/// One failed attempt of a request that is about to be retried: what
+/// [`RemoteConfig::on_retry`] is told, before the pause.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RemoteRetry<'a> {
+    /// The database's URL, as opened.
+    pub url: &'a str,
+    /// Why the attempt failed. Its [`source`](std::error::Error::source) chain holds the
+    /// typed cause when there is one (a refused connection is a [`std::io::Error`] of kind
+    /// `ConnectionRefused` down that chain); a 5xx answer has none.
+    pub failure: &'a Failure,
+    /// Which retry of this request follows: 1 for the first. Each request counts its own.
+    pub retry: u32,
+    /// How long the client waits before that retry.
+    pub pause: Duration,
+    /// How long this request may go on retrying in all ([`RemoteConfig::retry_timeout`]).
+    pub retry_timeout: Duration,
+}
+
+/// A function told of every retry ([`RemoteConfig::on_retry`]). It runs on the task making
+/// the request, before the pause: it must be quick and must not block.
+#[derive(Clone)]
+pub struct RetryObserver(Arc<dyn Fn(&RemoteRetry<'_>) + Send + Sync>);
+
+impl RetryObserver {
+    /// An observer calling `observe`.
+    pub fn new(observe: impl Fn(&RemoteRetry<'_>) + Send + Sync + 'static) -> RetryObserver {
+        RetryObserver(Arc::new(observe))
+    }
+}
+
+impl std::fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryObserver")
     }
 }
 
@@ -339,6 +394,7 @@ impl RemoteBackend {
         let deadline = Instant::now() + self.config.retry_timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut reauthenticated = false;
+        let mut retries = 0u32;
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -358,16 +414,30 @@ impl RemoteBackend {
                 Err(Attempt::Retry(why)) => why,
             };
             // Full jitter in [backoff/2, backoff]: clients that failed together spread out.
-            let pause = {
-                let mut rng = lock(&self.rng);
-                backoff.mul_f64(rng.random_range(0.5..=1.0))
-            };
-            if Instant::now() + pause >= deadline {
+            // The last pause ends at the deadline, for one last attempt then: the whole
+            // retry timeout is used (a server coming up late in it is still reached).
+            let now = Instant::now();
+            if now >= deadline {
                 let message =
                     format!("gave up after retrying for {:?}: {why}", self.config.retry_timeout);
                 return Err(Error::Unavailable(Failure::with_source(message, Arc::new(why))));
             }
+            let pause = {
+                let mut rng = lock(&self.rng);
+                backoff.mul_f64(rng.random_range(0.5..=1.0))
+            }
+            .min(deadline - now);
             tracing::debug!("KV Connect request failed, retrying in {pause:?}: {why}");
+            retries = retries.saturating_add(1);
+            if let Some(RetryObserver(observe)) = &self.config.on_retry {
+                observe(&RemoteRetry {
+                    url: self.url.as_str(),
+                    failure: &why,
+                    retry: retries,
+                    pause,
+                    retry_timeout: self.config.retry_timeout,
+                });
+            }
             tokio::time::sleep(pause).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

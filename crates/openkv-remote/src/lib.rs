@@ -9,7 +9,8 @@
 //!   last fetch, as Deno does — and at once if a data-path request answers 401.
 //! - **Retries.** A request that fails on the network, or that the server answers with a 5xx,
 //!   is retried with exponential backoff and jitter until `retry_timeout` has passed, then
-//!   fails with [`Error::Unavailable`]. A 4xx is final: [`Error::Remote`] with the server's
+//!   fails with [`Error::Unavailable`]; [`RemoteConfig::on_retry`] is told of each retry (a
+//!   command line says "still trying" through it). A 4xx is final: [`Error::Remote`] with the server's
 //!   message.
 //! - **No write applied twice.** An atomic write is retried only when the server cannot have
 //!   applied it: it never reached the server (connect failure) or the server answered with a
@@ -57,7 +58,7 @@ use crate::error::{Error, Failure, Result};
 use crate::queue::QueueSignal;
 use client::{decode, lock, truncate, wait_for_due};
 
-pub use client::{RemoteBackend, RemoteConfig};
+pub use client::{RemoteBackend, RemoteConfig, RemoteRetry, RetryObserver};
 pub use replica::{ReplicaBackend, ReplicaOptions};
 
 #[async_trait]

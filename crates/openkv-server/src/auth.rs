@@ -69,7 +69,7 @@ pub(crate) async fn require_token(
 
 /// The answer to a refused request.
 pub(crate) fn refusal(denied: Denied, needed: Scope, database: Option<&DatabaseName>) -> Response {
-    tracing::debug!(reason = denied.reason(), "request refused by the authentication layer");
+    tracing::Span::current().record("refusal", denied.reason());
     match denied {
         Denied::Missing | Denied::Invalid => {
             plain(StatusCode::UNAUTHORIZED, "invalid or missing access token")

@@ -279,19 +279,61 @@ async fn run(
 
 /// One log line per request: `debug` when it succeeded, `warn` for the client's mistakes (4xx),
 /// `error` for the server's failures (5xx). A watch is logged when its stream starts.
+///
+/// Every request gets an id: the client's `x-request-id` when it is well formed
+/// ([`request_id`]), else a new random one; the response carries it back in `x-request-id`.
+/// The request runs in a span named `request` with the fields `request_id`, `method` and
+/// `path`, and `database`, `token_id` and `refusal` (why the authentication layer refused it:
+/// `tokens::Denied::reason`) declared empty, for the handlers to fill with
+/// `tracing::Span::current().record(..)` once they know them. Nothing of the request's
+/// headers but the id is logged (never the token).
 async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    use tracing::Instrument as _;
+    let id = request_id(request.headers().get(REQUEST_ID));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id.to_str().unwrap_or_default(),
+        method = %request.method(),
+        path = %request.uri().path(),
+        database = tracing::field::Empty,
+        token_id = tracing::field::Empty,
+        refusal = tracing::field::Empty,
+    );
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
-    if response.status().is_server_error() {
-        tracing::error!(%method, %path, status, micros, "request failed on the server");
-    } else if response.status().is_client_error() {
-        tracing::warn!(%method, %path, status, micros, "request rejected");
-    } else {
-        tracing::debug!(%method, %path, status, micros, "request");
-    }
+    span.in_scope(|| {
+        if response.status().is_server_error() {
+            tracing::error!(status, micros, "request failed on the server");
+        } else if response.status().is_client_error() {
+            tracing::warn!(status, micros, "request rejected");
+        } else {
+            tracing::debug!(status, micros, "request");
+        }
+    });
+    response.headers_mut().insert(REQUEST_ID, id);
     response
+}
+
+/// The header carrying a request's id, both ways.
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// The longest client-supplied request id taken as is.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request's id: the client's `x-request-id` if it is 1 to [`MAX_REQUEST_ID_LEN`] visible
+/// ASCII characters (no spaces, no control characters: it goes into log lines as is), else
+/// a new random one (128 random bits in 32 hex digits).
+fn request_id(given: Option<&axum::http::HeaderValue>) -> axum::http::HeaderValue {
+    let well_formed = |v: &&axum::http::HeaderValue| {
+        (1..=MAX_REQUEST_ID_LEN).contains(&v.len()) && v.as_bytes().iter().all(u8::is_ascii_graphic)
+    };
+    match given.filter(well_formed) {
+        Some(id) => id.clone(),
+        // Hex digits are always a valid header value. The thread's generator, not the OS's:
+        // no system call per request.
+        None => axum::http::HeaderValue::from_str(&format!("{:032x}", rand::random::<u128>()))
+            .unwrap_or(axum::http::HeaderValue::from_static("-")),
+    }
 }

@@ -61,6 +61,7 @@ impl Entry {
 /// | [`change_log`](Self::change_log) (SQLite, PostgreSQL) | off: no change log |
 /// | [`access_token`](Self::access_token) (remote) | `$DENO_KV_ACCESS_TOKEN` |
 /// | [`remote_retry_timeout`](Self::remote_retry_timeout) (remote) | 60 seconds |
+/// | [`remote_on_retry`](Self::remote_on_retry) (remote) | none: retries are silent (a `debug` log line each) |
 /// | [`remote_request_timeout`](Self::remote_request_timeout) (remote) | 30 seconds |
 /// | [`remote_root_certificate`](Self::remote_root_certificate) (remote) | none: the public web roots only |
 #[derive(Clone)]
@@ -199,6 +200,33 @@ impl OpenOptions {
     #[cfg(feature = "remote")]
     pub fn remote_retry_timeout(mut self, timeout: Duration) -> Self {
         self.remote.retry_timeout = timeout;
+        self
+    }
+
+    /// Remote databases: calls `observe` before every pause between two attempts of a
+    /// request ([`RemoteRetry`](crate::RemoteRetry): the URL, why the attempt failed, which
+    /// retry follows, the pause, the retry timeout), so that a program can say it is still
+    /// trying — `openkv`'s command line prints one line on stderr the first time. It runs on
+    /// the task making the request: it must be quick and must not block.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// let said = AtomicBool::new(false);
+    /// let options = openkv::OpenOptions::new().remote_on_retry(move |retry| {
+    ///     if !said.swap(true, Ordering::Relaxed) {
+    ///         eprintln!("{} failed ({}), retrying for up to {:?}", retry.url, retry.failure,
+    ///             retry.retry_timeout);
+    ///     }
+    /// });
+    /// # drop(options);
+    /// ```
+    #[cfg(feature = "remote")]
+    pub fn remote_on_retry(
+        mut self,
+        observe: impl Fn(&crate::RemoteRetry<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.remote.on_retry = Some(openkv_remote::RetryObserver::new(observe));
         self
     }
 

@@ -157,7 +157,7 @@ pub use list::{ListOptions, ListStream, Selector};
 pub use open::open_catalog;
 pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
 #[cfg(feature = "remote")]
-pub use openkv_remote::ReplicaOptions;
+pub use openkv_remote::{RemoteRetry, ReplicaOptions};
 pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};
 pub use paths::default_database_path;
 pub use queue::{EnqueueOptions, QueueMessage};

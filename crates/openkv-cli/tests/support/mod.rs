@@ -50,7 +50,14 @@ impl Out {
 /// The binary with a clean environment (no OPENKV_* or DENO_KV_ACCESS_TOKEN of the caller).
 pub fn openkv() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_openkv"));
-    for var in ["OPENKV_DB", "OPENKV_ACCESS_TOKEN", "OPENKV_CA_CERT", "DENO_KV_ACCESS_TOKEN"] {
+    for var in [
+        "OPENKV_DB",
+        "OPENKV_ACCESS_TOKEN",
+        "OPENKV_CA_CERT",
+        "OPENKV_TIMEOUT",
+        "OPENKV_LOG_FORMAT",
+        "DENO_KV_ACCESS_TOKEN",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("RUST_LOG", "warn");
