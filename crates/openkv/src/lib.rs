@@ -134,7 +134,7 @@ mod queue;
 mod validate;
 mod watch;
 
-pub use openkv_core::{changelog, engine, export, js, key, limits};
+pub use openkv_core::{changelog, engine, export, js, key, limits, stats};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
@@ -155,6 +155,7 @@ pub use kv::{AtomicOperation, Entry, Kv, OpenOptions};
 pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
 pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+pub use openkv_core::stats::{EngineStats, Gauges, HistogramSnapshot, StatsSnapshot};
 #[cfg(feature = "remote")]
 pub use openkv_remote::ReplicaOptions;
 pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};
