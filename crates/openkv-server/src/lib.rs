@@ -45,6 +45,7 @@ mod datapath;
 mod limits;
 mod listen;
 mod metadata;
+mod metrics;
 mod queues;
 mod replication;
 mod response;
