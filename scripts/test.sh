@@ -5,6 +5,8 @@
 #   2. builds the reference server denokv (for the shared backend suite);
 #   2b. builds s3s-fs (an S3-compatible server over a directory, from crates.io)
 #      for the continuous-backup tests, which start it themselves;
+#   2c. installs promtool (Debian's prometheus package) if needed: the /metrics
+#      output is checked by Prometheus's own linter;
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
 #   4. starts a throwaway PostgreSQL cluster (scripts/postgres.sh: installs
 #      Debian's postgresql package if needed) and a streaming hot standby of it
@@ -37,6 +39,8 @@
 #                        (each test works in a fresh schema of that database);
 #                        then OPENKV_TEST_POSTGRES_STANDBY_URL must name a hot
 #                        standby of it (streaming replication) too.
+#   OPENKV_PROMTOOL=PATH the promtool binary to check /metrics with (default:
+#                        promtool on the PATH, installed if missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,6 +88,25 @@ if [[ ! -x "$s3s_root/bin/s3s-fs" ]]; then
 fi
 export OPENKV_S3S_FS="$s3s_root/bin/s3s-fs"
 export OPENKV_REQUIRE_S3S_FS=1
+
+# --- promtool, Prometheus's linter of the text format -------------------------
+# `promtool check metrics` reads what openkv serve's /metrics renders
+# (crates/openkv-server/src/metrics.rs). Installed once, from Debian's
+# prometheus package (only root can); OPENKV_REQUIRE_PROMTOOL=1 makes its
+# absence a failure instead of a skipped check.
+if [[ -z "${OPENKV_PROMTOOL:-}" ]] && ! command -v promtool >/dev/null; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "promtool is missing and only root can install it (apt-get install prometheus)," \
+      "or set OPENKV_PROMTOOL to a promtool binary" >&2
+    exit 2
+  fi
+  step "installing promtool (Debian's prometheus package)"
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2
+fi
+OPENKV_PROMTOOL="${OPENKV_PROMTOOL:-$(command -v promtool)}"
+export OPENKV_PROMTOOL
+export OPENKV_REQUIRE_PROMTOOL=1
 
 # --- lint -------------------------------------------------------------------
 if [[ "${OPENKV_SKIP_LINT:-}" == 1 ]]; then

@@ -107,7 +107,11 @@ impl Admin {
                         .into(),
                 )
             })?;
-        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        // --timeout bounds reaching the server; an answer may take longer (a listing counts
+        // every database's entries).
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(*db.timeout)
+            .timeout(Duration::from_secs(300));
         if let Some(pem) = &db.ca_cert {
             let pem = std::fs::read(pem)
                 .map_err(|e| CliError::io(format!("cannot read {}", pem.display()), e))?;

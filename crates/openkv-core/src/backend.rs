@@ -396,6 +396,21 @@ pub trait Backend: Send + Sync + Debug + 'static {
     async fn replica_status(&self) -> Result<Option<crate::changelog::ReplicaStatus>> {
         Ok(None)
     }
+
+    /// The counters this backend keeps of its own work (commits, reads, sweeps, deliveries:
+    /// [`EngineStats`](crate::stats::EngineStats)), shared with its writer and readers; a
+    /// caller snapshots them when it needs the numbers. `None` (the default): it keeps none
+    /// (a KV Connect database's engine is the server's).
+    fn stats(&self) -> Option<Arc<crate::stats::EngineStats>> {
+        None
+    }
+
+    /// Sizes and queue depths read from the store now ([`Gauges`](crate::stats::Gauges)),
+    /// each with one cheap query; what a backend cannot tell is `None`. The default: nothing
+    /// known. Meant for a scrape every few seconds, not for a hot path.
+    async fn gauges(&self) -> Result<crate::stats::Gauges> {
+        Ok(crate::stats::Gauges::default())
+    }
 }
 
 /// Queue delivery, an optional capability of a [`Backend`] (handed out by

@@ -5,8 +5,8 @@
 //! [`Key`]s, [`Value`]s, [`Versionstamp`]s, [`limits`], typed [`Error`]s (the JavaScript value
 //! codec under them is the `openkv-js` crate, re-exported as [`js`]) — and the seam a storage engine implements: the [`Backend`] trait, the
 //! [`engine`] that decides what every commit does (so a backend only reads rows, allocates
-//! versions and flushes plans), the queue mechanics ([`queue`]) and the change-feed follower
-//! behind `watch` ([`watch`]).
+//! versions and flushes plans), the queue mechanics ([`queue`]), the change-feed follower
+//! behind `watch` ([`watch`]) and the engine's counters ([`stats`]: what `/metrics` shows).
 //!
 //! A backend crate depends on this crate alone (`openkv-sqlite`, `openkv-postgres`,
 //! `openkv-remote`, and `openkv-memory`, the in-memory one the behaviour suite runs over to prove
@@ -52,6 +52,7 @@ pub mod key;
 pub mod limits;
 pub mod queue;
 pub mod row;
+pub mod stats;
 mod sum;
 pub mod value;
 pub mod versionstamp;
@@ -73,6 +74,7 @@ pub use js::{
 pub use key::{Key, KeyPart};
 pub use limits::Limits;
 pub use queue::{QueueSignal, QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+pub use stats::{EngineStats, Gauges, HistogramSnapshot, StatsSnapshot};
 pub use value::{
     value_from_json, value_to_json, KvU64, ToValue, Value, ENCODING_BYTES, ENCODING_LE64,
     ENCODING_V8,

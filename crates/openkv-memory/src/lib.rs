@@ -34,11 +34,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use openkv::engine::batch::publish;
 use openkv::engine::finish::{dead_letter_rows, finish_attempt, Finish};
+use openkv::engine::measure;
 use openkv::engine::plan::{keys_to_read, plan_batch, Row, Rows};
 use openkv::engine::QueueSignal;
+use openkv::stats::DeliveryTally;
 use openkv::{
-    AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, Error, Kv, OpenOptions,
-    QueueBackend, QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value, Versionstamp,
+    AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, EngineStats, Error,
+    Gauges, Kv, OpenOptions, QueueBackend, QueuedMessage, RawEntry, ReadRange, Result, SystemClock,
+    Value, Versionstamp,
 };
 use openkv_core::queue::{lease_millis, parse_stored_json};
 use rand::rngs::StdRng;
@@ -59,6 +62,8 @@ pub struct MemoryBackend {
     queue_wakeup: QueueSignal,
     closed: AtomicBool,
     id: uuid::Uuid,
+    /// Counted as the other backends count ([`measure`]); there is no sweep to count.
+    stats: Arc<EngineStats>,
 }
 
 /// A queue message as this backend keeps it (the JSON columns as Deno's tables hold them, so
@@ -99,6 +104,7 @@ impl MemoryBackend {
             queue_wakeup: QueueSignal::new(),
             closed: AtomicBool::new(false),
             id: uuid::Uuid::new_v4(),
+            stats: Arc::default(),
         }
     }
 
@@ -188,12 +194,14 @@ impl Backend for MemoryBackend {
             };
             out.push(entries?);
         }
+        measure::record_read(&self.stats, &out);
         Ok(out)
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
         let (outcome, event, enqueued) = {
             let mut state = self.open_state()?;
+            let started = std::time::Instant::now();
             let now = self.clock.now_ms();
             let writes = [write];
             let stored: HashMap<Vec<u8>, Row> = keys_to_read(&writes)
@@ -201,8 +209,11 @@ impl Backend for MemoryBackend {
                 .filter_map(|k| state.rows.get(&k).cloned().map(|row| (k, row)))
                 .collect();
             let base = state.version;
-            let mut plan =
-                plan_batch(&writes, stored, now, |i| versionstamp_after(base, i), &mut state.rng)?;
+            let planned =
+                plan_batch(&writes, stored, now, |i| versionstamp_after(base, i), &mut state.rng);
+            // A batch of one, "committed" when planned: nothing below can fail.
+            measure::record_batch(&self.stats, &writes, &planned, started.elapsed());
+            let mut plan = planned?;
             let outcome = plan.outcomes.pop().unwrap_or_else(|| {
                 Err(Error::Internal("the planner answered no outcome for one write".into()))
             })?;
@@ -246,6 +257,33 @@ impl Backend for MemoryBackend {
 
     fn queues(self: Arc<Self>) -> Result<Arc<dyn QueueBackend>> {
         Ok(self)
+    }
+
+    fn stats(&self) -> Option<Arc<EngineStats>> {
+        Some(self.stats.clone())
+    }
+
+    /// The queue's depths; no sizes (nothing is stored anywhere that has one).
+    async fn gauges(&self) -> Result<Gauges> {
+        let state = self.open_state()?;
+        let now = self.clock.now_ms();
+        // Waiting messages in due order: the due ones first.
+        let due: Vec<i64> =
+            state.waiting.keys().map(|(at, _)| *at).take_while(|at| *at <= now).collect();
+        // A lease that ran out is ready: the next take puts it back in line.
+        let (lapsed, leased): (Vec<i64>, Vec<i64>) =
+            state.running.values().map(|(until, _, _)| *until).partition(|until| *until <= now);
+        let mut gauges = Gauges::default();
+        gauges.queue_ready = Some((due.len() + lapsed.len()) as u64);
+        gauges.queue_delayed = Some((state.waiting.len() - due.len()) as u64);
+        gauges.queue_in_flight = Some(leased.len() as u64);
+        gauges.queue_oldest_ready_age = due
+            .first()
+            .into_iter()
+            .chain(&lapsed)
+            .min()
+            .map(|since| Duration::from_millis(u64::try_from(now - since).unwrap_or(0)));
+        Ok(gauges)
     }
 }
 
@@ -295,6 +333,7 @@ impl QueueBackend for MemoryBackend {
 
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
         let mut retried = false;
+        let mut tally = DeliveryTally::default();
         let event = {
             let mut state = self.open_state()?;
             let now = self.clock.now_ms();
@@ -309,6 +348,9 @@ impl QueueBackend for MemoryBackend {
                     delivered,
                     now,
                 );
+                if let Ok(finish) = &decided {
+                    tally.add(measure::delivery(delivered, finish));
+                }
                 match decided {
                     Ok(Finish::Retry { due_ms, backoff_schedule }) => {
                         message.backoff_schedule = backoff_schedule;
@@ -329,6 +371,7 @@ impl QueueBackend for MemoryBackend {
                 None => None,
             }
         };
+        self.stats.record_deliveries(&tally);
         // A retry falls due sooner than anything a waiting listener knew of.
         publish(&self.changes, &self.queue_wakeup, event, retried);
         Ok(())

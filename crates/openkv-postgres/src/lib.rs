@@ -59,7 +59,8 @@ use crate::backend::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use openkv_core::changelog::{LogRead, ReplicationSource, Snapshot};
-use openkv_core::RestoreSession;
+use openkv_core::engine::measure;
+use openkv_core::{EngineStats, Gauges, RestoreSession};
 
 pub use restore::{PostgresRestore, PostgresRestoreSummary};
 pub use shared::PostgresConfig;
@@ -128,6 +129,7 @@ impl PostgresBackend {
             instance: hex::encode(instance),
             driver_config,
             change_log: config.change_log,
+            stats: Arc::default(),
         });
         let (writes, rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
@@ -182,15 +184,22 @@ impl Backend for PostgresBackend {
         consistency: Consistency,
     ) -> Result<Vec<Vec<RawEntry>>> {
         let now = self.shared.clock.now_ms();
+        let mut served = None;
         if let (Consistency::Eventual, Some(standby)) = (consistency, &self.standby) {
             self.check_open()?;
-            if let Some(results) = standby.read(&self.shared.sql, &ranges, now).await {
-                return Ok(results);
-            }
-            // Failed, or resting after a failure (counted and logged): the primary answers.
+            // `None`: failed, or resting after a failure (counted and logged): the primary
+            // answers.
+            served = standby.read(&self.shared.sql, &ranges, now).await;
         }
-        let mut client = self.client().await?;
-        read_ranges(&mut client, &self.shared.sql, &ranges, now).await
+        let results = match served {
+            Some(results) => results,
+            None => {
+                let mut client = self.client().await?;
+                read_ranges(&mut client, &self.shared.sql, &ranges, now).await?
+            }
+        };
+        measure::record_read(&self.shared.stats, &results);
+        Ok(results)
     }
 
     async fn atomic_write(&self, write: AtomicWrite) -> Result<CommitOutcome> {
@@ -256,6 +265,15 @@ impl Backend for PostgresBackend {
 
     async fn begin_restore(self: Arc<Self>) -> Result<Box<dyn RestoreSession>> {
         Ok(Box::new(self.start_restore().await?))
+    }
+
+    fn stats(&self) -> Option<Arc<EngineStats>> {
+        Some(self.shared.stats.clone())
+    }
+
+    async fn gauges(&self) -> Result<Gauges> {
+        let client = self.client().await?;
+        queue::gauges(&client, &self.shared).await
     }
 
     fn backups(self: Arc<Self>) -> Result<Arc<dyn BackupBackend>> {

@@ -21,11 +21,13 @@ use super::writer::encoding_column;
 use crate::backend::QueuedMessage;
 use crate::changelog::NewRecord;
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
+use crate::engine::measure::delivery;
 use crate::engine::plan::Row;
 use crate::error::Result;
 use crate::shared::{pg_error, Shared};
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::{lease_millis, parse_stored_json as parse};
+use openkv_core::stats::{DeliveryTally, Gauges};
 
 pub(super) async fn take(
     client: &Object,
@@ -97,12 +99,15 @@ pub(super) async fn finish(
     let tx = client.transaction().await.map_err(err)?;
     let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     let mut retried = false;
+    let mut tally = DeliveryTally::default();
     for (id, delivered) in &outcomes {
         let Some(row) = tx.query_opt(&select, &[id]).await.map_err(err)? else {
             continue; // No longer running (finished already, or its lease ran out): ignored.
         };
         let (backoff, keys): (String, String) = (row.get(0), row.get(1));
-        match finish_attempt(id, &backoff, &keys, *delivered, now)? {
+        let finish = finish_attempt(id, &backoff, &keys, *delivered, now)?;
+        tally.add(delivery(*delivered, &finish));
+        match finish {
             Finish::Retry { due_ms, backoff_schedule } => {
                 tx.execute(&retry, &[id, &due_ms, &backoff_schedule]).await.map_err(err)?;
                 retried = true;
@@ -145,6 +150,7 @@ pub(super) async fn finish(
         }
     }
     tx.commit().await.map_err(err)?;
+    shared.stats.record_deliveries(&tally);
     if retried {
         // A retry falls due sooner than anything this process's waiting listeners knew of.
         shared.queue_wakeup.wake();
@@ -162,4 +168,23 @@ pub(super) async fn next_due(client: &Object, shared: &Shared) -> Result<Option<
         .map_err(|e| pg_error("reading the queue", e))?;
     let row = client.query_one(&stmt, &[]).await.map_err(|e| pg_error("reading the queue", e))?;
     Ok(row.get(0))
+}
+
+/// The gauges: the schema's size on disk and the queue's depths (`Sql::gauges` says what it
+/// costs). The WAL is the cluster's, not the schema's: `None`.
+pub(super) async fn gauges(client: &Object, shared: &Shared) -> Result<Gauges> {
+    let err = |e| pg_error("reading the gauges", e);
+    let now = shared.clock.now_ms();
+    let stmt = client.prepare_cached(&shared.sql.gauges).await.map_err(err)?;
+    let row = client.query_one(&stmt, &[&now]).await.map_err(err)?;
+    let count = |i: usize| Some(u64::try_from(row.get::<_, i64>(i)).unwrap_or(0));
+    let mut gauges = Gauges::default();
+    gauges.database_bytes = count(0);
+    gauges.queue_ready = count(1);
+    gauges.queue_delayed = count(2);
+    gauges.queue_in_flight = count(3);
+    gauges.queue_oldest_ready_age = row
+        .get::<_, Option<i64>>(4)
+        .map(|since| Duration::from_millis(u64::try_from(now - since).unwrap_or(0)));
+    Ok(gauges)
 }

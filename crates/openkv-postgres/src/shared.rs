@@ -111,6 +111,9 @@ pub(crate) struct Sql {
     pub queue_delete: String,
     pub queue_retry: String,
     pub queue_next_due: String,
+    /// The gauges at `$1` (ms): the schema's tables' size, then the queue's ready, delayed
+    /// and in-flight counts and its oldest ready message's due time.
+    pub gauges: String,
     /// The commit counter (`ReplicationSource::head`, a snapshot's version).
     pub head: String,
     /// Appends a change-log record: version, prev_version, ts_ms, bytes, changes.
@@ -178,7 +181,8 @@ impl Sql {
                 "select exists (select 1 from {kv} where expire_ms is not null and expire_ms <= $1)"
             ),
             sweep: format!(
-                "delete from {kv} where expire_ms is not null and expire_ms <= $1 returning k"
+                "delete from {kv} where expire_ms is not null and expire_ms <= $1 \
+                 returning k, expire_ms"
             ),
             queue_take: format!(
                 "with due as (select id from {q} \
@@ -201,6 +205,21 @@ impl Sql {
                  where id = $1"
             ),
             queue_next_due: format!("select min(coalesce(lease_until, due_ms)) from {q}"),
+            // One statement. The size sums the catalog's own figures (no table is read); the
+            // counts scan the queue table once (no index serves three filters at once): fine
+            // for queues of thousands, tens of milliseconds for a million, once per scrape.
+            // A message whose lease ran out is ready (the next take gets it), since then.
+            gauges: format!(
+                "select (select coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8 \
+                   from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+                   where n.nspname = '{schema}' and c.relkind = 'r'), \
+                 count(*) filter (where ready), \
+                 count(*) filter (where lease_until is null and due_ms > $1), \
+                 count(*) filter (where lease_until > $1), \
+                 min(coalesce(lease_until, due_ms)) filter (where ready) \
+                 from (select *, (lease_until is null and due_ms <= $1) or lease_until <= $1 \
+                   as ready from {q}) m"
+            ),
             head: format!("select v from \"{schema}\".version where id = 0"),
             log_append: format!(
                 "insert into {log} (version, prev_version, ts_ms, bytes, changes) \
@@ -265,6 +284,8 @@ pub(crate) struct Shared {
     pub driver_config: tokio_postgres::Config,
     /// Commits are logged (`PostgresConfig::change_log`): batches, sweeps and dead letters.
     pub change_log: Option<LogRetention>,
+    /// What this process's writer, reads, sweep and queue calls did (`Backend::stats`).
+    pub stats: Arc<openkv_core::stats::EngineStats>,
 }
 
 /// Opens one connection outside the pool; the returned task drives it.

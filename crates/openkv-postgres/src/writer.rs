@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Statement};
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
 use crate::changelog::NewRecord;
 use crate::engine::batch::Batch;
+use crate::engine::measure;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row};
 use crate::error::{Error, Result};
 use crate::notify;
@@ -146,7 +147,10 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
+                let started = std::time::Instant::now();
                 let result = self.commit(batch.writes()).await;
+                let took = started.elapsed();
+                measure::record_batch(&self.shared.stats, batch.writes(), &result, took);
                 batch.settle(result, &self.shared.changes, &self.shared.queue_wakeup);
             }
             if sweep {
@@ -190,13 +194,13 @@ impl Writer {
         }
         let tx = conn.client.transaction().await.map_err(err)?;
         let version: i64 = tx.query_one(&conn.st.bump, &[]).await.map_err(err)?.get(0);
-        let keys: Vec<Vec<u8>> = tx
+        let (keys, expired_at): (Vec<Vec<u8>>, Vec<i64>) = tx
             .query(&conn.st.sweep, &[&now])
             .await
             .map_err(err)?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
+            .unzip();
         if keys.is_empty() {
             // Someone else swept first; the rollback undoes the bump.
             return Ok(());
@@ -213,6 +217,7 @@ impl Writer {
         let payload = notify::encode(&shared.instance, vs, false, &keys);
         tx.query(&conn.st.notify, &[&shared.sql.channel, &payload]).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
+        measure::record_swept(&shared.stats, now, expired_at);
         tracing::debug!("openkv: swept {} expired keys", keys.len());
         let _ = shared.changes.send(ChangeEvent { versionstamp: vs, keys: keys.into() });
         Ok(())

@@ -270,6 +270,22 @@ impl Backend for ReplicaBackend {
         status.watches_local = self.watches_local.load(Ordering::Relaxed);
         Ok(Some(status))
     }
+
+    /// The local copy's: the reads it served (writes are the primary's to count; applying
+    /// the log is not a commit).
+    fn stats(&self) -> Option<Arc<openkv_core::EngineStats>> {
+        self.local.stats()
+    }
+
+    /// The local copy's sizes; no queue depths (the queue is the primary's; the copy's
+    /// queue tables stay empty).
+    async fn gauges(&self) -> Result<openkv_core::Gauges> {
+        let local = self.local.gauges().await?;
+        let mut gauges = openkv_core::Gauges::default();
+        gauges.database_bytes = local.database_bytes;
+        gauges.wal_bytes = local.wal_bytes;
+        Ok(gauges)
+    }
 }
 
 /// The task that keeps the copy following the primary.

@@ -56,6 +56,7 @@ mod limits;
 mod listen;
 mod manage;
 mod metadata;
+mod metrics;
 mod queues;
 mod registry;
 mod replication;

@@ -216,7 +216,9 @@ impl SqliteBackend {
 
     fn read(&self, ranges: &[ReadRange]) -> Result<Vec<Vec<RawEntry>>> {
         let now = self.shared.clock.now_ms();
-        self.with_reader(|conn| read_ranges(conn, ranges, now))
+        let results = self.with_reader(|conn| read_ranges(conn, ranges, now))?;
+        openkv_core::engine::measure::record_read(&self.shared.stats, &results);
+        Ok(results)
     }
 
     /// Runs `f` on a reader connection (one of the pool, returned to it afterwards, or the
@@ -225,18 +227,64 @@ impl SqliteBackend {
         match &self.readers {
             Readers::Shared(conn) => f(&lock(conn)),
             Readers::Pool { path, idle } => {
-                let taken = lock(idle).pop();
-                let conn = match taken {
-                    Some(c) => c,
-                    None => open_connection(path, true)?,
-                };
+                let conn = take_reader(path, idle)?;
                 let result = retry_busy(|| f(&conn));
-                let mut idle = lock(idle);
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(conn);
-                }
+                return_reader(idle, conn);
                 result
             }
+        }
+    }
+
+    /// The queue's depths and, for a file, its size and its WAL's: what a scrape shows.
+    async fn read_gauges(&self) -> Result<openkv_core::Gauges> {
+        let now = self.shared.clock.now_ms();
+        let (path, idle) = match &self.readers {
+            // In memory: no file, and the one connection is the writer's: a short query.
+            Readers::Shared(conn) => return queue::depths(&lock(conn), now),
+            Readers::Pool { path, idle } => (path.clone(), idle),
+        };
+        let conn = take_reader(&path, idle)?;
+        // Off the async threads: counting a long queue walks its index.
+        let (conn, gauges) = tokio::task::spawn_blocking(move || {
+            let gauges = retry_busy(|| queue::depths(&conn, now)).and_then(|mut gauges| {
+                let mut wal = path.clone().into_os_string();
+                wal.push("-wal");
+                gauges.database_bytes = Some(file_size(&path)?);
+                gauges.wal_bytes = Some(file_size(Path::new(&wal))?);
+                Ok(gauges)
+            });
+            (conn, gauges)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading the gauges panicked: {e}")))?;
+        return_reader(idle, conn);
+        gauges
+    }
+}
+
+/// A reader connection of the pool, or a new one when none is idle.
+fn take_reader(path: &Path, idle: &Mutex<Vec<Connection>>) -> Result<Connection> {
+    match lock(idle).pop() {
+        Some(conn) => Ok(conn),
+        None => open_connection(path, true),
+    }
+}
+
+/// Gives a reader connection back to the pool (or closes it when enough are idle).
+fn return_reader(idle: &Mutex<Vec<Connection>>, conn: Connection) {
+    let mut idle = lock(idle);
+    if idle.len() < MAX_IDLE_READERS {
+        idle.push(conn);
+    }
+}
+
+/// A file's size in bytes; 0 if it does not exist (a WAL between checkpoints and closes).
+fn file_size(path: &Path) -> Result<u64> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => {
+            Err(Error::storage_caused(format_args!("reading the size of {}", path.display()), e))
         }
     }
 }
@@ -379,6 +427,17 @@ impl Backend for SqliteBackend {
     fn replica_target(self: Arc<Self>) -> Result<Arc<dyn ReplicaTarget>> {
         Ok(self)
     }
+
+    fn stats(&self) -> Option<Arc<openkv_core::EngineStats>> {
+        Some(self.shared.stats.clone())
+    }
+
+    async fn gauges(&self) -> Result<openkv_core::Gauges> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.read_gauges().await
+    }
 }
 
 #[async_trait]
@@ -396,8 +455,9 @@ impl QueueBackend for SqliteBackend {
     async fn queue_finish(&self, outcomes: Vec<(String, bool)>) -> Result<()> {
         let retried = outcomes.iter().any(|(_, delivered)| !delivered);
         let log = self.shared.log;
-        let event =
+        let (event, tally) =
             self.queue_op(move |conn, now| queue::finish(conn, &outcomes, now, log)).await?;
+        self.shared.stats.record_deliveries(&tally);
         if let Some(event) = event {
             let _ = self.shared.changes.send(event);
         }

@@ -21,9 +21,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::writer::{set_version, with_write_txn, write_rows};
 use crate::backend::{ChangeEvent, QueuedMessage};
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
+use crate::engine::measure::delivery;
 use crate::error::Result;
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::parse_stored_json as parse;
+use openkv_core::stats::DeliveryTally;
 
 /// One row of `queue`/`queue_running`, minus its time column.
 struct Row {
@@ -141,18 +143,20 @@ pub(super) fn renew(conn: &Connection, ids: &[String], now: i64, lease_ms: i64) 
 
 /// Ends delivery attempts, all in one transaction (one fsync for a whole batch of handlers
 /// that finished together), as the engine's finish rule decides. Returns the change event of
-/// the dead-letter writes, if any happened: they share one new versionstamp. A message no
-/// longer running (its lease ran out and it went back to the queue) is left alone: it will be
-/// delivered again.
+/// the dead-letter writes, if any happened (they share one new versionstamp), and the tally of
+/// the attempts ended. A message no longer running (its lease ran out and it went back to the
+/// queue) is left alone: it will be delivered again.
 pub(super) fn finish(
     conn: &Connection,
     outcomes: &[(String, bool)],
     now: i64,
     log: bool,
-) -> Result<Option<ChangeEvent>> {
+) -> Result<(Option<ChangeEvent>, DeliveryTally)> {
     with_write_txn(conn, |conn| {
         // (key, payload) of every dead-letter write of the batch.
         let mut dead_letters: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // Made afresh by each try of the transaction: only the one that commits is counted.
+        let mut tally = DeliveryTally::default();
         for (id, delivered) in outcomes {
             let running = conn
                 .prepare_cached(
@@ -166,8 +170,10 @@ pub(super) fn finish(
             };
             conn.prepare_cached("delete from queue_running where deadline = ?1 and id = ?2")?
                 .execute(params![deadline, id])?;
-            match finish_attempt(id, &r.backoff_schedule, &r.keys_if_undelivered, *delivered, now)?
-            {
+            let finish =
+                finish_attempt(id, &r.backoff_schedule, &r.keys_if_undelivered, *delivered, now)?;
+            tally.add(delivery(*delivered, &finish));
+            match finish {
                 Finish::Retry { due_ms, backoff_schedule } => {
                     r.backoff_schedule = backoff_schedule;
                     insert(conn, "queue", due_ms, &r)?;
@@ -186,14 +192,14 @@ pub(super) fn finish(
             .query_row([], |r| r.get::<_, i64>(0))?;
         let vs = Versionstamp::from_version(version as u64 + 1);
         let Some((rows, event)) = dead_letter_rows(dead_letters, vs) else {
-            return Ok(None);
+            return Ok((None, tally));
         };
         write_rows(conn, &rows)?;
         set_version(conn, vs)?;
         if log {
             crate::changelog::append(conn, version as u64, vs.version(), now, rows.iter())?;
         }
-        Ok(Some(event))
+        Ok((Some(event), tally))
     })
 }
 
@@ -207,4 +213,42 @@ pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>> {
         )?
         .query_row([], |r| r.get(0))?;
     Ok(next)
+}
+
+/// The queue's depths at `now`: ready (due in `queue`, or leased in `queue_running` with the
+/// lease run out — the next take puts it back), delayed, in flight, and how long the oldest
+/// ready message has waited. One statement; each count is a range of a table's primary key
+/// (`ts`/`deadline` lead it), so it costs a walk of that many index entries — fine for
+/// queues of thousands, a few milliseconds for a million.
+pub(super) fn depths(conn: &Connection, now: i64) -> Result<openkv_core::stats::Gauges> {
+    let (waiting_due, delayed, lapsed, leased, oldest_due, oldest_lapsed) = conn
+        .prepare_cached(
+            "select (select count(*) from queue where ts <= ?1), \
+                    (select count(*) from queue where ts > ?1), \
+                    (select count(*) from queue_running where deadline <= ?1), \
+                    (select count(*) from queue_running where deadline > ?1), \
+                    (select min(ts) from queue where ts <= ?1), \
+                    (select min(deadline) from queue_running where deadline <= ?1)",
+        )?
+        .query_row([now], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+    let count = |n: i64| Some(u64::try_from(n).unwrap_or(0));
+    let mut gauges = openkv_core::stats::Gauges::default();
+    gauges.queue_ready = count(waiting_due + lapsed);
+    gauges.queue_delayed = count(delayed);
+    gauges.queue_in_flight = count(leased);
+    gauges.queue_oldest_ready_age = oldest_due
+        .into_iter()
+        .chain(oldest_lapsed)
+        .min()
+        .map(|since| std::time::Duration::from_millis(u64::try_from(now - since).unwrap_or(0)));
+    Ok(gauges)
 }

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) queue_wakeup: openkv_core::queue::QueueSignal,
     /// Commits are logged (`SqliteConfig::change_log`): the queue's dead-letter writes too.
     pub(crate) log: bool,
+    /// What the writer, the readers, the sweep and the queue did (`Backend::stats`).
+    pub(crate) stats: Arc<openkv_core::stats::EngineStats>,
 }
 
 impl Shared {
@@ -53,7 +55,8 @@ impl Shared {
         log: bool,
     ) -> Shared {
         let queue_wakeup = openkv_core::queue::QueueSignal::new();
-        Shared { clock, poison: Mutex::new(None), changes, queue_wakeup, log }
+        let stats = Arc::default();
+        Shared { clock, poison: Mutex::new(None), changes, queue_wakeup, log, stats }
     }
 
     pub(crate) fn poisoned(&self) -> Option<Failure> {

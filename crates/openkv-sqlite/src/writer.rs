@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::backend::{AtomicWrite, ChangeEvent, CommitOutcome};
 use crate::changelog;
 use crate::engine::batch::Batch;
+use crate::engine::measure;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
 use crate::shared::{lock, put_row, retry_busy, Shared, SqliteConfig, GET_VERSION, SET_VERSION};
@@ -27,7 +28,7 @@ const POINT_GET: &str = "select v, v_encoding, version, expiration_ms from kv wh
 const ANY_EXPIRED: &str =
     "select 1 from kv where expiration_ms >= 0 and expiration_ms <= ?1 limit 1";
 const DELETE_EXPIRED: &str =
-    "delete from kv where expiration_ms >= 0 and expiration_ms <= ?1 returning k";
+    "delete from kv where expiration_ms >= 0 and expiration_ms <= ?1 returning k, expiration_ms";
 const QUEUE_ADD: &str = "insert into queue (ts, id, data, backoff_schedule, keys_if_undelivered) \
      values (?1, ?2, ?3, ?4, ?5)";
 
@@ -164,12 +165,18 @@ impl Writer {
                 let started = Instant::now();
                 let result = self.guarded("group commit", |w| Some(w.commit_batch(batch.writes())));
                 last_commit = started.elapsed();
+                let stats = &self.shared.stats;
                 match result {
                     Some(result) => {
+                        measure::record_batch(stats, batch.writes(), &result, last_commit);
                         batch.settle(result, &self.shared.changes, &self.shared.queue_wakeup)
                     }
                     // A panic poisoned the store; dropping the replies makes callers read it.
-                    None => drop(batch),
+                    None => {
+                        stats.record_batch(batch.len(), last_commit);
+                        stats.record_commits(0, 0, batch.len() as u64);
+                        drop(batch)
+                    }
                 }
             }
             if let Some(reply) = close {
@@ -294,10 +301,12 @@ impl Writer {
             }
         }
         let result = with_write_txn(&conn, |conn| {
-            let keys: Vec<Vec<u8>> = conn
+            let (keys, expired_at): (Vec<Vec<u8>>, Vec<i64>) = conn
                 .prepare_cached(DELETE_EXPIRED)?
-                .query_map([now], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+                .query_map([now], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .unzip();
             if keys.is_empty() {
                 return Ok(None);
             }
@@ -310,14 +319,16 @@ impl Writer {
                 let changes = deleted.iter().map(|(k, r)| (k, r));
                 changelog::append(conn, version as u64 - 1, version as u64, now, changes)?;
             }
-            Ok(Some(ChangeEvent {
+            let event = ChangeEvent {
                 versionstamp: Versionstamp::from_version(version as u64),
                 keys: keys.into(),
-            }))
+            };
+            Ok(Some((event, expired_at)))
         });
         drop(conn);
         match result {
-            Ok(Some(event)) => {
+            Ok(Some((event, expired_at))) => {
+                measure::record_swept(&self.shared.stats, now, expired_at);
                 tracing::debug!("openkv: swept {} expired keys", event.keys.len());
                 let _ = self.shared.changes.send(event);
             }

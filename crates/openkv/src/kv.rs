@@ -452,6 +452,38 @@ impl Kv {
         self.inner.backend.replica_status().await
     }
 
+    /// What the storage engine under this handle has done since it opened, as plain numbers
+    /// ([`StatsSnapshot`](crate::StatsSnapshot): commits by outcome, commit durations and
+    /// batch sizes, entries and bytes read and written, expired keys swept, queue deliveries
+    /// by outcome) — the work of this handle and its clones since it opened (another
+    /// process, or another `open` of the same file, counts its own). `None` when the backend
+    /// keeps no counters (a KV Connect database: its server does).
+    /// Reading them costs a few dozen atomic loads; counting them costs the engine a few
+    /// relaxed atomic adds per batch, read and delivery (see [`crate::stats`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use openkv::{key, Kv};
+    /// let kv = Kv::open_in_memory().await?;
+    /// kv.set(&key!["a"], b"1".to_vec()).await?;
+    /// kv.get(&key!["a"]).await?;
+    /// let stats = kv.stats().unwrap();
+    /// assert_eq!((stats.commits_ok, stats.read_entries), (1, 1));
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub fn stats(&self) -> Option<crate::StatsSnapshot> {
+        self.inner.backend.stats().map(|stats| stats.snapshot())
+    }
+
+    /// Sizes and queue depths read from the store now ([`Gauges`](crate::Gauges): database
+    /// and WAL bytes, queue messages ready / delayed / in flight, the age of the oldest
+    /// ready one); `None` fields where the backend cannot tell (all of them on a KV Connect
+    /// database). Each figure costs a query (a count of the queue table among them), so
+    /// call it when scraping, not per request.
+    pub async fn gauges(&self) -> Result<crate::Gauges> {
+        self.inner.backend.gauges().await
+    }
+
     /// Resolves once [`close`](Self::close) was called on this handle or a clone of it.
     pub(crate) async fn closed(&self) {
         let mut closed = self.inner.closed.subscribe();

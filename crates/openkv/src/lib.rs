@@ -134,7 +134,7 @@ mod queue;
 mod validate;
 mod watch;
 
-pub use openkv_core::{catalog, changelog, engine, export, js, key, limits};
+pub use openkv_core::{catalog, changelog, engine, export, js, key, limits, stats};
 
 pub use backend::WatchSnapshots;
 pub use backend::{
@@ -156,6 +156,7 @@ pub use limits::Limits;
 pub use list::{ListOptions, ListStream, Selector};
 pub use open::open_catalog;
 pub use openkv_core::queue::{QUEUE_LEASE, QUEUE_LEASE_RENEWAL};
+pub use openkv_core::stats::{EngineStats, Gauges, HistogramSnapshot, StatsSnapshot};
 #[cfg(feature = "remote")]
 pub use openkv_remote::{RemoteRetry, ReplicaOptions};
 pub use openkv_sqlite::{restore_backup, verify_backup, SCHEMA_VERSION};

@@ -6,6 +6,8 @@
 //! - [`finish`]: the end of a queue delivery attempt — remove, retry after the backoff, or
 //!   write the dead letters.
 //! - [`batch`]: the writer's batch and how its callers are answered (publish, wake, reply).
+//! - [`measure`]: what a backend counts in its [`EngineStats`](crate::stats::EngineStats) for
+//!   a batch, a read, a sweep and a delivery attempt.
 //!
 //! The SQLite and PostgreSQL writers only read the rows a plan needs
 //! ([`plan::keys_to_read`]), bump their version counter, flush the plan, commit, and settle
@@ -15,6 +17,7 @@
 
 pub mod batch;
 pub mod finish;
+pub mod measure;
 pub mod plan;
 
 pub use crate::queue::QueueSignal;
