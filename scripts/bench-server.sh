@@ -33,6 +33,10 @@
 #                   over one second): this VM is shared. Each row reports the CPU others used.
 #   --raw-n N       requests of each h2load workload (default 20000; reads 64 in flight: 5 N)
 #   --no-raw        skip the h2load measurements
+#   --raw-only      only the h2load measurements (no Deno client workloads)
+#   --versus ARGS   compare openkv with the same openkv started with the extra serve ARGS
+#                   (labelled "openkv ARGS") instead of with denokv: what a flag costs, e.g.
+#                   --versus --no-metrics
 #   --json FILE     where to write the summary (default: $TMPDIR/openkv-bench-server.json)
 #   --dir DIR       where to create the temporary directory (databases, logs, raw results)
 #   --keep          keep that directory
@@ -60,11 +64,12 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not on PATH ($2)"; }
 
 rounds=3 n=5000 reads=20000 lists=10 watch_sets=200 raw_n=20000 raw=1 max_wait=300 keep=0 dir=${TMPDIR:-/tmp}
+raw_only=0 versus=''
 json=${TMPDIR:-/tmp}/openkv-bench-server.json
 posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 while (($#)); do
   case "$1" in
-    --rounds | --n | --reads | --lists | --watch-sets | --raw-n | --max-wait | --json | --dir)
+    --rounds | --n | --reads | --lists | --watch-sets | --raw-n | --max-wait | --json | --dir | --versus)
       (($# >= 2)) || die "$1 needs a value"
       case "$1" in
         --rounds) posint "$1" "$2" && rounds=$2 ;;
@@ -76,20 +81,29 @@ while (($#)); do
         --max-wait) [[ "$2" =~ ^[0-9]+$ ]] || die "--max-wait needs seconds"; max_wait=$2 ;;
         --json) json=$2 ;;
         --dir) dir=$2 ;;
+        --versus) versus=$2 ;;
       esac
       shift 2
       ;;
     --keep) keep=1 && shift ;;
     --no-raw) raw=0 && shift ;;
+    --raw-only) raw_only=1 && shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' && exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 ((n >= 64 && reads >= 64)) || die "--n and --reads must be at least 64"
+((raw_only == 0 || raw == 1)) || die "--raw-only and --no-raw exclude each other"
+# The other server: denokv, or openkv with the --versus arguments.
+peer=denokv
+[[ -z "$versus" ]] || peer="openkv $versus"
 [[ -d "$dir" ]] || die "--dir $dir is not a directory"
 
 # --- tools ------------------------------------------------------------------
 for tool in mktemp nproc timeout sed grep awk sort od; do need "$tool" "coreutils/sed/grep/awk"; done
+if ((raw_only)) && ! command -v h2load >/dev/null 2>&1; then
+  die "--raw-only needs h2load (apt-get install nghttp2-client)"
+fi
 if ((raw)) && ! command -v h2load >/dev/null 2>&1; then
   echo "bench-server: h2load not found (apt-get install nghttp2-client): skipping the" \
     "raw-HTTP measurements" >&2
@@ -105,7 +119,7 @@ fi
 [[ -x "$deno" ]] || die "the Deno CLI $deno is not executable (set DENO_BIN)"
 
 denokv=${DENOKV_BIN:-$(command -v denokv || echo "$HOME/.cargo/bin/denokv")}
-[[ -x "$denokv" ]] ||
+[[ -n "$versus" || -x "$denokv" ]] ||
   die "denokv not found ($denokv): install it with 'cargo install denokv --locked' or set DENOKV_BIN"
 
 if [[ -n "${OPENKV_BIN:-}" ]]; then
@@ -138,6 +152,11 @@ start_server() {
       "$openkv" serve --db "$db" --addr "127.0.0.1:$port" --access-token "$token" \
         "${extra[@]}" >"$log.out" 2>"$log.err" &
       ;;
+    "openkv "*)
+      read -ra extra <<<"$versus"
+      "$openkv" serve --db "$db" --addr "127.0.0.1:$port" --access-token "$token" \
+        "${extra[@]}" >"$log.out" 2>"$log.err" &
+      ;;
     denokv)
       read -ra extra <<<"${DENOKV_ARGS:-}"
       "$denokv" --sqlite-path "$db" serve --access-token "$token" --addr "127.0.0.1:$port" \
@@ -151,7 +170,7 @@ start_server() {
       die "$name exited during start-up (above: its output)"
     fi
     if port_open "$port" &&
-      { [[ "$name" != openkv ]] || grep -q "^openkv: serving" "$log.out"; }; then
+      { [[ "$name" != openkv* ]] || grep -q "^openkv: serving" "$log.out"; }; then
       return
     fi
     sleep 0.1
@@ -257,6 +276,7 @@ else
 fi
 denokv_version=$(cargo install --list 2>/dev/null | awk '/^denokv /{print $1, $2}' | tr -d ':')
 [[ "$denokv" == "$HOME/.cargo/bin/denokv" && -n "$denokv_version" ]] || denokv_version="denokv ($denokv)"
+[[ -z "$versus" ]] || denokv_version="the same openkv with: $versus"
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | sed 's/^[^:]*: //' || echo unknown)
 load=$(cut -d' ' -f1 /proc/loadavg)
 today=$(date -u +%Y-%m-%d)
@@ -271,8 +291,9 @@ script=$root/tests/deno/bench_server.ts
 # set), the server stopped and its file removed.
 session() {
   local name=$1 round=$2 workload=$3 db port out status=0
-  db=$work/$name-$round-$workload.sqlite3 port=$(free_port) out=$work/$name-$round-$workload.json
-  start_server "$name" "$db" "$port" "$work/$name-$round-$workload"
+  local file=${name// /_}
+  db=$work/$file-$round-$workload.sqlite3 port=$(free_port) out=$work/$file-$round-$workload.json
+  start_server "$name" "$db" "$port" "$work/$file-$round-$workload"
   if [[ "$workload" == raw ]]; then
     raw_load "$name" "$round" "$port" "$out"
   else
@@ -292,14 +313,15 @@ session() {
 workloads=(seq_set concurrent64_set seq_get concurrent64_get atomic_check_set sum_hot list_10k
   watch_fanout_100 multi3_c64_get multi8_seq_get multi3_list_10k)
 ((raw)) && workloads+=(raw)
+((raw_only == 0)) || workloads=(raw)
 openkv_results=() denokv_results=()
 for ((round = 1; round <= rounds; round++)); do
   step "round $round/$rounds"
   wait_quiet
   for i in "${!workloads[@]}"; do
     # Each workload on both servers back to back; who goes first alternates.
-    order=(openkv denokv)
-    (((round + i) % 2)) && order=(denokv openkv)
+    order=(openkv "$peer")
+    (((round + i) % 2)) && order=("$peer" openkv)
     for name in "${order[@]}"; do
       echo "bench-server: round $round/$rounds: ${workloads[i]} on $name" >&2
       session "$name" "$round" "${workloads[i]}"
@@ -308,7 +330,7 @@ for ((round = 1; round <= rounds; round++)); do
 done
 
 step "report"
-header="**openkv serve vs denokv** — $today, nproc $(nproc), $cpu, load average $load at start; \
+header="**openkv serve vs $peer** — $today, nproc $(nproc), $cpu, load average $load at start; \
 median of $rounds rounds; N = $n writes, $reads reads, $lists lists of 10k, $watch_sets watched \
 sets; client: $deno_version; servers: $openkv_version; $denokv_version \
 (defaults${DENOKV_ARGS:+ + $DENOKV_ARGS})${OPENKV_ARGS:+; openkv args: $OPENKV_ARGS}"
@@ -316,7 +338,7 @@ echo
 echo "$header"
 echo
 # openkv's results first: the report's first server is the numerator of the ratio.
-BENCH_HEADER=$header "$deno" run -A "$script" report "$json" \
+BENCH_TARGETS=$([[ -z "$versus" ]] && echo 1 || echo 0) BENCH_HEADER=$header "$deno" run -A "$script" report "$json" \
   "${openkv_results[@]}" "${denokv_results[@]}"
 echo
 echo "JSON: $json"

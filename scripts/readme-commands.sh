@@ -745,6 +745,15 @@ bench_server() {
 cover short "--rounds 1 $bench_server_short" bench_server <<'CMD'
 scripts/bench-server.sh --rounds 3
 CMD
+bench_metrics() {
+  local cmd=$1
+  edit '--rounds 7' '--rounds 1'
+  run_in_root "$cmd --raw-n 640 --max-wait 0"
+}
+cover short '--rounds 1 --raw-n 640 --max-wait 0 instead of 7 rounds of 20,000 requests' \
+  bench_metrics <<'CMD'
+scripts/bench-server.sh --raw-only --versus --no-metrics --rounds 7
+CMD
 cover short "…/release/openkv = the release build; --rounds 1 $bench_server_short" \
   bench_server <<'CMD'
 OPENKV_BIN=…/release/openkv scripts/bench-server.sh --rounds 3 --max-wait 60

@@ -689,7 +689,11 @@ async function report(args: string[]) {
       `${a} rounds`,
       `${b} rounds`,
     ]];
-    for (const [w, target] of order) {
+    // The targets are openkv's against denokv; another comparison (bench-server.sh --versus)
+    // has none.
+    const targets = Deno.env.get("BENCH_TARGETS") !== "0";
+    for (const [w, goal] of order) {
+      const target = targets ? goal : "";
       const ma = median(a, w), mb = median(b, w);
       if (!ma && !mb) continue;
       const ratio = ma && mb && mb.s.rate > 0 ? ma.s.rate / mb.s.rate : NaN;

@@ -42,9 +42,18 @@ pub struct DbArgs {
         value_name = "DURATION",
         env = "OPENKV_TIMEOUT",
         default_value = "5s",
-        value_parser = crate::positive_duration
+        value_parser = positive_duration
     )]
     pub timeout: humantime::Duration,
+}
+
+/// A duration flag that must not be zero (humantime's syntax: 10s, 2m, 1h30m).
+pub fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let duration: humantime::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
 }
 
 /// Whether a command may create the database.

@@ -29,7 +29,7 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Parser, Subcommand};
 use openkv_server::{serve, ServerConfig, ServerLimits, TlsConfig};
 
-use crate::db::DbArgs;
+use crate::db::{positive_duration, DbArgs};
 use crate::exit::CliError;
 
 // mimalloc rather than glibc's allocator: a KV Connect request allocates and frees many small
@@ -314,8 +314,20 @@ struct ServeArgs {
         conflicts_with_all = ["replica_of", "queue_webhook", "backup_to", "read_replica", "replica_endpoint"]
     )]
     data_dir: Option<String>,
+    /// A token that reads GET /metrics and nothing else, for a Prometheus scraper (the access
+    /// token and admin tokens of every database read it too).
+    #[arg(long, env = "OPENKV_METRICS_TOKEN", hide_env_values = true, help_heading = MONITORING)]
+    metrics_token: Option<String>,
+    /// Serve /metrics, /healthz and /readyz on this address too, without a token (plain
+    /// HTTP; for a private network or a sidecar), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", help_heading = MONITORING)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Count nothing per request and answer /metrics with 404 (the engine's own counters,
+    /// a few atomic adds per commit batch, stay).
+    #[arg(long, conflicts_with_all = ["metrics_token", "metrics_addr"], help_heading = MONITORING)]
+    no_metrics: bool,
     /// /readyz answers 503 while this server, a read replica, is further behind its primary.
-    #[arg(long, value_name = "DURATION", default_value_t = openkv_server::DEFAULT_READY_MAX_LAG.into(), value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", default_value_t = openkv_server::DEFAULT_READY_MAX_LAG.into(), value_parser = positive_duration, help_heading = MONITORING)]
     ready_max_lag: humantime::Duration,
 }
 
@@ -330,20 +342,26 @@ fn duration_or_off(text: &str) -> Result<OffOr, String> {
     positive_duration(text).map(|d| OffOr(Some(*d)))
 }
 
+/// The help section of `openkv serve`'s metrics.
+const MONITORING: &str = "Monitoring (Prometheus metrics, health)";
+
+/// The monitoring flags of `openkv serve` applied to `config`.
+fn monitoring(mut config: ServerConfig, args: &ServeArgs) -> ServerConfig {
+    config = config.metrics(!args.no_metrics).ready_max_lag(*args.ready_max_lag);
+    if let Some(token) = &args.metrics_token {
+        config = config.metrics_token(token.clone());
+    }
+    if let Some(addr) = args.metrics_addr {
+        config = config.metrics_addr(addr);
+    }
+    config
+}
+
 /// The help section of `openkv serve`'s continuous backup.
 const BACKUP: &str = "Continuous backup (point-in-time recovery; Deno Deploy's format)";
 
 /// The help section of `openkv serve`'s limits (openkv_server::ServerLimits).
 const LIMITS: &str = "Limits (what one client may hold of the server)";
-
-/// A duration flag that must not be zero (humantime's syntax: 10s, 2m, 1h30m).
-fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
-    let duration: humantime::Duration = text.parse().map_err(|e| format!("{e}"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    Ok(duration)
-}
 
 /// The server's limits from the flags.
 fn server_limits(args: &ServeArgs) -> ServerLimits {
@@ -371,7 +389,9 @@ fn postgres_url(url: &str) -> Result<String, String> {
 
 async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     let limits = server_limits(&args);
-    let ServeArgs { addr, access_token, read_only, tls_cert, tls_key, .. } = args;
+    let base = ServerConfig::new(String::new()).read_only(args.read_only).limits(limits);
+    let base = monitoring(base, &args);
+    let ServeArgs { addr, access_token, tls_cert, tls_key, .. } = args;
     // clap's `requires` makes these both present or both absent.
     let tls_files = tls_cert.zip(tls_key);
     let token = serve_token(access_token)?;
@@ -410,10 +430,8 @@ async fn run_serve(db: &str, args: ServeArgs) -> Result<(), String> {
     if let Some(primary) = &args.replica_of {
         tracing::info!("a read replica of {primary}");
     }
-    let mut config = ServerConfig::new(token)
-        .read_only(read_only)
-        .limits(limits)
-        .ready_max_lag(*args.ready_max_lag);
+    let mut config = base;
+    config.access_token = token;
     for url in &args.replica_endpoint {
         config = config.replica_endpoint(url.clone());
     }
@@ -491,10 +509,8 @@ async fn run_serve_many(args: ServeArgs) -> Result<(), String> {
     println!(
         "openkv: serving the databases of {shown} at {scheme}://{local}/databases/NAME/connect"
     );
-    let mut config = ServerConfig::new(token)
-        .read_only(args.read_only)
-        .limits(limits)
-        .ready_max_lag(*args.ready_max_lag);
+    let mut config =
+        monitoring(ServerConfig::new(token).read_only(args.read_only).limits(limits), &args);
     if let Some(tls) = tls {
         config = config.tls(tls);
     }

@@ -196,6 +196,13 @@ fn print_database(d: &Value) {
     println!("database id:     {}", text(d, "databaseId"));
     println!("live entries:    {}", text(d, "entries"));
     println!("latest entry at: {}", text(d, "latestVersionstamp"));
+    println!("size:            {} bytes (WAL {})", text(d, "sizeBytes"), text(d, "walBytes"));
+    println!(
+        "queue:           {} ready, {} delayed, {} in flight",
+        text(d, "queueReady"),
+        text(d, "queueDelayed"),
+        text(d, "queueInFlight")
+    );
 }
 
 /// Runs an `openkv db` command.

@@ -32,6 +32,16 @@ pub struct ServerConfig {
     /// `/readyz` answers 503 for a read replica further behind its primary than this.
     /// Default: [`DEFAULT_READY_MAX_LAG`] (10 s).
     pub ready_max_lag: Duration,
+    /// Count requests for `/metrics` and serve it. Default: on. Off, no request is counted
+    /// and `/metrics` answers 404 (the engine's own counters are kept either way: they cost
+    /// a few atomic adds per batch).
+    pub metrics: bool,
+    /// A token that reads `/metrics` and nothing else (for a Prometheus scraper; the access
+    /// token and admin tokens of every database read it too). Default: none.
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` without a token on this address too (a
+    /// listener of its own, for a private network). Default: none.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// [`ServerConfig::ready_max_lag`]'s default: a replica 10 s behind is one to take out of a
@@ -50,6 +60,9 @@ impl ServerConfig {
             limits: ServerLimits::default(),
             backup: None,
             ready_max_lag: DEFAULT_READY_MAX_LAG,
+            metrics: true,
+            metrics_token: None,
+            metrics_addr: None,
         }
     }
 
@@ -90,6 +103,24 @@ impl ServerConfig {
     /// Sets `ready_max_lag`.
     pub fn ready_max_lag(mut self, lag: Duration) -> Self {
         self.ready_max_lag = lag;
+        self
+    }
+
+    /// Sets `metrics` (on by default).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Sets `metrics_token`.
+    pub fn metrics_token(mut self, token: impl Into<String>) -> Self {
+        self.metrics_token = Some(token.into());
+        self
+    }
+
+    /// Sets `metrics_addr`.
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.metrics_addr = Some(addr);
         self
     }
 

@@ -85,7 +85,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{any, delete, get, MethodRouter};
+use axum::routing::{any, delete, get};
 use axum::Router;
 use openkv::Kv;
 use tokio::net::TcpListener;
@@ -130,7 +130,10 @@ pub async fn serve(
         .map(|webhook| tokio::spawn(queues::run_webhook(kv.clone(), webhook, stopping.clone())));
     let admission = Admission::new(limits.clone());
     let tokens = Arc::new(tokens::Tokens::root_only(config.access_token.clone()));
+    let metrics = Arc::new(metrics::HttpMetrics::new());
+    let http = config.metrics.then(|| metrics.database(health::SINGLE_DATABASE));
     let tls = config.tls.clone();
+    let metrics_addr = config.metrics_addr;
     let state = Arc::new(AppState {
         kv,
         config,
@@ -140,15 +143,21 @@ pub async fn serve(
         database: None,
         base_path: String::new(),
         tokens,
+        metrics,
+        http,
     });
-    let app = routes::database_router(state.clone())
-        .merge(health_routes(get(health::readyz_single).with_state(state)));
+    let served = health::Served::One(state.clone());
+    let app = routes::database_router(state).merge(operators_routes(served.clone()));
     let app = around(app, body_limit);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    let operators = serve_operators(metrics_addr, served, &limits, stopping.clone()).await?;
     run(listener, tls, app, &limits, shutdown, stopping).await;
+    if let Some(operators) = operators {
+        let _ = operators.await;
+    }
     if let Some(webhook) = webhook {
         // It ends once `stopping` flipped; a delivery in flight is redelivered after restart.
         let _ = webhook.await;
@@ -183,12 +192,14 @@ pub async fn serve_many(
     let clock: Arc<dyn openkv::Clock> = Arc::new(openkv::SystemClock);
     let tokens = Arc::new(tokens::Tokens::with_catalog(config.access_token.clone(), clock));
     let tls = config.tls.clone();
+    let metrics_addr = config.metrics_addr;
     let registry = Arc::new(registry::Registry::new(
         catalog,
         options,
         config,
         Admission::new(limits.clone()),
         tokens,
+        Arc::new(metrics::HttpMetrics::new()),
     ));
     // The first read of the catalog must work: a server that cannot read its catalog would
     // answer every database with 404.
@@ -203,16 +214,20 @@ pub async fn serve_many(
         .route("/admin/tokens", get(manage::list_tokens).post(manage::create_token))
         .route("/admin/tokens/{id}", delete(manage::revoke_token))
         .route("/databases/{*rest}", any(registry::dispatch))
-        .with_state(registry.clone())
-        .merge(health_routes(get(health::readyz_many).with_state(registry.clone())));
-    let app = around(app, body_limit);
+        .with_state(registry.clone());
+    let served = health::Served::Many(registry.clone());
+    let app = around(app.merge(operators_routes(served.clone())), body_limit);
     let stopping_registry = registry.clone();
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
         stopping_registry.stop_all();
     };
+    let operators = serve_operators(metrics_addr, served, &limits, stopping.clone()).await?;
     run(listener, tls, app, &limits, shutdown, stopping).await;
+    if let Some(operators) = operators {
+        let _ = operators.await;
+    }
     let _ = refresher.await;
     registry.close_all().await;
     Ok(())
@@ -247,9 +262,48 @@ fn check_config(config: &ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// `/healthz` and `/readyz` (no token: see `health.rs`).
-fn health_routes(readyz: MethodRouter) -> Router {
-    Router::new().route("/healthz", get(health::healthz)).route("/readyz", readyz)
+/// `/healthz`, `/readyz` (no token) and `/metrics` (a token; absent with metrics off): see
+/// `health.rs`.
+fn operators_routes(served: health::Served) -> Router {
+    let metrics = served_metrics(&served);
+    let app =
+        Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    let app = if metrics { app.route("/metrics", get(health::metrics)) } else { app };
+    app.with_state(served)
+}
+
+fn served_metrics(served: &health::Served) -> bool {
+    match served {
+        health::Served::One(state) => state.config.metrics,
+        health::Served::Many(registry) => registry.config.metrics,
+    }
+}
+
+/// The listener of [`ServerConfig::metrics_addr`], if any: `/metrics`, `/healthz` and
+/// `/readyz` without a token, plain HTTP, until the server stops.
+async fn serve_operators(
+    addr: Option<std::net::SocketAddr>,
+    served: health::Served,
+    limits: &ServerLimits,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!("metrics and health at http://{}/metrics", listener.local_addr()?);
+    let metrics = served_metrics(&served);
+    let app =
+        Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
+    let app = if metrics { app.route("/metrics", get(health::metrics_open)) } else { app };
+    let app = around(app.with_state(served), 64 * 1024);
+    let limits = limits.clone();
+    let mut until = stopping.clone();
+    Ok(Some(tokio::spawn(async move {
+        let tcp = Admitting::new(listener, limits::connection_cap(limits.max_connections));
+        let shutdown = async move {
+            let _ = until.wait_for(|stop| *stop).await;
+        };
+        listen::run(tcp, app, &limits, shutdown, stopping).await;
+    })))
 }
 
 /// The fallback, the body limit and the request log around a server's routes.

@@ -36,13 +36,14 @@ fn admin(
     registry
         .tokens
         .check(presented_token(headers), database, Scope::Admin)
-        .map_err(|denied| Box::new(refusal(denied, Scope::Admin, database)))
+        .map_err(|denied| Box::new(refusal(&registry.metrics, denied, Scope::Admin, database)))
 }
 
 /// The caller, if it may manage databases and tokens.
 fn manager(registry: &Registry, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
     let principal = admin(registry, headers, None)?;
     if !principal.manages() {
+        registry.metrics.auth_failure(crate::metrics::AuthFailure::Forbidden);
         return Err(Box::new(plain(
             StatusCode::FORBIDDEN,
             "managing databases and tokens needs an admin token that reaches every database",
@@ -87,6 +88,15 @@ struct DatabaseInfo {
     entries: u64,
     /// The newest versionstamp of a live entry.
     latest_versionstamp: String,
+    /// The database's size on disk (SQLite: the file without its WAL; PostgreSQL: its
+    /// schema's tables), if the store can tell.
+    size_bytes: Option<u64>,
+    /// SQLite's `-wal` file.
+    wal_bytes: Option<u64>,
+    /// Queue messages due now, not due yet, and leased to a listener.
+    queue_ready: Option<u64>,
+    queue_delayed: Option<u64>,
+    queue_in_flight: Option<u64>,
 }
 
 async fn figures(name: &DatabaseName, registry: &Registry) -> Result<DatabaseInfo, Response> {
@@ -103,7 +113,13 @@ async fn figures(name: &DatabaseName, registry: &Registry) -> Result<DatabaseInf
         entries += 1;
         latest = latest.max(entry.versionstamp);
     }
+    let gauges = kv.gauges().await.map_err(engine_error)?;
     Ok(DatabaseInfo {
+        size_bytes: gauges.database_bytes,
+        wal_bytes: gauges.wal_bytes,
+        queue_ready: gauges.queue_ready,
+        queue_delayed: gauges.queue_delayed,
+        queue_in_flight: gauges.queue_in_flight,
         name: name.to_string(),
         url: format!("{DATABASES_PATH}{name}/connect"),
         database_id: served.state.database_id.clone(),
@@ -123,7 +139,7 @@ pub(crate) async fn list_databases(
     };
     let mut databases = Vec::new();
     for (name, _) in registry.all() {
-        if !principal.reach.includes(&name) {
+        if !principal.reaches(&name) {
             continue;
         }
         match figures(&name, &registry).await {

@@ -45,10 +45,6 @@
 //! writes OpenMetrics, not 0.0.4; and its histogram takes a lock on every observation (in
 //! the versions read when this was written), where the hot path here is atomics only.
 
-// The `/metrics` endpoint that calls this module comes with multi-database serving (issue
-// 18); until then only the tests do. Remove this once it is wired.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
@@ -274,6 +270,12 @@ impl HttpMetrics {
     }
 
     /// Counts a request refused for `reason`.
+    /// Stops reporting the database `name` (it was deleted).
+    pub(crate) fn forget(&self, name: &str) {
+        let mut databases = self.databases.write().unwrap_or_else(|e| e.into_inner());
+        databases.retain(|db| db.name != name);
+    }
+
     pub(crate) fn auth_failure(&self, reason: AuthFailure) {
         self.auth_failures[reason as usize].fetch_add(1, Relaxed);
     }

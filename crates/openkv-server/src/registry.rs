@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use crate::auth::{no_such_database, presented_token, refusal};
 use crate::config::ServerConfig;
 use crate::limits::Admission;
+use crate::metrics::HttpMetrics;
 use crate::routes::database_router;
 use crate::state::AppState;
 use crate::tokens::{Denied, Tokens};
@@ -44,6 +45,7 @@ pub(crate) struct Registry {
     pub(crate) config: ServerConfig,
     pub(crate) admission: Arc<Admission>,
     pub(crate) tokens: Arc<Tokens>,
+    pub(crate) metrics: Arc<HttpMetrics>,
     open: RwLock<BTreeMap<DatabaseName, Arc<Served>>>,
     ops: tokio::sync::Mutex<()>,
     /// Whether the last read of the catalog succeeded (`/readyz`).
@@ -57,6 +59,7 @@ impl Registry {
         config: ServerConfig,
         admission: Arc<Admission>,
         tokens: Arc<Tokens>,
+        metrics: Arc<HttpMetrics>,
     ) -> Registry {
         Registry {
             catalog,
@@ -64,6 +67,7 @@ impl Registry {
             config,
             admission,
             tokens,
+            metrics,
             open: RwLock::new(BTreeMap::new()),
             ops: tokio::sync::Mutex::new(()),
             catalog_ok: std::sync::atomic::AtomicBool::new(false),
@@ -101,6 +105,8 @@ impl Registry {
             database: Some(name.clone()),
             base_path: format!("{DATABASES_PATH}{name}"),
             tokens: self.tokens.clone(),
+            metrics: self.metrics.clone(),
+            http: self.config.metrics.then(|| self.metrics.database(name.as_str())),
         });
         let router = database_router(state.clone());
         Ok(Arc::new(Served { state, router, stop }))
@@ -198,6 +204,8 @@ impl Registry {
 
 async fn close(name: &DatabaseName, served: &Served) {
     let _ = served.stop.send(true);
+    // A database no longer served has no metrics (its counters would go on being reported).
+    served.state.metrics.forget(name.as_str());
     if let Err(e) = served.state.kv.close().await {
         tracing::error!(database = %name, "closing database {name} failed: {e}");
     }
@@ -232,7 +240,8 @@ pub(crate) async fn dispatch(State(registry): State<Arc<Registry>>, request: Req
         // Read what the client sends (under the body limit) before answering, as the
         // authentication layer does: an answer before the upload ended reads as a reset.
         let _ = Bytes::from_request(request, &()).await;
-        return refusal(denied, Scope::Read, DatabaseName::new(name).ok().as_ref());
+        let name = DatabaseName::new(name).ok();
+        return refusal(&registry.metrics, denied, Scope::Read, name.as_ref());
     };
     let (mut parts, body) = request.into_parts();
     let mut uri = parts.uri.clone().into_parts();

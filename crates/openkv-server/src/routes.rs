@@ -9,6 +9,7 @@ use axum::Router;
 use openkv::catalog::Scope;
 
 use crate::auth::{self, Refusal, Refusal::AfterBody, Refusal::AtOnce};
+use crate::metrics::Endpoint as MetricsEndpoint;
 use crate::state::AppState;
 use crate::{admin, datapath, metadata, queues, replication, watch};
 
@@ -76,8 +77,12 @@ pub(crate) fn database_router(state: Arc<AppState>) -> Router {
     for endpoint in ENDPOINTS {
         // A route layer wraps the endpoint's handler only: a wrong method (405) and an unknown
         // path (404, the fallback) answer the same with or without a token, as they always did.
-        let guard =
-            auth::Guard { state: state.clone(), refusal: endpoint.refusal, scope: endpoint.scope };
+        let guard = auth::Guard {
+            state: state.clone(),
+            refusal: endpoint.refusal,
+            scope: endpoint.scope,
+            counted: MetricsEndpoint::from_path(endpoint.path),
+        };
         let auth = axum::middleware::from_fn_with_state(guard, auth::require_token);
         app = app.route(endpoint.path, (endpoint.handler)().route_layer(auth));
     }

@@ -9,6 +9,7 @@ use openkv::Kv;
 
 use crate::config::ServerConfig;
 use crate::limits::Admission;
+use crate::metrics::{DatabaseHttp, HttpMetrics};
 use crate::tokens::Tokens;
 
 /// What every handler of one database reads: the store, the configuration, and the flag that
@@ -32,4 +33,8 @@ pub(crate) struct AppState {
     pub(crate) base_path: String,
     /// The tokens that may reach it (shared by every database of the server).
     pub(crate) tokens: Arc<Tokens>,
+    /// The server's HTTP metrics (auth failures; every database's counters for `/metrics`).
+    pub(crate) metrics: Arc<HttpMetrics>,
+    /// This database's request counters (`None` with [`ServerConfig::metrics`] off).
+    pub(crate) http: Option<Arc<DatabaseHttp>>,
 }

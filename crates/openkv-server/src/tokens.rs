@@ -28,19 +28,25 @@ const PREFIX: &str = "okv_";
 /// The id shown for the server's own `--access-token` in logs.
 pub(crate) const ROOT_ID: &str = "access-token";
 
-/// Who made a request, once its token checked out.
+/// Who made a request, once its token checked out: the catalog's record of its token, or
+/// `None` for the access token. (An `Arc`: checking a token allocates nothing.)
 #[derive(Clone, Debug)]
-pub(crate) struct Principal {
-    /// The token's id ([`ROOT_ID`] for the access token).
-    pub(crate) id: String,
-    pub(crate) scope: Scope,
-    pub(crate) reach: Reach,
-}
+pub(crate) struct Principal(Option<Arc<TokenRecord>>);
 
 impl Principal {
+    /// The token's id ([`ROOT_ID`] for the access token).
+    pub(crate) fn id(&self) -> &str {
+        self.0.as_ref().map_or(ROOT_ID, |t| t.id.as_str())
+    }
+
+    /// Whether it reaches `database`.
+    pub(crate) fn reaches(&self, database: &DatabaseName) -> bool {
+        self.0.as_ref().is_none_or(|t| t.reach.includes(database))
+    }
+
     /// Whether it may manage databases and tokens: an admin token reaching every database.
     pub(crate) fn manages(&self) -> bool {
-        self.scope == Scope::Admin && self.reach == Reach::All
+        self.0.as_ref().is_none_or(|t| t.scope == Scope::Admin && t.reach == Reach::All)
     }
 }
 
@@ -112,7 +118,7 @@ fn split(token: &str) -> Option<(&str, &str)> {
 pub(crate) struct Tokens {
     root: String,
     /// The catalog's tokens by id; `None` on a single-database server (no catalog).
-    scoped: Option<RwLock<HashMap<String, TokenRecord>>>,
+    scoped: Option<RwLock<HashMap<String, Arc<TokenRecord>>>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -132,7 +138,7 @@ impl Tokens {
     pub(crate) async fn refresh(&self, catalog: &dyn Catalog) -> Result<(), CatalogError> {
         let Some(scoped) = &self.scoped else { return Ok(()) };
         let tokens = catalog.tokens().await?;
-        let map = tokens.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let map = tokens.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
         *scoped.write().unwrap_or_else(PoisonError::into_inner) = map;
         Ok(())
     }
@@ -148,11 +154,7 @@ impl Tokens {
         let presented = presented.ok_or(Denied::Missing)?;
         // Constant time in the token's content; the length is not secret.
         if bool::from(presented.as_bytes().ct_eq(self.root.as_bytes())) {
-            return Ok(Principal {
-                id: ROOT_ID.to_owned(),
-                scope: Scope::Admin,
-                reach: Reach::All,
-            });
+            return Ok(Principal(None));
         }
         let (Some(scoped), Some((id, secret))) = (&self.scoped, split(presented)) else {
             return Err(Denied::Invalid);
@@ -179,7 +181,7 @@ impl Tokens {
         if record.scope < needed {
             return Err(Denied::Forbidden);
         }
-        Ok(Principal { id: record.id, scope: record.scope, reach: record.reach })
+        Ok(Principal(Some(record)))
     }
 }
 
@@ -193,7 +195,7 @@ mod tests {
 
     fn tokens_with(records: Vec<TokenRecord>, clock: Arc<openkv::ManualClock>) -> Tokens {
         let tokens = Tokens::with_catalog("root-token-0123".into(), clock);
-        let map = records.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let map = records.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect();
         *tokens.scoped.as_ref().unwrap().write().unwrap() = map;
         tokens
     }
@@ -213,7 +215,7 @@ mod tests {
         let prod = name("prod");
         let staging = name("staging");
         let ok = tokens.check(Some(&writer.token), Some(&prod), Scope::Write).unwrap();
-        assert_eq!(ok.id, writer.record.id);
+        assert_eq!(ok.id(), writer.record.id);
         assert!(!ok.manages());
         assert_eq!(
             tokens.check(Some(&writer.token), Some(&prod), Scope::Admin).unwrap_err(),

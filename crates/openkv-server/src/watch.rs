@@ -68,7 +68,12 @@ pub(crate) async fn watch(
         }
     };
     let first_frame = snapshot_frame(first);
-    let follower = Follower { snapshots, stopping: state.stopping.clone(), _slot: slot };
+    let follower = Follower {
+        snapshots,
+        stopping: state.stopping.clone(),
+        _slot: slot,
+        _counted: state.http.as_ref().map(|http| http.watch_opened()),
+    };
     let stream = futures::stream::once(
         async move { Ok::<_, std::convert::Infallible>(first_frame) },
     )
@@ -112,6 +117,8 @@ struct Follower {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The token's watch slot, held as long as the stream.
     _slot: WatchSlot,
+    /// Counts the stream in `openkv_watch_streams` while it lives.
+    _counted: Option<crate::metrics::WatchStream>,
 }
 
 impl Follower {
