@@ -75,8 +75,8 @@ pub struct TokenCreateArgs {
     #[arg(long, value_parser = ["read", "write", "admin"])]
     scope: String,
     /// The token stops working after this long (30d, 12h, …); default: never.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    expires_in: Option<Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = crate::db::positive_duration)]
+    expires_in: Option<humantime::Duration>,
     /// A note for people (who or what the token is for).
     #[arg(long, default_value = "")]
     description: String,
@@ -267,7 +267,9 @@ pub async fn token(args: &DbArgs, command: TokenCommand) -> CliResult {
                 "description": create.description,
             });
             if let Some(expires) = create.expires_in {
-                body["expiresInSeconds"] = expires.as_secs().max(1).into();
+                // Whole seconds, rounded up: a token never lives shorter than asked.
+                let seconds = expires.as_secs() + u64::from(expires.subsec_nanos() > 0);
+                body["expiresInSeconds"] = seconds.into();
             }
             let made = admin.call(Method::POST, "/admin/tokens", Some(body)).await?;
             // The secret alone on stdout, for `TOKEN=$(openkv token create …)`; the rest on

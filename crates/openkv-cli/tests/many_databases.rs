@@ -448,3 +448,40 @@ async fn two_servers_on_one_postgresql_share_databases_and_revocations() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[test]
+fn bad_input_to_db_and_token_commands_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
+    let url = server.url.clone();
+    stdout(&cli(&url, ROOT, &["db", "create", "real"]));
+    let usage: &[&[&str]] = &[
+        // Refused by the server (400) ...
+        &["db", "create", "Bad_Name"],
+        &["token", "create", "--database", "unreal", "--scope", "read"],
+        // ... or by the command line itself.
+        &["token", "create", "--database", "real", "--scope", "root"],
+        &["token", "create", "--scope", "read"],
+        &["token", "create", "--all-databases", "--scope", "read", "--expires-in", "0s"],
+        &["db", "delete", "real"],
+    ];
+    for args in usage {
+        let out = cli(&url, ROOT, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?}: no message");
+    }
+    // Runtime failures: exit 1 with the server's word for it.
+    let runtime: &[(&[&str], &str)] = &[
+        (&["db", "create", "real"], "409"),
+        (&["db", "delete", "nothing-here", "--yes"], "404"),
+        (&["token", "revoke", "000000000000"], "404"),
+    ];
+    for (args, status) in runtime {
+        let out = cli(&url, ROOT, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(status), "{args:?}: {out:?}");
+    }
+    // The database and the token list are as they were.
+    assert!(stdout(&cli(&url, ROOT, &["db", "list"])).contains("real"));
+    assert_eq!(stdout(&cli(&url, ROOT, &["token", "list"])).lines().count(), 1, "only the header");
+}
