@@ -318,6 +318,10 @@ async fn deleting_a_database_ends_its_watchers_and_leaves_the_others_alone() {
     .await;
     assert!(ended.is_ok(), "the deleted database's watch stream did not end");
     assert!(!dir.path().join("data/doomed.sqlite3").exists());
+    // The client that was connected gets a clear error for its next request, not a hang.
+    let next = tokio::time::timeout(Duration::from_secs(30), doomed.get(&key)).await;
+    let err = next.expect("a request to the deleted database hung").unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
     // New requests to it are 404, like a database that never was.
     let again = cli(&format!("{url}/databases/doomed/connect"), ROOT, &["get", r#"["k"]"#]);
     assert_eq!(again.status.code(), Some(1));
