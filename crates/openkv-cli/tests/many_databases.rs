@@ -8,8 +8,7 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{ensure_deno_kv_npm, workspace_root, Proc};
@@ -17,26 +16,15 @@ use reqwest::{Method, StatusCode};
 
 const ROOT: &str = "many-databases-root-token";
 
-/// `openkv serve --data-dir DIR` on a free port; the server's base URL.
-fn serve_many(data_dir: &OsStr, extra: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", ROOT, "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start openkv serve --data-dir");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .last()
-        .and_then(|u| u.strip_suffix("/databases/NAME/connect"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Proc { child, url }
+/// `openkv serve --data-dir DIR` on a free port, with these databases made.
+fn serve_many(data_dir: &OsStr, databases: &[&str]) -> Proc {
+    let token = OsStr::new(ROOT);
+    let server =
+        common::serve(&["--access-token".as_ref(), token, "--data-dir".as_ref(), data_dir]);
+    for name in databases {
+        stdout(&cli(&server.url, ROOT, &["db", "create", name]));
+    }
+    server
 }
 
 /// `openkv --db URL --access-token TOKEN ARGS…`, to its end.
@@ -126,11 +114,8 @@ fn expect(case: &Case, database: &str, needs: &str) -> Expect {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_every_token_by_scope_reach_and_state() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
+    let server = serve_many(dir.path().join("data").as_os_str(), &["alpha", "beta"]);
     let url = server.url.clone();
-    for name in ["alpha", "beta"] {
-        stdout(&cli(&url, ROOT, &["db", "create", name]));
-    }
     // The server's routes are all in this test's table.
     let ours: Vec<&str> = ENDPOINT_SCOPES.iter().map(|(p, _)| *p).collect();
     for route in openkv_server::ROUTES {
@@ -246,11 +231,8 @@ async fn every_endpoint_answers_every_token_by_scope_reach_and_state() {
 fn the_deno_cli_and_deno_kv_reach_two_databases_of_one_server_separately() {
     ensure_deno_kv_npm();
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
+    let server = serve_many(dir.path().join("data").as_os_str(), &["app-prod", "app-staging"]);
     let url = server.url.clone();
-    for name in ["app-prod", "app-staging"] {
-        stdout(&cli(&url, ROOT, &["db", "create", name]));
-    }
     // A write token of both databases, as a team would hand an app.
     let (token, _) = create_token(
         &url,
@@ -288,11 +270,8 @@ fn the_deno_cli_and_deno_kv_reach_two_databases_of_one_server_separately() {
 async fn deleting_a_database_ends_its_watchers_and_leaves_the_others_alone() {
     use futures::StreamExt;
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
+    let server = serve_many(dir.path().join("data").as_os_str(), &["doomed", "kept"]);
     let url = server.url.clone();
-    for name in ["doomed", "kept"] {
-        stdout(&cli(&url, ROOT, &["db", "create", name]));
-    }
     let doomed = common::client_with(&format!("{url}/databases/doomed/connect"), ROOT).await;
     let kept = common::client_with(&format!("{url}/databases/kept/connect"), ROOT).await;
     let key = openkv::key!["k"];
@@ -348,8 +327,7 @@ async fn deleting_a_database_ends_its_watchers_and_leaves_the_others_alone() {
 #[test]
 fn health_needs_no_token_and_says_nothing_of_the_data() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
-    stdout(&cli(&server.url, ROOT, &["db", "create", "secret-project"]));
+    let server = serve_many(dir.path().join("data").as_os_str(), &["secret-project"]);
     for (path, body) in [("/healthz", "ok"), ("/readyz", "ready")] {
         let out = Command::new("curl")
             .args(["-sS", "-w", "\n%{http_code}"])
@@ -456,9 +434,8 @@ async fn two_servers_on_one_postgresql_share_databases_and_revocations() {
 #[test]
 fn bad_input_to_db_and_token_commands_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_many(dir.path().join("data").as_os_str(), &[]);
+    let server = serve_many(dir.path().join("data").as_os_str(), &["real"]);
     let url = server.url.clone();
-    stdout(&cli(&url, ROOT, &["db", "create", "real"]));
     let usage: &[&[&str]] = &[
         // Refused by the server (400) ...
         &["db", "create", "Bad_Name"],

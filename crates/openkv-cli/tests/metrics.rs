@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -17,22 +17,12 @@ use reqwest::StatusCode;
 const ROOT: &str = "metrics-test-root-token";
 const SCRAPER: &str = "metrics-test-scraper-token";
 
-/// `openkv serve ARGS…` on a free port; the base URL it printed.
+/// `openkv serve --access-token ROOT ARGS…` on a free port.
 fn serve(args: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--access-token", ROOT])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let word = line.split_whitespace().last().unwrap_or_default();
-    let url = word.strip_suffix("/databases/NAME/connect").unwrap_or(word).to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
-    Proc { child, url }
+    let mut all = vec!["--access-token", ROOT];
+    all.extend_from_slice(args);
+    let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
+    common::serve(&all)
 }
 
 async fn get(url: &str, token: Option<&str>) -> (StatusCode, String) {

@@ -45,6 +45,14 @@ impl DatabaseName {
     }
 }
 
+/// A name looks up as its text (maps keyed by `DatabaseName` take a `&str`): the derived
+/// `Eq`, `Ord` and `Hash` are those of the one `String` inside, as `Borrow` requires.
+impl std::borrow::Borrow<str> for DatabaseName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DatabaseName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

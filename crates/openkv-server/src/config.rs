@@ -146,6 +146,9 @@ pub enum ServeError {
     /// A limit that would refuse everything (a zero), or that the HTTP layer cannot apply.
     #[error("{0}")]
     InvalidLimits(String),
+    /// A setting for one database given to a server of many ([`crate::serve_many`]).
+    #[error("{0} serves one database: not on a server of many databases")]
+    NotWithManyDatabases(&'static str),
     /// The catalog of many databases could not be read at startup.
     #[error("cannot read the catalog of databases: {0}")]
     Catalog(#[source] openkv::catalog::CatalogError),

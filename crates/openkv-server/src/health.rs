@@ -46,7 +46,7 @@ pub(crate) enum Served {
 }
 
 impl Served {
-    fn config(&self) -> &ServerConfig {
+    pub(crate) fn config(&self) -> &ServerConfig {
         match self {
             Served::One(state) => &state.config,
             Served::Many(registry) => &registry.config,

@@ -147,7 +147,7 @@ pub async fn serve(
         http,
     });
     let served = health::Served::One(state.clone());
-    let app = routes::database_router(state).merge(operators_routes(served.clone()));
+    let app = routes::database_router(state).merge(operators_routes(served.clone(), false));
     let app = around(app, body_limit);
     let shutdown = async move {
         shutdown.await;
@@ -182,9 +182,7 @@ pub async fn serve_many(
 ) -> Result<(), ServeError> {
     check_config(&config)?;
     if config.queue_webhook.is_some() {
-        return Err(ServeError::InvalidLimits(
-            "a queue webhook delivers one database's queue: not with many databases".into(),
-        ));
+        return Err(ServeError::NotWithManyDatabases("a queue webhook"));
     }
     let limits = config.limits.clone();
     let body_limit = limits.request_body_for(&openkv::Limits::default());
@@ -216,7 +214,7 @@ pub async fn serve_many(
         .route("/databases/{*rest}", any(registry::dispatch))
         .with_state(registry.clone());
     let served = health::Served::Many(registry.clone());
-    let app = around(app.merge(operators_routes(served.clone())), body_limit);
+    let app = around(app.merge(operators_routes(served.clone(), false)), body_limit);
     let stopping_registry = registry.clone();
     let shutdown = async move {
         shutdown.await;
@@ -262,21 +260,18 @@ fn check_config(config: &ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// `/healthz`, `/readyz` (no token) and `/metrics` (a token; absent with metrics off): see
-/// `health.rs`.
-fn operators_routes(served: health::Served) -> Router {
-    let metrics = served_metrics(&served);
+/// `/healthz`, `/readyz` (no token) and `/metrics` (absent with metrics off): see
+/// `health.rs`. `/metrics` wants a token on the server's port, none on the listener of
+/// [`ServerConfig::metrics_addr`] (`tokenless`).
+fn operators_routes(served: health::Served, tokenless: bool) -> Router {
     let app =
         Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
-    let app = if metrics { app.route("/metrics", get(health::metrics)) } else { app };
+    let app = match (served.config().metrics, tokenless) {
+        (false, _) => app,
+        (true, false) => app.route("/metrics", get(health::metrics)),
+        (true, true) => app.route("/metrics", get(health::metrics_open)),
+    };
     app.with_state(served)
-}
-
-fn served_metrics(served: &health::Served) -> bool {
-    match served {
-        health::Served::One(state) => state.config.metrics,
-        health::Served::Many(registry) => registry.config.metrics,
-    }
 }
 
 /// The listener of [`ServerConfig::metrics_addr`], if any: `/metrics`, `/healthz` and
@@ -290,11 +285,7 @@ async fn serve_operators(
     let Some(addr) = addr else { return Ok(None) };
     let listener = TcpListener::bind(addr).await?;
     tracing::info!("metrics and health at http://{}/metrics", listener.local_addr()?);
-    let metrics = served_metrics(&served);
-    let app =
-        Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
-    let app = if metrics { app.route("/metrics", get(health::metrics_open)) } else { app };
-    let app = around(app.with_state(served), 64 * 1024);
+    let app = around(operators_routes(served, true), 64 * 1024);
     let limits = limits.clone();
     let mut until = stopping.clone();
     Ok(Some(tokio::spawn(async move {

@@ -100,7 +100,7 @@ struct DatabaseInfo {
 }
 
 async fn figures(name: &DatabaseName, registry: &Registry) -> Result<DatabaseInfo, Response> {
-    let Some(served) = registry.get(name) else {
+    let Some(served) = registry.get(name.as_str()) else {
         return Err(crate::auth::no_such_database(Some(name)));
     };
     let kv = &served.state.kv;
@@ -145,7 +145,7 @@ pub(crate) async fn list_databases(
         match figures(&name, &registry).await {
             Ok(info) => databases.push(info),
             // Deleted while listing: not listed.
-            Err(_) if registry.get(&name).is_none() => {}
+            Err(_) if registry.get(name.as_str()).is_none() => {}
             Err(e) => return e,
         }
     }
@@ -328,7 +328,7 @@ pub(crate) async fn create_token(
         for name in &request.databases {
             match DatabaseName::new(name) {
                 // A token for a database that does not exist is most likely a typo.
-                Ok(name) if registry.get(&name).is_none() => {
+                Ok(name) if registry.get(name.as_str()).is_none() => {
                     return bad_request(format!("no database {name}"))
                 }
                 Ok(name) => names.push(name),
@@ -349,12 +349,8 @@ pub(crate) async fn create_token(
         minted.record.expires_at_ms = Some(now.saturating_add(seconds.saturating_mul(1000)));
     }
     minted.record.description = request.description;
-    if let Err(e) = registry.catalog.add_token(minted.record.clone()).await {
+    if let Err(e) = registry.add_token(minted.record.clone()).await {
         return catalog_error(e);
-    }
-    // In force on this server at once; on the others after their next refresh.
-    if let Err(e) = registry.tokens.refresh(registry.catalog.as_ref()).await {
-        tracing::warn!("re-reading the tokens after creating one failed: {e}");
     }
     let mut info = token_info(&minted.record, now);
     info.token = Some(minted.token);
@@ -371,11 +367,8 @@ pub(crate) async fn revoke_token(
     if let Err(refused) = manager(&registry, &headers) {
         return *refused;
     }
-    if let Err(e) = registry.catalog.revoke_token(&id, now_ms()).await {
+    if let Err(e) = registry.revoke_token(&id, now_ms()).await {
         return catalog_error(e);
-    }
-    if let Err(e) = registry.tokens.refresh(registry.catalog.as_ref()).await {
-        tracing::warn!("re-reading the tokens after revoking one failed: {e}");
     }
     tracing::warn!(token_id = %id, "revoked a token");
     typed_json(&serde_json::json!({ "revoked": id }))

@@ -12,10 +12,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
+use axum::http::uri::PathAndQuery;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
 use axum::Router;
-use openkv::catalog::{Catalog, CatalogError, DatabaseName, Scope};
+use openkv::catalog::{Catalog, CatalogError, DatabaseName, Scope, TokenRecord};
 use openkv::OpenOptions;
 use tower::ServiceExt;
 
@@ -23,6 +24,7 @@ use crate::auth::{no_such_database, presented_token, refusal};
 use crate::config::ServerConfig;
 use crate::limits::Admission;
 use crate::metrics::HttpMetrics;
+use crate::response::plain;
 use crate::routes::database_router;
 use crate::state::AppState;
 use crate::tokens::{Denied, Tokens};
@@ -75,7 +77,7 @@ impl Registry {
     }
 
     /// The open database `name`.
-    pub(crate) fn get(&self, name: &DatabaseName) -> Option<Arc<Served>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Served>> {
         self.open.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
@@ -128,7 +130,7 @@ impl Registry {
         let _serialized = self.ops.lock().await;
         let listed = self.catalog.databases().await?;
         for name in &listed {
-            if self.get(name).is_some() {
+            if self.get(name.as_str()).is_some() {
                 continue;
             }
             match self.open_database(name).await {
@@ -163,7 +165,7 @@ impl Registry {
     /// Creates the database `name` and serves it.
     pub(crate) async fn create(&self, name: &DatabaseName) -> Result<(), CatalogError> {
         let _serialized = self.ops.lock().await;
-        if self.get(name).is_some() {
+        if self.get(name.as_str()).is_some() {
             return Err(CatalogError::Exists(format!("database {name}")));
         }
         self.catalog.create_database(name).await?;
@@ -183,6 +185,29 @@ impl Registry {
         self.catalog.delete_database(name).await?;
         tracing::warn!(database = %name, "deleted database {name}");
         Ok(())
+    }
+
+    /// Stores a new token in the catalog; in force on this server at once (on the others at
+    /// their next refresh).
+    pub(crate) async fn add_token(&self, token: TokenRecord) -> Result<(), CatalogError> {
+        self.catalog.add_token(token).await?;
+        self.tokens_changed().await;
+        Ok(())
+    }
+
+    /// Revokes a token in the catalog; refused here at once (by the others at their next
+    /// refresh).
+    pub(crate) async fn revoke_token(&self, id: &str, at_ms: u64) -> Result<(), CatalogError> {
+        self.catalog.revoke_token(id, at_ms).await?;
+        self.tokens_changed().await;
+        Ok(())
+    }
+
+    async fn tokens_changed(&self) {
+        if let Err(e) = self.tokens.refresh(self.catalog.as_ref()).await {
+            // The change is stored; the copy catches up at the next refresh.
+            tracing::warn!("re-reading the tokens after a change failed: {e}");
+        }
     }
 
     /// Ends every database's streams (server shutdown).
@@ -216,48 +241,39 @@ async fn close(name: &DatabaseName, served: &Served) {
 /// router. An unknown name answers as a database the token does not reach: 404 once the
 /// token checked out, 401 before.
 pub(crate) async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    let rest = path.strip_prefix(DATABASES_PATH).unwrap_or_default();
-    let (name, inner): (&str, &str) = rest.split_once('/').unwrap_or((rest, ""));
+    let uri = request.uri();
+    let rest = uri.path().strip_prefix(DATABASES_PATH).unwrap_or_default();
+    let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
+    // The database's own path: `/` for `connect`, else the `/v2/…` tail of this one.
     let inner = match inner {
-        "connect" => "/".to_owned(),
-        other if other.starts_with("v2/") => format!("/{other}"),
-        _ => {
-            return crate::response::plain(
-                axum::http::StatusCode::NOT_FOUND,
-                "no such KV Connect endpoint",
-            )
-        }
+        "connect" => "/",
+        other if other.starts_with("v2/") => &rest[name.len()..],
+        _ => return plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint"),
     };
-    let served =
-        DatabaseName::new(name).ok().and_then(|name| registry.get(&name).map(|s| (name, s)));
-    let Some((_, served)) = served else {
+    let Some(served) = registry.get(name) else {
         let denied =
             match registry.tokens.check(presented_token(request.headers()), None, Scope::Read) {
                 Ok(_) => Denied::Unreachable,
                 Err(denied) => denied,
             };
+        let name = DatabaseName::new(name).ok();
         // Read what the client sends (under the body limit) before answering, as the
         // authentication layer does: an answer before the upload ended reads as a reset.
         let _ = Bytes::from_request(request, &()).await;
-        let name = DatabaseName::new(name).ok();
         return refusal(&registry.metrics, denied, Scope::Read, name.as_ref());
     };
-    let (mut parts, body) = request.into_parts();
-    let mut uri = parts.uri.clone().into_parts();
-    let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-    uri.path_and_query = match format!("{inner}{query}").parse() {
-        Ok(pq) => Some(pq),
-        Err(_) => return no_such_database(None),
+    let path_and_query = match uri.query() {
+        None => PathAndQuery::try_from(inner),
+        Some(query) => PathAndQuery::try_from(format!("{inner}?{query}")),
     };
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(uri) => uri,
-        Err(_) => return no_such_database(None),
-    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.ok();
+    let Ok(relative) = Uri::from_parts(parts) else { return no_such_database(None) };
     tracing::Span::current().record("database", name);
-    match served.router.clone().oneshot(Request::from_parts(parts, body)).await {
+    let (mut head, body) = request.into_parts();
+    head.uri = relative;
+    match served.router.clone().oneshot(Request::from_parts(head, body)).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
-    .into_response()
 }

@@ -37,11 +37,28 @@ pub fn try_start_server_at(
     addr: &str,
     args: &[&OsStr],
 ) -> Result<(Child, String), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_openkv"))
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--addr", addr, "--access-token", token])
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openkv"));
+    command.arg("--db").arg(db).args(["serve", "--addr", addr, "--access-token", token]);
+    spawn_server(command.args(args))
+        .map_err(|status| format!("openkv serve on {addr} did not start ({status})"))
+}
+
+/// `openkv serve --addr 127.0.0.1:0 ARGS…` (ARGS name the database or `--data-dir`, the
+/// token, …), killed when dropped; its URL is the base it printed (for `--data-dir`, without
+/// the `/databases/NAME/connect` it shows).
+pub fn serve(args: &[&OsStr]) -> Proc {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openkv"));
+    command.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
+    let (child, url) =
+        spawn_server(&mut command).unwrap_or_else(|status| panic!("openkv serve: {status}"));
+    Proc { child, url }
+}
+
+/// Starts a server `command` (quiet logs, stdout piped) and reads the URL from its first line
+/// (a server of many databases prints `…/databases/NAME/connect`: the base is kept); the exit
+/// status if it printed none.
+fn spawn_server(command: &mut Command) -> Result<(Child, String), std::process::ExitStatus> {
+    let mut child = command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -49,10 +66,10 @@ pub fn try_start_server_at(
         .expect("start openkv serve");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let Some(url) = line.split_whitespace().last().map(str::to_owned) else {
-        let status = child.wait().unwrap();
-        return Err(format!("openkv serve on {addr} did not start ({status})"));
+    let Some(word) = line.split_whitespace().last() else {
+        return Err(child.wait().unwrap());
     };
+    let url = word.strip_suffix("/databases/NAME/connect").unwrap_or(word).to_owned();
     assert!(
         url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
         "unexpected first line {line:?}"
