@@ -117,8 +117,10 @@ async fn scan(state: &crate::state::AppState) -> Result<(u64, Versionstamp), Box
 }
 
 /// `POST {base}/console/api/export`: the whole database as the NDJSON lines `openkv export`
-/// prints, from one consistent snapshot: an online backup copy taken first (SQLite's backup;
-/// PostgreSQL's repeatable-read copy), then read page by page while the database goes on.
+/// prints, from one consistent snapshot: an online backup copy taken first, then read page by
+/// page while the database goes on. A store without online backups (PostgreSQL) is read page
+/// by page directly — each page consistent, not the whole — and the answer says so in
+/// `x-openkv-export: paged` (the page shows it).
 pub(crate) async fn export(state: DbState) -> Response {
     answer(
         async {
@@ -127,9 +129,18 @@ pub(crate) async fn export(state: DbState) -> Response {
                     |e| Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR, format!("export: {e}"))),
                 )?;
             let path = dir.path().join("snapshot.sqlite3");
-            state.kv.backup(&path).await.map_err(|e| Box::new(engine_error(e)))?;
-            let copy = openkv::Kv::open(&path).await.map_err(|e| Box::new(engine_error(e)))?;
-            let scan = Scan { copy, dir: Some(dir), start: vec![0x00], done: false };
+            let (source, dir, how) = match state.kv.backup(&path).await {
+                Ok(_) => {
+                    let copy =
+                        openkv::Kv::open(&path).await.map_err(|e| Box::new(engine_error(e)))?;
+                    (Source::Copy(copy), Some(dir), "snapshot")
+                }
+                Err(openkv::Error::Unsupported(_)) => {
+                    (Source::Live(state.0.clone()), None, "paged")
+                }
+                Err(e) => return Err(Box::new(engine_error(e))),
+            };
+            let scan = Scan { source, dir, start: vec![0x00], done: false };
             let stream = futures::stream::unfold(scan, |mut scan| async move {
                 let chunk = scan.next_chunk().await?;
                 Some((chunk, scan))
@@ -142,6 +153,7 @@ pub(crate) async fn export(state: DbState) -> Response {
                         header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"{name}.ndjson\""),
                     ),
+                    (header::HeaderName::from_static("x-openkv-export"), how.to_string()),
                 ],
                 Body::from_stream(stream),
             )
@@ -151,10 +163,25 @@ pub(crate) async fn export(state: DbState) -> Response {
     )
 }
 
+/// What an export reads: its own backup copy, or the live database.
+enum Source {
+    Copy(openkv::Kv),
+    Live(std::sync::Arc<crate::state::AppState>),
+}
+
+impl Source {
+    fn kv(&self) -> &openkv::Kv {
+        match self {
+            Source::Copy(kv) => kv,
+            Source::Live(state) => &state.kv,
+        }
+    }
+}
+
 /// An export in progress: the copy it reads and the directory that holds it (removed when
 /// the export ends or the client goes away).
 struct Scan {
-    copy: openkv::Kv,
+    source: Source,
     dir: Option<tempfile::TempDir>,
     start: Vec<u8>,
     done: bool,
@@ -165,14 +192,14 @@ impl Scan {
         if self.done {
             return None;
         }
-        let page = self.copy.limits().max_read_entries;
+        let page = self.source.kv().limits().max_read_entries;
         let range = ReadRange {
             start: self.start.clone(),
             end: vec![0xff],
             limit: page as u32,
             reverse: false,
         };
-        let read = self.copy.snapshot_read(vec![range], Consistency::Strong).await;
+        let read = self.source.kv().snapshot_read(vec![range], Consistency::Strong).await;
         let entries = match read {
             Ok(mut ranges) => ranges.pop().unwrap_or_default(),
             Err(e) => {
@@ -199,7 +226,9 @@ impl Scan {
 
     async fn finish(&mut self) {
         self.done = true;
-        let _ = self.copy.close().await;
+        if let Source::Copy(copy) = &self.source {
+            let _ = copy.close().await;
+        }
         self.dir.take();
     }
 }
