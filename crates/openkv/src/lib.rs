@@ -144,8 +144,8 @@ pub use openkv_core::{catalog, changelog, engine, export, js, key, limits, stats
 pub use backend::WatchSnapshots;
 pub use backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
-    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
-    RestoreSession,
+    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueueChange, QueueListing,
+    QueueMessageInfo, QueueMessageState, QueuedMessage, RawEntry, ReadRange, RestoreSession,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};
