@@ -214,9 +214,15 @@ pub(crate) async fn children(state: DbState, body: Bytes) -> Response {
                 cursor.push(0xff);
                 found.push((child, child_bytes));
             }
-            // The counts, ten children (the engine's ranges per read) at a time.
+            // The counts, as many children at a time as one snapshot read may hold (ranges
+            // per read, and entries per read at the cap + 1 each).
+            let limits = state.kv.limits();
+            let per_read = limits
+                .max_read_ranges
+                .min(limits.max_read_entries / (CHILD_COUNT_CAP as usize + 1))
+                .max(1);
             let mut listed = Vec::with_capacity(found.len());
-            for chunk in found.chunks(state.kv.limits().max_read_ranges.max(1)) {
+            for chunk in found.chunks(per_read) {
                 let ranges = chunk
                     .iter()
                     .map(|(_, bytes)| {
