@@ -277,6 +277,12 @@ async fn list_pages_cover_a_prefix_once_each_way_and_a_prefix_can_be_counted_and
     let keys: Vec<&str> =
         body["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["[\"many\", 10n]", "[\"many\", 11n]", "[\"many\", 12n]"]);
+    let (status, body) = s.api("list", json!({"prefix": "[\"many\"]", "start": "[\"a\"]"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.as_str().unwrap().contains("not under the prefix"), "{body}");
+    let (_, body) =
+        s.api("list", json!({"prefix": "[\"many\"]", "start": "[\"many\", 1232n]"})).await;
+    assert_eq!(body["entries"].as_array().unwrap().len(), 2);
     let (status, body) = s.api("list", json!({"prefix": "[\"many\""})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = s.api("list", json!({"limit": 5000})).await;

@@ -124,11 +124,23 @@ pub(crate) async fn list(state: DbState, body: Bytes) -> Response {
             let request: ListRequest = parse(&body)?;
             let prefix = request.prefix.as_deref().map(|p| encoded("prefix", p)).transpose()?;
             let (mut start, mut end) = under(prefix.as_deref().unwrap_or_default());
+            let (lowest, highest) = (start.clone(), end.clone());
+            // As Deno's selectors: with a prefix, start and end must lie within it.
+            let inside = |field: &str, text: &str, key: Vec<u8>| {
+                if prefix.is_some() && (key < lowest || key > highest) {
+                    let prefix = request.prefix.as_deref().unwrap_or_default();
+                    return Err(Box::new(plain(
+                        StatusCode::BAD_REQUEST,
+                        format!("{field} {text} is not under the prefix {prefix}"),
+                    )));
+                }
+                Ok(key)
+            };
             if let Some(text) = &request.start {
-                start = encoded("start", text)?;
+                start = inside("start", text, encoded("start", text)?)?;
             }
             if let Some(text) = &request.end {
-                end = encoded("end", text)?;
+                end = inside("end", text, encoded("end", text)?)?;
             }
             if let Some(cursor) = &request.cursor {
                 let last = CURSOR.decode(cursor).map_err(|_| {
