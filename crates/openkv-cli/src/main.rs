@@ -329,6 +329,9 @@ struct ServeArgs {
     /// /readyz answers 503 while this server, a read replica, is further behind its primary.
     #[arg(long, value_name = "DURATION", default_value_t = openkv_server::DEFAULT_READY_MAX_LAG.into(), value_parser = positive_duration, help_heading = MONITORING)]
     ready_max_lag: humantime::Duration,
+    /// Do not serve the web console (/console and its API; see README "Console").
+    #[arg(long)]
+    no_console: bool,
 }
 
 /// A duration, or `off`.
@@ -347,7 +350,10 @@ const MONITORING: &str = "Monitoring (Prometheus metrics, health)";
 
 /// The monitoring flags of `openkv serve` applied to `config`.
 fn monitoring(mut config: ServerConfig, args: &ServeArgs) -> ServerConfig {
-    config = config.metrics(!args.no_metrics).ready_max_lag(*args.ready_max_lag);
+    config = config
+        .metrics(!args.no_metrics)
+        .ready_max_lag(*args.ready_max_lag)
+        .console(!args.no_console);
     if let Some(token) = &args.metrics_token {
         config = config.metrics_token(token.clone());
     }

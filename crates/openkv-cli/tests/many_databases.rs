@@ -71,6 +71,20 @@ const ENDPOINT_SCOPES: &[(&str, &str)] = &[
     ("/v2/openkv/replication/status", "read"),
     ("/v2/openkv/backup", "admin"),
     ("/v2/openkv/restore", "admin"),
+    ("/console/api/get", "read"),
+    ("/console/api/list", "read"),
+    ("/console/api/children", "read"),
+    ("/console/api/count", "read"),
+    ("/console/api/watch", "read"),
+    ("/console/api/stats", "read"),
+    ("/console/api/export", "read"),
+    ("/console/api/queue", "read"),
+    ("/console/api/set", "write"),
+    ("/console/api/delete", "write"),
+    ("/console/api/delete-prefix", "write"),
+    ("/console/api/queue/delete", "write"),
+    ("/console/api/queue/due-now", "write"),
+    ("/console/api/import", "write"),
 ];
 
 fn rank(scope: &str) -> u8 {

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// Serve `/metrics`, `/healthz` and `/readyz` without a token on this address too (a
     /// listener of its own, for a private network). Default: none.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the web console at `/console` and its API (`/console/api/…`, for tokens as any
+    /// endpoint). Default: on.
+    pub console: bool,
 }
 
 /// [`ServerConfig::ready_max_lag`]'s default: a replica 10 s behind is one to take out of a
@@ -63,6 +66,7 @@ impl ServerConfig {
             metrics: true,
             metrics_token: None,
             metrics_addr: None,
+            console: true,
         }
     }
 
@@ -103,6 +107,12 @@ impl ServerConfig {
     /// Sets `ready_max_lag`.
     pub fn ready_max_lag(mut self, lag: Duration) -> Self {
         self.ready_max_lag = lag;
+        self
+    }
+
+    /// Sets `console` (on by default).
+    pub fn console(mut self, on: bool) -> Self {
+        self.console = on;
         self
     }
 

@@ -53,14 +53,14 @@ impl Served {
         }
     }
 
-    fn tokens(&self) -> &Tokens {
+    pub(crate) fn tokens(&self) -> &Tokens {
         match self {
             Served::One(state) => &state.tokens,
             Served::Many(registry) => &registry.tokens,
         }
     }
 
-    fn metrics(&self) -> &HttpMetrics {
+    pub(crate) fn metrics(&self) -> &HttpMetrics {
         match self {
             Served::One(state) => &state.metrics,
             Served::Many(registry) => &registry.metrics,

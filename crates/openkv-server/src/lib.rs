@@ -50,6 +50,7 @@ pub use openkv_proto as proto;
 mod admin;
 mod auth;
 mod config;
+mod console;
 mod datapath;
 mod health;
 mod limits;
@@ -147,7 +148,9 @@ pub async fn serve(
         http,
     });
     let served = health::Served::One(state.clone());
-    let app = routes::database_router(state).merge(operators_routes(served.clone(), false));
+    let app = routes::database_router(state)
+        .merge(operators_routes(served.clone(), false))
+        .merge(console::routes(served.clone()));
     let app = around(app, body_limit);
     let shutdown = async move {
         shutdown.await;
@@ -214,7 +217,9 @@ pub async fn serve_many(
         .route("/databases/{*rest}", any(registry::dispatch))
         .with_state(registry.clone());
     let served = health::Served::Many(registry.clone());
-    let app = around(app.merge(operators_routes(served.clone(), false)), body_limit);
+    let app =
+        app.merge(operators_routes(served.clone(), false)).merge(console::routes(served.clone()));
+    let app = around(app, body_limit);
     let stopping_registry = registry.clone();
     let shutdown = async move {
         shutdown.await;

@@ -236,7 +236,8 @@ async fn close(name: &DatabaseName, served: &Served) {
     }
 }
 
-/// `/databases/<name>/connect` and `/databases/<name>/v2/…`: the request, its path made
+/// `/databases/<name>/connect`, `/databases/<name>/v2/…` and the console's
+/// `/databases/<name>/console/api/…`: the request, its path made
 /// relative to the database (`connect` is the metadata exchange, `/`), goes to the database's
 /// router. An unknown name answers as a database the token does not reach: 404 once the
 /// token checked out, 401 before.
@@ -244,10 +245,13 @@ pub(crate) async fn dispatch(State(registry): State<Arc<Registry>>, request: Req
     let uri = request.uri();
     let rest = uri.path().strip_prefix(DATABASES_PATH).unwrap_or_default();
     let (name, inner) = rest.split_once('/').unwrap_or((rest, ""));
-    // The database's own path: `/` for `connect`, else the `/v2/…` tail of this one.
+    // The database's own path: `/` for `connect`, else the `/v2/…` (or `/console/api/…`)
+    // tail of this one.
     let inner = match inner {
         "connect" => "/",
-        other if other.starts_with("v2/") => &rest[name.len()..],
+        other if other.starts_with("v2/") || other.starts_with("console/api/") => {
+            &rest[name.len()..]
+        }
         _ => return plain(StatusCode::NOT_FOUND, "no such KV Connect endpoint"),
     };
     let Some(served) = registry.get(name) else {

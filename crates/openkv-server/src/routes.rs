@@ -9,9 +9,10 @@ use axum::Router;
 use openkv::catalog::Scope;
 
 use crate::auth::{self, Refusal, Refusal::AfterBody, Refusal::AtOnce};
+use crate::console::{data, operate};
 use crate::metrics::Endpoint as MetricsEndpoint;
 use crate::state::AppState;
-use crate::{admin, datapath, metadata, queues, replication, watch};
+use crate::{admin, console, datapath, metadata, queues, replication, watch};
 
 /// One endpoint of a database's router: its path, the scope a token needs for it, how the
 /// authentication layer refuses a request without the token, and its handler (every
@@ -67,6 +68,17 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     Endpoint::new("/v2/openkv/restore", Admin, AtOnce, || {
         post(admin::restore).layer(DefaultBodyLimit::disable())
     }),
+    // The web console's API (`crate::console`): reads need `read`, changes `write`.
+    Endpoint::new("/console/api/get", Read, AfterBody, || post(data::get)),
+    Endpoint::new("/console/api/list", Read, AfterBody, || post(data::list)),
+    Endpoint::new("/console/api/children", Read, AfterBody, || post(data::children)),
+    Endpoint::new("/console/api/count", Read, AfterBody, || post(data::count)),
+    Endpoint::new("/console/api/watch", Read, AfterBody, || post(data::watch)),
+    Endpoint::new("/console/api/set", Write, AfterBody, || post(data::set)),
+    Endpoint::new("/console/api/delete", Write, AfterBody, || post(data::delete)),
+    Endpoint::new("/console/api/delete-prefix", Write, AfterBody, || post(data::delete_prefix)),
+    Endpoint::new("/console/api/stats", Read, AfterBody, || post(operate::stats)),
+    Endpoint::new("/console/api/export", Read, AfterBody, || post(operate::export)),
 ];
 
 /// One database's router: [`ENDPOINTS`], each behind the authentication layer. The caller
@@ -75,6 +87,10 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
 pub(crate) fn database_router(state: Arc<AppState>) -> Router {
     let mut app = Router::new();
     for endpoint in ENDPOINTS {
+        let console_api = endpoint.path.starts_with(console::CONSOLE_PREFIX);
+        if console_api && !state.config.console {
+            continue;
+        }
         // A route layer wraps the endpoint's handler only: a wrong method (405) and an unknown
         // path (404, the fallback) answer the same with or without a token, as they always did.
         let guard = auth::Guard {
@@ -84,7 +100,12 @@ pub(crate) fn database_router(state: Arc<AppState>) -> Router {
             counted: MetricsEndpoint::from_path(endpoint.path),
         };
         let auth = axum::middleware::from_fn_with_state(guard, auth::require_token);
-        app = app.route(endpoint.path, (endpoint.handler)().route_layer(auth));
+        let mut route = (endpoint.handler)().route_layer(auth);
+        if console_api {
+            // Outside the token check: a cross-site request is refused before anything.
+            route = route.route_layer(axum::middleware::from_fn(console::guard_api));
+        }
+        app = app.route(endpoint.path, route);
     }
     app.with_state(state)
 }

@@ -44,6 +44,11 @@ impl Principal {
         self.0.as_ref().is_none_or(|t| t.reach.includes(database))
     }
 
+    /// What it may do (the access token: everything).
+    pub(crate) fn scope(&self) -> Scope {
+        self.0.as_ref().map_or(Scope::Admin, |t| t.scope)
+    }
+
     /// Whether it may manage databases and tokens: an admin token reaching every database.
     pub(crate) fn manages(&self) -> bool {
         self.0.as_ref().is_none_or(|t| t.scope == Scope::Admin && t.reach == Reach::All)
