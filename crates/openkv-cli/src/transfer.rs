@@ -2,7 +2,9 @@
 //!
 //! The line format (one entry as a JSON object: `key`, `keyBytes`, `value`, `encoding`,
 //! `versionstamp`, `expireAt`) is the library's, [`openkv::export`], where import's parser is
-//! fuzzed.
+//! fuzzed; so is the engine ([`openkv::transfer`]: the importer and its report, the range
+//! scan, the snapshot), which `openkv serve`'s console shares. What stays here is the command
+//! line's own: reading the input, the output file, the progress bar, the messages.
 //!
 //! Export reads in batches of up to 1000 entries, each batch one snapshot (not the whole
 //! export, which would need a transaction as long as the export), unless `--snapshot` asks for
@@ -18,9 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use openkv::export::{entry_line, parse_line, LineError};
-use openkv::{Consistency, Key, Kv, Mutation, RawEntry, ReadRange, Value};
-use serde_json::{json, Value as Json};
+use openkv::export::entry_line;
+use openkv::transfer::{
+    ExportScan, ImportOptions, ImportReport, ImportStopped, Importer, Snapshot, SnapshotError,
+};
+use openkv::{Key, Kv};
 
 use crate::data::key_arg;
 use crate::db::{Access, DbArgs};
@@ -70,7 +74,7 @@ pub struct ImportArgs {
 }
 
 /// At most this many per-line errors are printed; the report counts them all.
-const MAX_ERRORS_SHOWN: u64 = 20;
+const MAX_ERRORS_SHOWN: u64 = openkv::transfer::DEFAULT_FAILURES_KEPT as u64;
 
 /// A progress bar on stderr when it is a terminal (and not turned off), else nothing.
 fn progress(enabled: bool, total: Option<u64>, unit: &str) -> ProgressBar {
@@ -102,43 +106,14 @@ fn progress(enabled: bool, total: Option<u64>, unit: &str) -> ProgressBar {
     bar
 }
 
-/// The encoded range `list --prefix` visits: keys strictly under `prefix`.
-fn prefix_range(prefix: &Key) -> CliResult<(Vec<u8>, Vec<u8>)> {
-    let p = prefix.encode().map_err(|e| CliError::kv("invalid --prefix", e))?;
-    Ok(([p.as_slice(), &[0x00]].concat(), [p.as_slice(), &[0xff]].concat()))
+/// A scan of the keys strictly under `prefix` (as `list --prefix`).
+fn prefix_scan(kv: &Kv, prefix: &Key) -> CliResult<ExportScan> {
+    ExportScan::new(kv, prefix).map_err(|e| CliError::kv("invalid --prefix", e))
 }
 
-/// A range read in batches, each one snapshot.
-struct RangeScan<'a> {
-    kv: &'a Kv,
-    start: Vec<u8>,
-    end: Vec<u8>,
-    done: bool,
-}
-
-impl RangeScan<'_> {
-    async fn next_batch(&mut self) -> CliResult<Option<Vec<RawEntry>>> {
-        if self.done {
-            return Ok(None);
-        }
-        let limit = self.kv.limits().max_read_entries.min(1000) as u32;
-        let range =
-            ReadRange { start: self.start.clone(), end: self.end.clone(), limit, reverse: false };
-        let batch = self
-            .kv
-            .snapshot_read(vec![range], Consistency::Strong)
-            .await
-            .map_err(|e| CliError::kv("cannot read the database", e))?
-            .pop()
-            .unwrap_or_default();
-        match batch.last() {
-            Some(last) if batch.len() == limit as usize => {
-                self.start = [last.key.as_slice(), &[0x00]].concat();
-            }
-            _ => self.done = true,
-        }
-        Ok(Some(batch))
-    }
+/// The next batch of a scan, or `None` at its end.
+async fn next_batch(scan: &mut ExportScan) -> CliResult<Option<Vec<openkv::RawEntry>>> {
+    scan.next_batch().await.map_err(|e| CliError::kv("cannot read the database", e))
 }
 
 /// Where an export goes: stdout; a new or regular file, through a temporary file renamed
@@ -209,21 +184,19 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
         Some(text) => key_arg("--prefix key", text)?,
         None => Key::default(),
     };
-    let (start, end) = prefix_range(&prefix)?;
+    // A prefix that does not encode is refused before the database is opened.
+    prefix.encode().map_err(|e| CliError::kv("invalid --prefix", e))?;
     let kv = db.open(Access::Read).await?;
-    // With --snapshot: the copy, and the directory that holds it until the export is done.
-    let (kv, copy_dir) = if args.snapshot {
-        let (copy, dir) = snapshot_copy(&kv, args.output.as_deref()).await?;
-        (copy, Some(dir))
-    } else {
-        (kv, None)
-    };
+    // With --snapshot: the copy (in a directory of its own until the export is done).
+    let snapshot =
+        if args.snapshot { Some(snapshot_copy(&kv, args.output.as_deref()).await?) } else { None };
+    let kv = snapshot.as_ref().map_or(&kv, Snapshot::kv);
     let show = !args.no_progress && std::io::stderr().is_terminal();
     let total = if show {
         // One pass to count, so the bar can tell the rate against a total and an ETA.
-        let mut scan = RangeScan { kv: &kv, start: start.clone(), end: end.clone(), done: false };
+        let mut scan = prefix_scan(kv, &prefix)?;
         let mut n = 0u64;
-        while let Some(batch) = scan.next_batch().await? {
+        while let Some(batch) = next_batch(&mut scan).await? {
             n += batch.len() as u64;
         }
         Some(n)
@@ -232,10 +205,10 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     };
     let bar = progress(show, total, "entries");
     let mut sink = Sink::open(args.output.as_deref())?;
-    let mut scan = RangeScan { kv: &kv, start, end, done: false };
+    let mut scan = prefix_scan(kv, &prefix)?;
     let mut counts = (0u64, 0u64, 0u64); // entries, expiring, undecodable
     let written: CliResult = async {
-        while let Some(batch) = scan.next_batch().await? {
+        while let Some(batch) = next_batch(&mut scan).await? {
             for raw in &batch {
                 let line = entry_line(raw);
                 counts.0 += 1;
@@ -249,10 +222,10 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
     }
     .await;
     bar.finish_and_clear();
-    if let Some(dir) = copy_dir {
-        // The copy is closed before its directory goes; nothing of it is kept.
-        let _ = kv.close().await;
-        drop(dir);
+    if let Some(snapshot) = snapshot {
+        // The copy is closed before its directory goes; nothing of it is kept, and a failure
+        // to remove it does not undo the export.
+        let _ = snapshot.close().await;
     }
     if let Err(e) = written {
         sink.abandon();
@@ -272,147 +245,30 @@ pub async fn export(db: &DbArgs, args: ExportArgs) -> CliResult {
 }
 
 /// An online backup of `kv` in a new temporary directory (beside `output` if given), opened:
-/// one consistent snapshot to export from. The directory is removed when dropped.
-async fn snapshot_copy(kv: &Kv, output: Option<&Path>) -> CliResult<(Kv, tempfile::TempDir)> {
+/// one consistent snapshot to export from. The directory is removed with the snapshot.
+async fn snapshot_copy(kv: &Kv, output: Option<&Path>) -> CliResult<Snapshot> {
     let parent = output
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(std::env::temp_dir, Path::to_path_buf);
-    let dir = tempfile::Builder::new()
-        .prefix(".openkv-export-")
-        .tempdir_in(&parent)
-        .map_err(|e| CliError::io(format!("creating a directory in {}", parent.display()), e))?;
-    let path = dir.path().join("snapshot.sqlite3");
-    let summary = kv
-        .backup(&path)
-        .await
-        .map_err(|e| CliError::kv("export --snapshot: copying the database", e))?;
+    let snapshot = Snapshot::take(kv, &parent).await.map_err(|e| match e {
+        SnapshotError::Scratch { parent, source } => {
+            CliError::io(format!("creating a directory in {}", parent.display()), source)
+        }
+        SnapshotError::Backup(e) => CliError::kv("export --snapshot: copying the database", e),
+        SnapshotError::Open(e) => CliError::kv("export --snapshot: opening the copy", e),
+        // A kind of failure added to the library later: its own words.
+        other => CliError::Runtime(format!("export --snapshot: {other}")),
+    })?;
+    let summary = snapshot.summary();
     eprintln!("export: snapshot of {} entries taken ({} bytes)", summary.entries, summary.size);
-    let copy = Kv::open(&path)
-        .await
-        .map_err(|e| CliError::kv("export --snapshot: opening the copy", e))?;
-    Ok((copy, dir))
+    Ok(snapshot)
 }
 
-/// What an import did.
-#[derive(Debug, Default)]
-struct Report {
-    lines: u64,
-    written: u64,
-    expired: u64,
-    before_resume: u64,
-    blank: u64,
-    errors: u64,
-}
-
-impl Report {
-    fn json(&self) -> Json {
-        json!({
-            "lines": self.lines,
-            "written": self.written,
-            "skipped": {"expired": self.expired, "beforeResume": self.before_resume, "blank": self.blank},
-            "errors": self.errors,
-        })
-    }
-
-    fn text(&self) -> String {
-        format!(
-            "import: read {} lines, wrote {} entries, skipped {} expired, {} before \
-             --resume-from and {} blank lines; {} errors",
-            self.lines, self.written, self.expired, self.before_resume, self.blank, self.errors
-        )
-    }
-}
-
-/// The entries waiting for the next commit, and their line numbers.
-struct Batch {
-    entries: Vec<(u64, Mutation)>,
-    bytes: usize,
-    key_bytes: usize,
-}
-
-impl Batch {
-    fn new() -> Self {
-        Batch { entries: Vec::new(), bytes: 0, key_bytes: 0 }
-    }
-
-    fn size(m: &Mutation) -> usize {
-        m.key.len() + m.kind.value().map_or(0, Value::encoded_len)
-    }
-
-    /// Whether `m` fits in this batch without breaking a write limit.
-    fn fits(&self, m: &Mutation, max_entries: usize, limits: &openkv::Limits) -> bool {
-        self.entries.is_empty()
-            || (self.entries.len() < max_entries.min(limits.max_mutations)
-                && self.bytes + Self::size(m) <= limits.max_total_mutation_size
-                && self.key_bytes + m.key.len() <= limits.max_total_key_size)
-    }
-
-    fn push(&mut self, line: u64, m: Mutation) {
-        self.bytes += Self::size(&m);
-        self.key_bytes += m.key.len();
-        self.entries.push((line, m));
-    }
-}
-
-/// Reads import input and tells how far it got.
-struct Importer<'a> {
-    kv: &'a Kv,
-    report: Report,
-    bar: ProgressBar,
-}
-
-impl Importer<'_> {
-    fn line_error(&mut self, line: u64, message: &str) {
-        self.report.errors += 1;
-        if self.report.errors <= MAX_ERRORS_SHOWN {
-            self.bar.suspend(|| eprintln!("import: line {line}: {message}"));
-        } else if self.report.errors == MAX_ERRORS_SHOWN + 1 {
-            self.bar.suspend(|| eprintln!("import: more errors; only the count is reported"));
-        }
-    }
-
-    /// Commits a batch atomically. If the database refuses it as a request (a key or value
-    /// over a limit), each entry is committed alone so that only the bad ones fail; any other
-    /// failure stops the import, naming the line to resume from.
-    async fn commit(&mut self, batch: Batch) -> CliResult {
-        let Some(&(first_line, _)) = batch.entries.first() else { return Ok(()) };
-        let op = batch.entries.iter().fold(self.kv.atomic(), |op, (_, m)| op.mutate(m.clone()));
-        match op.commit().await {
-            Ok(_) => {
-                self.report.written += batch.entries.len() as u64;
-                Ok(())
-            }
-            Err(e) if e.is_client_error() && batch.entries.len() > 1 => {
-                for (line, m) in batch.entries {
-                    match self.kv.atomic().mutate(m).commit().await {
-                        Ok(_) => self.report.written += 1,
-                        Err(e) if e.is_client_error() => self.line_error(line, &e.to_string()),
-                        Err(e) => return Err(stopped_at(line, &e)),
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if e.is_client_error() => {
-                self.line_error(first_line, &e.to_string());
-                Ok(())
-            }
-            Err(e) => Err(stopped_at(first_line, &e)),
-        }
-    }
-}
-
-/// The error that stops an import before `line`, telling how to resume.
-fn stopped_at(line: u64, why: &dyn std::fmt::Display) -> CliError {
-    CliError::Runtime(format!(
-        "import stopped at line {line}: {why}. The lines before it are written; run again \
-         with --resume-from {line} to continue"
-    ))
-}
-
-fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    since.map_or(0, |d| d.as_millis() as i64)
+/// The error an import stop is: its text tells the line to resume from.
+fn stopped(stop: ImportStopped) -> (ImportReport, CliResult) {
+    let error = CliError::Runtime(stop.to_string());
+    (stop.into_report(), Err(error))
 }
 
 pub async fn import(db: &DbArgs, args: ImportArgs) -> CliResult {
@@ -440,12 +296,10 @@ pub async fn import(db: &DbArgs, args: ImportArgs) -> CliResult {
         }
     });
     let bar = progress(!args.no_progress, size, "bytes");
-    let mut importer = Importer { kv: &kv, report: Report::default(), bar };
-    let result = run_import(&mut importer, input, &args, &interrupted).await;
+    let (report, result) = run_import(&kv, input, &args, &interrupted, &bar).await;
     watcher.abort();
-    importer.bar.finish_and_clear();
+    bar.finish_and_clear();
     let closed = crate::data::close(&kv).await;
-    let report = importer.report;
     eprintln!("{}", report.text());
     if args.json {
         println!("{}", report.json());
@@ -461,59 +315,57 @@ pub async fn import(db: &DbArgs, args: ImportArgs) -> CliResult {
     Ok(())
 }
 
+/// Feeds the input to an [`Importer`], line by line, until its end, an interruption or a
+/// stop; answers the report in every case, and the error that ended the import early.
 async fn run_import(
-    importer: &mut Importer<'_>,
+    kv: &Kv,
     mut input: Box<dyn BufRead>,
     args: &ImportArgs,
     interrupted: &AtomicBool,
-) -> CliResult {
-    let limits = importer.kv.limits().clone();
-    let max_entries = args.batch_size as usize;
-    let mut batch = Batch::new();
+    bar: &ProgressBar,
+) -> (ImportReport, CliResult) {
+    let shown = bar.clone();
+    let mut count = 0u64;
+    let options = ImportOptions::new()
+        // clap holds it to 1..=1000.
+        .batch_size(args.batch_size as usize)
+        .resume_from(args.resume_from)
+        .on_failure(move |failure| {
+            // Printed as they happen, the first ones; the bar steps aside for each.
+            count += 1;
+            if count <= MAX_ERRORS_SHOWN {
+                shown.suspend(|| eprintln!("import: line {}: {}", failure.line, failure.message));
+            } else if count == MAX_ERRORS_SHOWN + 1 {
+                shown.suspend(|| eprintln!("import: more errors; only the count is reported"));
+            }
+        });
+    let mut importer = Importer::new(kv, options);
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| CliError::io(format!("cannot read the input after line {line_no}"), e))?;
+        let n = match input.read_until(b'\n', &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                // The pending batch is dropped: the report counts what was committed.
+                let error = CliError::io(format!("cannot read the input after line {line_no}"), e);
+                return (importer.report().clone(), Err(error));
+            }
+        };
         if n == 0 {
             break;
         }
         if interrupted.load(Ordering::SeqCst) {
-            importer.commit(batch).await?;
-            return Err(stopped_at(line_no + 1, &"interrupted"));
+            return stopped(importer.interrupt(line_no + 1).await);
         }
         line_no += 1;
-        importer.report.lines += 1;
-        importer.bar.inc(n as u64);
-        if line_no < args.resume_from {
-            importer.report.before_resume += 1;
-            continue;
+        bar.inc(n as u64);
+        if let Err(stop) = importer.line(line_no, &buf).await {
+            return stopped(stop);
         }
-        let Ok(text) = std::str::from_utf8(&buf) else {
-            importer.line_error(line_no, "not UTF-8 text");
-            continue;
-        };
-        if text.trim().is_empty() {
-            importer.report.blank += 1;
-            continue;
-        }
-        let mutation = match parse_line(text) {
-            Ok(mutation) => mutation,
-            Err(LineError(message)) => {
-                importer.line_error(line_no, &message);
-                continue;
-            }
-        };
-        if mutation.expire_at_ms.is_some_and(|at| at <= now_ms()) {
-            importer.report.expired += 1;
-            continue;
-        }
-        if !batch.fits(&mutation, max_entries, &limits) {
-            importer.commit(std::mem::replace(&mut batch, Batch::new())).await?;
-        }
-        batch.push(line_no, mutation);
     }
-    importer.commit(batch).await
+    match importer.finish().await {
+        Ok(report) => (report, Ok(())),
+        Err(stop) => stopped(stop),
+    }
 }

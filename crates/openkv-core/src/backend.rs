@@ -301,6 +301,126 @@ pub struct QueuedMessage {
     pub attempt: u32,
 }
 
+/// Where a queue message stands, as [`QueueBackend::queue_inspect`] sees it at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueMessageState {
+    /// Due now: the next take delivers it. This includes a message whose lease ran out (its
+    /// listener is presumed dead): it is delivered again, and due since its lease ended.
+    Ready,
+    /// Waiting until a later time: enqueued with a delay, or waiting out a backoff interval
+    /// after a failed attempt.
+    Delayed,
+    /// Leased to a listener (in flight): an attempt is under way until it finishes or the
+    /// lease runs out.
+    Running,
+}
+
+/// One queue message as an operator sees it (what [`QueueBackend::queue_inspect`] lists).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueMessageInfo {
+    /// The message's id (a UUID string in Deno's tables), stable across attempts: what
+    /// [`QueueBackend::queue_change`] takes.
+    pub id: String,
+    /// The enqueued value as stored: always [`Value::V8`] (a Deno queue holds V8-serialized
+    /// messages), for `Value::to_js`, `value_to_json` or `decode`.
+    pub payload: Value,
+    /// Ready, delayed or running, at the moment of the listing.
+    pub state: QueueMessageState,
+    /// Unix milliseconds: when it is (or was) due; for a running message, when its lease runs
+    /// out (it is delivered again then unless its listener renews or finishes it).
+    pub due_at_ms: i64,
+    /// Delivery attempts started so far (a running message's current attempt included): 0
+    /// for a message never taken. Counted by openkv's backends; on a SQLite file, a take by
+    /// Deno CLI (which keeps no count) is not counted.
+    pub attempts: u32,
+    /// The retry intervals left, in milliseconds: each failed attempt uses the first one.
+    /// Empty: the next failure is the last, and sends the payload to `keys_if_undelivered`.
+    pub backoff_ms: Vec<u32>,
+    /// Encoded keys (`Key::decode` reads them) that receive the payload if its last attempt
+    /// fails; empty: it is dropped then.
+    pub keys_if_undelivered: Vec<Vec<u8>>,
+}
+
+impl QueueMessageInfo {
+    /// A message's description (the struct is `#[non_exhaustive]`: backends outside this
+    /// crate build it here). The fields say what each argument is.
+    pub fn new(
+        id: String,
+        payload: Value,
+        state: QueueMessageState,
+        due_at_ms: i64,
+        attempts: u32,
+        backoff_ms: Vec<u32>,
+        keys_if_undelivered: Vec<Vec<u8>>,
+    ) -> QueueMessageInfo {
+        QueueMessageInfo {
+            id,
+            payload,
+            state,
+            due_at_ms,
+            attempts,
+            backoff_ms,
+            keys_if_undelivered,
+        }
+    }
+
+    /// The order of a listing: running messages first, then by due time, then by id.
+    pub fn listing_order(&self) -> (bool, i64, &str) {
+        (self.state != QueueMessageState::Running, self.due_at_ms, self.id.as_str())
+    }
+}
+
+/// A database's queue at one moment ([`QueueBackend::queue_inspect`]): how many messages are
+/// in each state (all of them, read in one transaction, so the counts agree with each other
+/// and with the list), and the first messages in [listing order](QueueMessageInfo::listing_order).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueListing {
+    /// Messages due now (lapsed leases included).
+    pub ready: u64,
+    /// Messages due later.
+    pub delayed: u64,
+    /// Messages leased to a listener.
+    pub running: u64,
+    /// Up to the `limit` asked for: running ones first, then by due time, then by id.
+    pub messages: Vec<QueueMessageInfo>,
+}
+
+impl QueueListing {
+    /// A listing of these counts and messages (the struct is `#[non_exhaustive]`: backends
+    /// outside this crate build it here).
+    pub fn new(
+        ready: u64,
+        delayed: u64,
+        running: u64,
+        messages: Vec<QueueMessageInfo>,
+    ) -> QueueListing {
+        QueueListing { ready, delayed, running, messages }
+    }
+
+    /// Every message's total.
+    pub fn total(&self) -> u64 {
+        self.ready + self.delayed + self.running
+    }
+}
+
+/// An operator's change to one queue message ([`QueueBackend::queue_change`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueueChange {
+    /// Deletes the message, waiting or running. A listener that later finishes a removed
+    /// running message changes nothing (finishing ignores ids no longer running): it is never
+    /// delivered again and its dead-letter keys are not written.
+    Remove,
+    /// Makes a waiting message (delayed, or ready) due at the clock's now — one already due
+    /// keeps its earlier due time, and so its place — and wakes the listeners. A running
+    /// message is refused with [`Error::QueueMessageInFlight`](crate::Error::QueueMessageInFlight):
+    /// its attempt is under way.
+    DueNow,
+}
+
 /// A storage engine under `openkv::Kv`.
 ///
 /// Implementations may assume their input passed `Kv`'s validation (limits, non-empty write
@@ -441,6 +561,25 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// server says a message is due. `None`: poll only.
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+
+    /// The queue for an operator (a console): the counts of ready, delayed and running
+    /// messages (all of them) and up to `limit` messages with their payloads, running ones
+    /// first, then by due time, then by id — all read in one transaction at the clock's now.
+    /// Reads only. The default: [`Error::Unsupported`](crate::Error::Unsupported) (a KV
+    /// Connect database: the protocol cannot list a queue).
+    async fn queue_inspect(&self, limit: usize) -> Result<QueueListing> {
+        let _ = limit;
+        Err(crate::Error::Unsupported("this backend cannot list its queue messages".into()))
+    }
+
+    /// Applies an operator's `change` to the message `id` ([`QueueChange`]); `Ok(false)`
+    /// when no message has that id (delivered, removed, or never there). The default:
+    /// [`Error::Unsupported`](crate::Error::Unsupported), as for
+    /// [`queue_inspect`](Self::queue_inspect).
+    async fn queue_change(&self, id: &str, change: QueueChange) -> Result<bool> {
+        let _ = (id, change);
+        Err(crate::Error::Unsupported("this backend cannot change its queue messages".into()))
     }
 }
 

@@ -182,6 +182,15 @@ pub enum Error {
     /// The operation is not available on this backend (the message says what to use instead).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// An operator's change (`QueueChange::DueNow`) met a queue message that is being
+    /// delivered: it is leased to a listener, whose attempt decides what happens next. Nothing
+    /// was changed; wait for the attempt to end, or remove the message. (A conflict with the
+    /// message's state, as HTTP's 409.)
+    #[error("queue message {id} is being delivered (leased to a listener until its attempt ends): it cannot be made due now")]
+    QueueMessageInFlight {
+        /// The message's id.
+        id: String,
+    },
 }
 
 /// What an error means for its caller: whether to fix the request, retry, reopen the store, or
@@ -194,8 +203,9 @@ pub enum Error {
 #[non_exhaustive]
 pub enum ErrorClass {
     /// The request itself is wrong (bad key, over a limit, type mismatch, invalid backup,
-    /// an operation this backend does not have, a remote 4xx): the same request cannot
-    /// succeed. A server answers 4xx.
+    /// an operation this backend does not have, a remote 4xx, a change that conflicts with a
+    /// queue message's state): the same request cannot succeed as things stand. A server
+    /// answers 4xx.
     Client,
     /// A passing condition (a busy lock, a full disk, an unreachable server or PostgreSQL):
     /// nothing was applied and the same request may succeed later. A server answers 503.
@@ -276,7 +286,8 @@ impl Error {
             | Error::InvalidBackup(_)
             | Error::Remote { .. }
             | Error::WriteDisabled
-            | Error::Unsupported(_) => C::Client,
+            | Error::Unsupported(_)
+            | Error::QueueMessageInFlight { .. } => C::Client,
             Error::DiskFull(_) | Error::Busy(_) | Error::Unavailable(_) => C::Transient,
             Error::OutcomeUnknown(_) => C::OutcomeUnknown,
             Error::Poisoned(_) => C::Poisoned,
@@ -465,6 +476,9 @@ mod tests {
     fn classes() {
         assert!(Error::TooManyChecks { max: 10 }.is_client_error());
         assert!(Error::Unsupported("x".into()).is_client_error());
+        // The request conflicts with the message's state: the caller's to resolve, not a
+        // server failure.
+        assert!(Error::QueueMessageInFlight { id: "m".into() }.is_client_error());
         assert_eq!(Error::corrupt("x").class(), ErrorClass::Corrupt);
         assert!(!Error::corrupt("x").is_client_error());
         assert_eq!(Error::storage("x").class(), ErrorClass::Storage);

@@ -60,8 +60,9 @@ pub mod watch;
 
 pub use backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
-    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
-    RestoreSession, WatchSnapshots,
+    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueueChange, QueueListing,
+    QueueMessageInfo, QueueMessageState, QueuedMessage, RawEntry, ReadRange, RestoreSession,
+    WatchSnapshots,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

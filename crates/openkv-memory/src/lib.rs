@@ -40,8 +40,9 @@ use openkv::engine::QueueSignal;
 use openkv::stats::DeliveryTally;
 use openkv::{
     AtomicWrite, Backend, ChangeEvent, Clock, CommitOutcome, Consistency, EngineStats, Error,
-    Gauges, Kv, OpenOptions, QueueBackend, QueuedMessage, RawEntry, ReadRange, Result, SystemClock,
-    Value, Versionstamp,
+    Gauges, Kv, OpenOptions, QueueBackend, QueueChange, QueueListing, QueueMessageInfo,
+    QueueMessageState, QueuedMessage, RawEntry, ReadRange, Result, SystemClock, Value,
+    Versionstamp,
 };
 use openkv_core::queue::{lease_millis, parse_stored_json};
 use rand::rngs::StdRng;
@@ -386,5 +387,101 @@ impl QueueBackend for MemoryBackend {
 
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.queue_wakeup.subscribe())
+    }
+
+    async fn queue_inspect(&self, limit: usize) -> Result<QueueListing> {
+        let state = self.open_state()?;
+        let now = self.clock.now_ms();
+        let (mut ready, mut delayed, mut running) = (0, 0, 0);
+        let mut all = Vec::with_capacity(state.waiting.len() + state.running.len());
+        for ((at, id), message) in &state.waiting {
+            let kind = if *at <= now {
+                ready += 1;
+                QueueMessageState::Ready
+            } else {
+                delayed += 1;
+                QueueMessageState::Delayed
+            };
+            all.push((kind, *at, id, message));
+        }
+        for (id, (until, _, message)) in &state.running {
+            // A lease that ran out is ready: the next take puts it back in line.
+            let kind = if *until > now {
+                running += 1;
+                QueueMessageState::Running
+            } else {
+                ready += 1;
+                QueueMessageState::Ready
+            };
+            all.push((kind, *until, id, message));
+        }
+        // Running first, then by due time, then by id.
+        all.sort_by(|a, b| {
+            let running = QueueMessageState::Running;
+            (a.0 != running, a.1, a.2).cmp(&(b.0 != running, b.1, b.2))
+        });
+        let messages = all
+            .into_iter()
+            .take(limit)
+            .map(|(kind, at, id, message)| {
+                Ok(QueueMessageInfo::new(
+                    id.clone(),
+                    Value::V8(message.payload.clone()),
+                    kind,
+                    at,
+                    message.attempts,
+                    parse_stored_json("backoff_schedule", id, &message.backoff_schedule)?,
+                    parse_stored_json("keys_if_undelivered", id, &message.keys_if_undelivered)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(QueueListing::new(ready, delayed, running, messages))
+    }
+
+    async fn queue_change(&self, id: &str, change: QueueChange) -> Result<bool> {
+        let changed = {
+            let mut state = self.open_state()?;
+            let now = self.clock.now_ms();
+            let waiting = state.waiting.keys().find(|(_, i)| i == id).cloned();
+            match change {
+                QueueChange::Remove => {
+                    // A listener finishing a removed running message finds no lease: ignored.
+                    let running = state.running.remove(id).is_some();
+                    let waited = waiting.is_some_and(|k| state.waiting.remove(&k).is_some());
+                    running || waited
+                }
+                QueueChange::DueNow => {
+                    if let Some((until, _, _)) = state.running.get(id) {
+                        if *until > now {
+                            return Err(Error::QueueMessageInFlight { id: id.to_owned() });
+                        }
+                    }
+                    if let Some((until, _, message)) = state.running.remove(id) {
+                        // Its lease ran out: back in line as the next take would put it,
+                        // due since its lease ended.
+                        state.waiting.insert((until.min(now), id.to_owned()), message);
+                        true
+                    } else if let Some((at, key_id)) = waiting {
+                        // One already due keeps its earlier time, and so its place in line.
+                        if let Some(message) = state.waiting.remove(&(at, key_id.clone())) {
+                            state.waiting.insert((at.min(now), key_id), message);
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                }
+                // `QueueChange` may grow; a change this build does not know is refused.
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "the in-memory backend does not know the queue change {other:?}"
+                    )))
+                }
+            }
+        };
+        if changed && change == QueueChange::DueNow {
+            self.queue_wakeup.wake();
+        }
+        Ok(changed)
     }
 }

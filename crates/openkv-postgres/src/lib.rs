@@ -54,7 +54,7 @@ use tokio_postgres::NoTls;
 
 use crate::backend::{
     AtomicWrite, Backend, BackupBackend, ChangeEvent, CommitOutcome, Consistency, QueueBackend,
-    QueuedMessage, RawEntry, ReadRange,
+    QueueChange, QueueListing, QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -310,6 +310,16 @@ impl QueueBackend for PostgresBackend {
 
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.shared.queue_wakeup.subscribe())
+    }
+
+    async fn queue_inspect(&self, limit: usize) -> Result<QueueListing> {
+        let mut client = self.client().await?;
+        queue::inspect(&mut client, &self.shared, limit).await
+    }
+
+    async fn queue_change(&self, id: &str, change: QueueChange) -> Result<bool> {
+        let mut client = self.client().await?;
+        queue::change(&mut client, &self.shared, id, change).await
     }
 }
 

@@ -18,13 +18,16 @@ use std::time::Duration;
 use deadpool_postgres::Object;
 
 use super::writer::encoding_column;
-use crate::backend::QueuedMessage;
+use crate::backend::{
+    QueueChange, QueueListing, QueueMessageInfo, QueueMessageState, QueuedMessage,
+};
 use crate::changelog::NewRecord;
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::measure::delivery;
 use crate::engine::plan::Row;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::shared::{pg_error, Shared};
+use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::{lease_millis, parse_stored_json as parse};
 use openkv_core::stats::{DeliveryTally, Gauges};
@@ -187,4 +190,123 @@ pub(super) async fn gauges(client: &Object, shared: &Shared) -> Result<Gauges> {
         .get::<_, Option<i64>>(4)
         .map(|since| Duration::from_millis(u64::try_from(now - since).unwrap_or(0)));
     Ok(gauges)
+}
+
+/// The queue for an operator (`QueueBackend::queue_inspect`): the counts and up to `limit`
+/// messages, in one read-only `REPEATABLE READ` transaction, so that they agree. Both
+/// statements read the whole queue table (no index serves the counts, and the order puts
+/// running messages first): fine for a console's queue of thousands.
+pub(super) async fn inspect(
+    client: &mut Object,
+    shared: &Shared,
+    limit: usize,
+) -> Result<QueueListing> {
+    let err = |e| pg_error("listing the queue", e);
+    let now = shared.clock.now_ms();
+    let max = i64::try_from(limit).unwrap_or(i64::MAX);
+    let counts = client.prepare_cached(&shared.sql.queue_counts).await.map_err(err)?;
+    let list = client.prepare_cached(&shared.sql.queue_list).await.map_err(err)?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(err)?;
+    let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now];
+    let list_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&now, &max];
+    // Sent together (the driver pipelines them), answered in order, one snapshot.
+    let (counts, rows) =
+        tokio::try_join!(tx.query_one(&counts, &count_params), tx.query(&list, &list_params))
+            .map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let at: i64 = row.get(2);
+        let backoff: String = row.get(3);
+        let keys: String = row.get(4);
+        let attempts: i32 = row.get(5);
+        let running: bool = row.get(6);
+        let state = if running {
+            QueueMessageState::Running
+        } else if at <= now {
+            QueueMessageState::Ready
+        } else {
+            QueueMessageState::Delayed
+        };
+        messages.push(QueueMessageInfo::new(
+            id.clone(),
+            Value::V8(row.get(1)),
+            state,
+            at,
+            u32::try_from(attempts).unwrap_or(0),
+            parse("backoff schedule", &id, &backoff)?,
+            parse("keys_if_undelivered", &id, &keys)?,
+        ));
+    }
+    let count = |i: usize| u64::try_from(counts.get::<_, i64>(i)).unwrap_or(0);
+    Ok(QueueListing::new(count(0), count(1), count(2), messages))
+}
+
+/// An operator's change to message `id` (`QueueBackend::queue_change`), in one transaction
+/// with the message's row locked (a take skips it meanwhile; a finish waits for it).
+/// `DueNow` notifies the schema's channel as an enqueue does, so that every process's
+/// listeners look at the queue again (and, as for an enqueue-only commit, their watchers
+/// re-read once: the notification names no key).
+pub(super) async fn change(
+    client: &mut Object,
+    shared: &Shared,
+    id: &str,
+    change: QueueChange,
+) -> Result<bool> {
+    let err = |e| pg_error("changing a queue message", e);
+    let now = shared.clock.now_ms();
+    let sql = &shared.sql;
+    let changed = match change {
+        QueueChange::Remove => {
+            // A listener finishing it later finds no leased row: its finish is ignored.
+            let delete = client.prepare_cached(&sql.queue_delete).await.map_err(err)?;
+            client.execute(&delete, &[&id]).await.map_err(err)? > 0
+        }
+        QueueChange::DueNow => {
+            let lock = client.prepare_cached(&sql.queue_lock).await.map_err(err)?;
+            let due_at = client.prepare_cached(&sql.queue_due_at).await.map_err(err)?;
+            let tx = client.transaction().await.map_err(err)?;
+            let Some(row) = tx.query_opt(&lock, &[&id]).await.map_err(err)? else {
+                return Ok(false);
+            };
+            let (due_ms, lease_until): (i64, Option<i64>) = (row.get(0), row.get(1));
+            let at = match lease_until {
+                Some(until) if until > now => {
+                    return Err(Error::QueueMessageInFlight { id: id.to_owned() })
+                }
+                // Its lease ran out (its listener is presumed dead): back in line, due since
+                // the lease ended, as the next take would find it; that listener's finish is
+                // then ignored, as on SQLite.
+                Some(until) => until.min(now),
+                // One already due keeps its earlier time, and so its place in line.
+                None => due_ms.min(now),
+            };
+            tx.execute(&due_at, &[&id, &at]).await.map_err(err)?;
+            let version: i64 = tx.query_one(&sql.head, &[]).await.map_err(err)?.get(0);
+            let vs = Versionstamp::from_version(u64::try_from(version).unwrap_or(0));
+            // The notice of an enqueue (`q`) naming no key: no key changed.
+            let payload = super::notify::encode(&shared.instance, vs, true, &[]);
+            tx.execute(sql.notify, &[&sql.channel, &payload]).await.map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            true
+        }
+        // `QueueChange` may grow; a change this build does not know is refused, not guessed.
+        other => {
+            return Err(Error::Unsupported(format!(
+                "this backend does not know the queue change {other:?}"
+            )))
+        }
+    };
+    if changed && change == QueueChange::DueNow {
+        // This process's listeners: its own notifications are skipped by its listener task.
+        shared.queue_wakeup.wake();
+    }
+    Ok(changed)
 }

@@ -111,6 +111,15 @@ pub(crate) struct Sql {
     pub queue_delete: String,
     pub queue_retry: String,
     pub queue_next_due: String,
+    /// The queue's ready, delayed and running counts at `$1` (ms).
+    pub queue_counts: String,
+    /// Up to `$2` messages at `$1` (ms), running first, then by due time (a running one's:
+    /// its lease's end), then by id.
+    pub queue_list: String,
+    /// Message `$1`'s due time and lease, locked for an operator's change.
+    pub queue_lock: String,
+    /// Makes message `$1` due at `$2`, not leased.
+    pub queue_due_at: String,
     /// The gauges at `$1` (ms): the schema's tables' size, then the queue's ready, delayed
     /// and in-flight counts and its oldest ready message's due time.
     pub gauges: String,
@@ -205,6 +214,22 @@ impl Sql {
                  where id = $1"
             ),
             queue_next_due: format!("select min(coalesce(lease_until, due_ms)) from {q}"),
+            // As the gauges count: a lease that ran out is ready (the next take gets it).
+            queue_counts: format!(
+                "select count(*) filter (where (lease_until is null and due_ms <= $1) \
+                   or lease_until <= $1), \
+                 count(*) filter (where lease_until is null and due_ms > $1), \
+                 count(*) filter (where lease_until > $1) from {q}"
+            ),
+            queue_list: format!(
+                "select id, payload, coalesce(lease_until, due_ms) as at, backoff, \
+                 keys_if_undelivered, attempts, coalesce(lease_until > $1, false) as running \
+                 from {q} order by running desc, at, id limit $2"
+            ),
+            queue_lock: format!("select due_ms, lease_until from {q} where id = $1 for update"),
+            queue_due_at: format!(
+                "update {q} set due_ms = $2, lease_until = null, lease_owner = null where id = $1"
+            ),
             // One statement. The size sums the catalog's own figures (no table is read); the
             // counts scan the queue table once (no index serves three filters at once): fine
             // for queues of thousands, tens of milliseconds for a million, once per scrape.

@@ -939,6 +939,7 @@ function chart(id) {
 function drawChart(id, values, unit) {
   const el = document.getElementById(id);
   if (!el) return;
+  if (values.length === 1) values = [values[0], values[0]];
   const max = Math.max(1, ...values);
   const n = Math.max(values.length - 1, 1);
   const points = values.map((v, i) => `${(i / n) * 300},${66 - (v / max) * 56}`).join(" ");
@@ -993,9 +994,12 @@ async function runExport() {
   status.textContent = "Exporting…";
   try {
     const res = await api("export", {}, { raw: true });
+    const how = res.headers.get("x-openkv-export");
     const blob = await res.blob();
     download(`${state.db.name ?? "database"}.ndjson`, blob);
-    status.textContent = `Exported ${formatBytes(blob.size)}.`;
+    status.textContent = how === "paged"
+      ? `Exported ${formatBytes(blob.size)}, read page by page (this store has no single-snapshot export).`
+      : `Exported ${formatBytes(blob.size)} from one snapshot.`;
   } catch (e) {
     status.textContent = `Export failed: ${e.message}`;
   }

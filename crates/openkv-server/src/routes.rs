@@ -79,6 +79,11 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     Endpoint::new("/console/api/delete-prefix", Write, AfterBody, || post(data::delete_prefix)),
     Endpoint::new("/console/api/stats", Read, AfterBody, || post(operate::stats)),
     Endpoint::new("/console/api/export", Read, AfterBody, || post(operate::export)),
+    // An upload of any size, imported as it streams in (bounded memory): no body limit, and
+    // refused before reading it.
+    Endpoint::new("/console/api/import", Write, AtOnce, || {
+        post(operate::import).layer(DefaultBodyLimit::disable())
+    }),
 ];
 
 /// One database's router: [`ENDPOINTS`], each behind the authentication layer. The caller

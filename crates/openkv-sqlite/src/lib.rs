@@ -50,7 +50,7 @@ use openkv_core::engine::plan::Row;
 
 use crate::backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, CommitOutcome, Consistency,
-    QueueBackend, QueuedMessage, RawEntry, ReadRange,
+    QueueBackend, QueueChange, QueueListing, QueuedMessage, RawEntry, ReadRange,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -259,6 +259,28 @@ impl SqliteBackend {
         .map_err(|e| Error::Internal(format!("reading the gauges panicked: {e}")))?;
         return_reader(idle, conn);
         gauges
+    }
+}
+
+impl SqliteBackend {
+    /// The queue's listing on a reader connection, off the async threads (it walks up to
+    /// `limit` rows of each queue table and counts them all).
+    async fn read_queue(&self, limit: usize) -> Result<QueueListing> {
+        let now = self.shared.clock.now_ms();
+        let (path, idle) = match &self.readers {
+            // In memory: the one connection there is, the writer's; a short read.
+            Readers::Shared(conn) => return queue::inspect(&lock(conn), now, limit),
+            Readers::Pool { path, idle } => (path, idle),
+        };
+        let conn = take_reader(path, idle)?;
+        let (conn, listing) = tokio::task::spawn_blocking(move || {
+            let listing = retry_busy(|| queue::inspect(&conn, now, limit));
+            (conn, listing)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("listing the queue panicked: {e}")))?;
+        return_reader(idle, conn);
+        listing
     }
 }
 
@@ -474,6 +496,24 @@ impl QueueBackend for SqliteBackend {
 
     fn queue_wakeup(self: Arc<Self>) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.shared.queue_wakeup.subscribe())
+    }
+
+    async fn queue_inspect(&self, limit: usize) -> Result<QueueListing> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.read_queue(limit).await
+    }
+
+    async fn queue_change(&self, id: &str, change: QueueChange) -> Result<bool> {
+        let id = id.to_owned();
+        let changed = self.queue_op(move |conn, now| queue::change(conn, &id, change, now)).await?;
+        if changed && change == QueueChange::DueNow {
+            // Due sooner than anything a waiting listener of this process knew of. (Other
+            // processes on the file find it at their next poll, as they find Deno's enqueues.)
+            self.shared.queue_wakeup.wake();
+        }
+        Ok(changed)
     }
 }
 

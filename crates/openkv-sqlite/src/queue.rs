@@ -19,10 +19,13 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::writer::{set_version, with_write_txn, write_rows};
-use crate::backend::{ChangeEvent, QueuedMessage};
+use crate::backend::{
+    ChangeEvent, QueueChange, QueueListing, QueueMessageInfo, QueueMessageState, QueuedMessage,
+};
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::measure::delivery;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::parse_stored_json as parse;
 use openkv_core::stats::DeliveryTally;
@@ -251,4 +254,174 @@ pub(super) fn depths(conn: &Connection, now: i64) -> Result<openkv_core::stats::
         .min()
         .map(|since| std::time::Duration::from_millis(u64::try_from(now - since).unwrap_or(0)));
     Ok(gauges)
+}
+
+/// The queue for an operator at `now` (`QueueBackend::queue_inspect`): the counts of every
+/// message and up to `limit` of them, running first, then by due time, then by id — all in
+/// one read transaction, so they agree. Each list is a walk of a table's primary key
+/// (`ts`/`deadline` lead it) that stops after `limit` rows; the counts are `depths`'.
+pub(super) fn inspect(conn: &Connection, now: i64, limit: usize) -> Result<QueueListing> {
+    // Deferred: the first read below starts the snapshot every later one sees.
+    conn.prepare_cached("begin")?.execute([])?;
+    let listing = inspect_in_txn(conn, now, limit);
+    // A read transaction has nothing to lose: end it whatever happened.
+    let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
+    listing
+}
+
+fn inspect_in_txn(conn: &Connection, now: i64, limit: usize) -> Result<QueueListing> {
+    let depths = depths(conn, now)?;
+    let max = i64::try_from(limit).unwrap_or(i64::MAX);
+    let select = |sql: &str, now: Option<i64>| -> Result<Vec<(i64, Row)>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows: rusqlite::Result<Vec<(i64, Row)>> = match now {
+            Some(now) => stmt.query_map(params![now, max], row)?.collect(),
+            None => stmt.query_map(params![max], row)?.collect(),
+        };
+        Ok(rows?)
+    };
+    let leased = select(
+        "select deadline, id, data, backoff_schedule, keys_if_undelivered from queue_running \
+         where deadline > ?1 order by deadline, id limit ?2",
+        Some(now),
+    )?;
+    let waiting = select(
+        "select ts, id, data, backoff_schedule, keys_if_undelivered from queue \
+         order by ts, id limit ?1",
+        None,
+    )?;
+    // A lease that ran out: its listener is presumed dead, the next take delivers it again.
+    let lapsed = select(
+        "select deadline, id, data, backoff_schedule, keys_if_undelivered from queue_running \
+         where deadline <= ?1 order by deadline, id limit ?2",
+        Some(now),
+    )?;
+    // The attempts table is openkv's, made at the first take: a file only Deno CLI (or
+    // nobody) took messages from has none, and no attempts to count.
+    let counted: bool = attempts_counted(conn)?;
+    let mut messages = Vec::with_capacity(limit.min(leased.len() + waiting.len() + lapsed.len()));
+    messages.extend(leased.into_iter().map(|(t, r)| (QueueMessageState::Running, t, r)));
+    let mut rest: Vec<(QueueMessageState, i64, Row)> = waiting
+        .into_iter()
+        .map(|(ts, r)| {
+            let state =
+                if ts <= now { QueueMessageState::Ready } else { QueueMessageState::Delayed };
+            (state, ts, r)
+        })
+        .chain(lapsed.into_iter().map(|(t, r)| (QueueMessageState::Ready, t, r)))
+        .collect();
+    rest.sort_by(|a, b| (a.1, &a.2.id).cmp(&(b.1, &b.2.id)));
+    messages.extend(rest);
+    messages.truncate(limit);
+    let infos = messages
+        .into_iter()
+        .map(|(state, due_at_ms, r)| {
+            let attempts: i64 = if counted {
+                conn.prepare_cached("select attempts from openkv_queue_attempts where id = ?1")?
+                    .query_row([&r.id], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(0)
+            } else {
+                0
+            };
+            Ok(QueueMessageInfo::new(
+                r.id.clone(),
+                Value::V8(r.data),
+                state,
+                due_at_ms,
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                parse("backoff_schedule", &r.id, &r.backoff_schedule)?,
+                parse("keys_if_undelivered", &r.id, &r.keys_if_undelivered)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let count = |n: Option<u64>| n.unwrap_or(0);
+    Ok(QueueListing::new(
+        count(depths.queue_ready),
+        count(depths.queue_delayed),
+        count(depths.queue_in_flight),
+        infos,
+    ))
+}
+
+/// An operator's change to message `id` at `now` (`QueueBackend::queue_change`), in one
+/// write transaction; `Ok(false)`: no such message. Deno's tables keep their shape: a message
+/// only moves between `queue` and `queue_running` or changes its time, as a take or a finish
+/// would.
+pub(super) fn change(conn: &Connection, id: &str, change: QueueChange, now: i64) -> Result<bool> {
+    with_write_txn(conn, |conn| {
+        let running = conn
+            .prepare_cached(
+                "select deadline, id, data, backoff_schedule, keys_if_undelivered \
+                 from queue_running where id = ?1",
+            )?
+            .query_row([id], row)
+            .optional()?;
+        let waiting = conn
+            .prepare_cached(
+                "select ts, id, data, backoff_schedule, keys_if_undelivered \
+                 from queue where id = ?1",
+            )?
+            .query_row([id], row)
+            .optional()?;
+        match change {
+            QueueChange::Remove => {
+                let removed =
+                    conn.prepare_cached("delete from queue where id = ?1")?.execute([id])?
+                        + conn
+                            .prepare_cached("delete from queue_running where id = ?1")?
+                            .execute([id])?;
+                if removed > 0 {
+                    forget_attempts(conn, id)?;
+                }
+                Ok(removed > 0)
+            }
+            QueueChange::DueNow => {
+                if let Some((deadline, r)) = running {
+                    if deadline > now {
+                        return Err(Error::QueueMessageInFlight { id: id.to_owned() });
+                    }
+                    // Its lease ran out: back in line as the next take would put it, keeping
+                    // the time it has been due since.
+                    conn.prepare_cached(
+                        "delete from queue_running where deadline = ?1 and id = ?2",
+                    )?
+                    .execute(params![deadline, id])?;
+                    insert(conn, "queue", deadline.min(now), &r)?;
+                    return Ok(true);
+                }
+                let Some((ts, _)) = waiting else { return Ok(false) };
+                // One already due keeps its earlier time, and so its place in line.
+                if ts > now {
+                    conn.prepare_cached("update queue set ts = ?1 where ts = ?2 and id = ?3")?
+                        .execute(params![now, ts, id])?;
+                }
+                Ok(true)
+            }
+            // `QueueChange` may grow; a change this build does not know is refused, not guessed.
+            other => Err(Error::Unsupported(format!(
+                "this backend does not know the queue change {other:?}"
+            ))),
+        }
+    })
+}
+
+/// Drops the attempt count of a message that is gone (the table exists only once an openkv
+/// process took a message).
+fn forget_attempts(conn: &Connection, id: &str) -> Result<()> {
+    let counted: bool = attempts_counted(conn)?;
+    if counted {
+        conn.prepare_cached("delete from openkv_queue_attempts where id = ?1")?.execute([id])?;
+    }
+    Ok(())
+}
+
+/// True once the attempts table exists (an openkv process took a message from this file).
+fn attempts_counted(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "select exists (select 1 from sqlite_master \
+             where type = 'table' and name = 'openkv_queue_attempts')",
+        )?
+        .query_row([], |r| r.get(0))?)
 }

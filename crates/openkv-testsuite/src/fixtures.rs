@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use openkv::{Kv, OpenOptions};
+use openkv::{Kv, ManualClock, OpenOptions};
 use openkv_server::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -53,6 +53,36 @@ pub async fn sqlite() -> Option<Fixture> {
 /// engine API: the proof that a backend can live outside the core crate.
 pub async fn memory() -> Option<Fixture> {
     Some(Fixture { kv: openkv_memory::open(), server: None, denokv: None, _dir: None })
+}
+
+/// A SQLite file in a temporary directory, read at the time of `clock`.
+pub async fn sqlite_on(clock: ManualClock) -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kv = OpenOptions::new()
+        .clock(clock)
+        .open(dir.path().join("db.sqlite3"))
+        .await
+        .expect("opening SQLite");
+    Some(Fixture { kv, server: None, denokv: None, _dir: Some(dir) })
+}
+
+/// The in-memory backend ([`memory`]), its handle and backend reading the time of `clock`.
+pub async fn memory_on(clock: ManualClock) -> Option<Fixture> {
+    let backend = openkv_memory::MemoryBackend::new(std::sync::Arc::new(clock.clone()));
+    let kv = OpenOptions::new().clock(clock).with_backend(std::sync::Arc::new(backend));
+    Some(Fixture { kv, server: None, denokv: None, _dir: None })
+}
+
+/// A fresh PostgreSQL schema ([`postgres`]) read at the time of `clock`. `None`: no
+/// PostgreSQL server here.
+pub async fn postgres_on(clock: ManualClock) -> Option<Fixture> {
+    let url = postgres_url()?;
+    let kv = OpenOptions::new()
+        .clock(clock)
+        .open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    Some(Fixture { kv, server: None, denokv: None, _dir: None })
 }
 
 /// `openkv serve` (in this process, on a real socket) on a fresh file, and a `Kv` that reaches

@@ -12,6 +12,11 @@
 //! (what openkv does and `denokv` gets wrong — see shared/spec/KV-CONNECT.md §8). `denokv`
 //! runs only `core`; every other backend, PostgreSQL included, runs both.
 //!
+//! A third group, [`queue_console`] (listing the queue, removing a message, making one due
+//! now), moves time by hand: [`clocked_backend_suite!`] runs it over fixtures that take a
+//! `ManualClock` (`fixtures::sqlite_on`, `memory_on`, `postgres_on`), the backends that
+//! deliver queue messages; a KV Connect database refuses it (`tests/backends.rs`).
+//!
 //! The PostgreSQL fixtures ([`fixtures::postgres`], [`fixtures::openkv_server_on_postgres`],
 //! and [`fixtures::postgres_url`] for tests that open the store themselves) need a server:
 //! `OPENKV_TEST_POSTGRES_URL`, a base URL such as `postgres://openkv@127.0.0.1:54329/openkv`
@@ -36,6 +41,7 @@
 
 pub mod behaviours;
 pub mod fixtures;
+pub mod queue_console;
 
 /// Generates `#[tokio::test]`s: `backend_suite!(module_name, fixture_expression; test, …)`.
 /// The fixture expression is evaluated once per test and must give an
@@ -95,6 +101,44 @@ macro_rules! strict_behaviours {
             a_failing_mutation_rolls_back_the_write,
             expired_keys_are_invisible_at_once,
             database_id_is_not_nil,
+        );
+    };
+}
+
+/// Generates `#[tokio::test]`s of the [`queue_console`] behaviours, which move time by hand:
+/// `clocked_backend_suite!(module_name, fixture_fn; test, …)`. Each test makes a
+/// [`ManualClock`](openkv::ManualClock) at [`queue_console::START_MS`] and calls
+/// `fixture_fn(clock)`, which must give an `Option<fixtures::Fixture>` whose backend reads that
+/// clock (`None`: the backend is not available here).
+#[macro_export]
+macro_rules! clocked_backend_suite {
+    ($module:ident, $fixture:path; $($test:ident),+ $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let clock = ::openkv::ManualClock::new($crate::queue_console::START_MS);
+                    let Some(fixture) = $fixture(clock.clone()).await else { return };
+                    $crate::queue_console::$test(&fixture.kv, &clock).await;
+                    fixture.finish().await;
+                }
+            )+
+        }
+    };
+}
+
+/// The names of the queue console behaviours ([`queue_console`]), for
+/// [`clocked_backend_suite!`]: every backend that delivers queue messages runs them.
+#[macro_export]
+macro_rules! queue_console_behaviours {
+    ($callback:ident ! ($($args:tt)*)) => {
+        $callback!($($args)*;
+            queue_listing_counts_states_and_order,
+            queue_listing_follows_failed_attempts,
+            queue_remove_waiting_and_running,
+            queue_due_now,
         );
     };
 }

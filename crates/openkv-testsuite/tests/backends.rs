@@ -7,7 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use openkv_testsuite::fixtures;
-use openkv_testsuite::{backend_suite, core_behaviours, strict_behaviours};
+use openkv_testsuite::{
+    backend_suite, clocked_backend_suite, core_behaviours, queue_console_behaviours,
+    strict_behaviours,
+};
 
 core_behaviours!(backend_suite!(sqlite_core, fixtures::sqlite().await));
 strict_behaviours!(backend_suite!(sqlite_strict, fixtures::sqlite().await));
@@ -26,3 +29,16 @@ strict_behaviours!(backend_suite!(
     fixtures::openkv_server_on_postgres().await
 ));
 core_behaviours!(backend_suite!(remote_denokv_core, fixtures::denokv().await));
+
+// The queue console (listing, remove, due now) on every backend that delivers queue messages;
+// a KV Connect database refuses it.
+queue_console_behaviours!(clocked_backend_suite!(sqlite_queue_console, fixtures::sqlite_on));
+queue_console_behaviours!(clocked_backend_suite!(memory_queue_console, fixtures::memory_on));
+queue_console_behaviours!(clocked_backend_suite!(postgres_queue_console, fixtures::postgres_on));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_openkv_queue_console_is_unsupported() {
+    let fixture = fixtures::openkv_server().await.unwrap();
+    openkv_testsuite::queue_console::queue_console_is_unsupported(&fixture.kv).await;
+    fixture.finish().await;
+}

@@ -581,3 +581,44 @@ async fn take_and_finish_through_different_handles(store: Store) {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+on_each_store!(due_now_through_another_handle:
+    a_message_made_due_through_one_handle_is_taken_through_another,
+    a_message_made_due_through_one_handle_wakes_the_listeners_of_another_on_postgres);
+
+/// An operator's `DueNow` through one handle (a console's server) reaches the listeners of
+/// another (another process): on PostgreSQL their wake-up fires, as for an enqueue (SQLite's
+/// other processes find it at their next poll); either way the other handle takes it at once.
+async fn due_now_through_another_handle(store: Store) {
+    let (console, worker) = two_handles(&store).await;
+    let postgres = store.location.to_string_lossy().starts_with("postgres");
+    let mut wakeup = worker.queue_wakeup().expect("a local store wakes its listeners");
+    let in_an_hour = EnqueueOptions::new().delay(Duration::from_secs(3_600));
+    console.enqueue(&"in an hour".to_string(), &in_an_hour).await.unwrap();
+    if postgres {
+        // The enqueue's own notification first: the one below must be DueNow's.
+        tokio::time::timeout(Duration::from_secs(10), wakeup.changed())
+            .await
+            .expect("the enqueue reached the other process")
+            .unwrap();
+    }
+    wakeup.borrow_and_update();
+    assert!(worker.queue_take(10, Duration::from_secs(5)).await.unwrap().is_empty());
+    let listing = worker.queue_inspect(10).await.unwrap();
+    assert_eq!((listing.ready, listing.delayed, listing.running), (0, 1, 0));
+    let id = listing.messages[0].id.clone();
+
+    assert!(console.queue_change(&id, openkv::QueueChange::DueNow).await.unwrap());
+    if postgres {
+        tokio::time::timeout(Duration::from_secs(10), wakeup.changed())
+            .await
+            .expect("DueNow woke the other process's listeners")
+            .unwrap();
+    }
+    let taken = worker.queue_take(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(taken.len(), 1, "due at once: {taken:?}");
+    assert_eq!(taken[0].id, id);
+    worker.queue_finish(vec![(id, true)]).await.unwrap();
+    console.close().await.unwrap();
+    worker.close().await.unwrap();
+}

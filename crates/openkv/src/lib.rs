@@ -56,6 +56,10 @@
 //!   once** in Deno's own queue tables — messages cross between openkv and Deno CLI processes
 //!   sharing a file, survive a `kill -9` of the listener (leases), and reach remote listeners
 //!   through `openkv serve` (docs/protocol-extensions.md).
+//! - [`transfer`]: the database in and out as NDJSON (the [`export`] line format) —
+//!   [`Importer`](transfer::Importer) (batched, resumable, with a per-line failure report),
+//!   [`ExportScan`](transfer::ExportScan) and a consistent [`Snapshot`](transfer::Snapshot)
+//!   to export from; what `openkv export`/`import` and `openkv serve`'s console run.
 //! - [`default_database_path`]: where a program that opens no path keeps its database
 //!   (`<data directory>/openkv/<app>/kv.sqlite3`, like Deno's per-script default).
 //! - [`Backend`]: the seam under `Kv`; SQLite, PostgreSQL and the KV Connect client are its
@@ -131,6 +135,7 @@ mod list;
 mod open;
 mod paths;
 mod queue;
+pub mod transfer;
 mod validate;
 mod watch;
 
@@ -139,8 +144,8 @@ pub use openkv_core::{catalog, changelog, engine, export, js, key, limits, stats
 pub use backend::WatchSnapshots;
 pub use backend::{
     AtomicWrite, Backend, BackupBackend, BackupSummary, ChangeEvent, Check, CommitOutcome,
-    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueuedMessage, RawEntry, ReadRange,
-    RestoreSession,
+    Consistency, Enqueue, Mutation, MutationKind, QueueBackend, QueueChange, QueueListing,
+    QueueMessageInfo, QueueMessageState, QueuedMessage, RawEntry, ReadRange, RestoreSession,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorClass, Failure, Result};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::backend::{Enqueue, QueuedMessage};
+use crate::backend::{Enqueue, QueueChange, QueueListing, QueuedMessage};
 use crate::error::{Error, Result};
 use crate::js::encode_v8;
 use crate::key::Key;
@@ -93,6 +93,54 @@ impl Kv {
     {
         let (listening, max, poll) = self.queue_listener_settings();
         listen(self, listening, max, poll, handler).await
+    }
+
+    /// The queue as an operator sees it (a console): how many messages are ready, delayed
+    /// and running (all of them), and up to `limit` of them with their payloads, state, due
+    /// time, attempts so far, remaining backoff and dead-letter keys — running ones first,
+    /// then by due time, then by id; all read at one moment. See
+    /// [`QueueBackend::queue_inspect`](crate::QueueBackend::queue_inspect).
+    /// [`Error::Unsupported`] on a KV Connect database.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use openkv::{EnqueueOptions, Kv, QueueMessageState};
+    /// let kv = Kv::open_in_memory().await?;
+    /// kv.enqueue(&"later".to_string(), &EnqueueOptions::new().delay(Duration::from_secs(60)))
+    ///     .await?;
+    /// let listing = kv.queue_inspect(10).await?;
+    /// assert_eq!((listing.ready, listing.delayed, listing.running), (0, 1, 0));
+    /// let message = &listing.messages[0];
+    /// assert_eq!(message.state, QueueMessageState::Delayed);
+    /// assert_eq!(message.payload.decode::<String>()?, "later");
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn queue_inspect(&self, limit: usize) -> Result<QueueListing> {
+        self.backend().queues()?.queue_inspect(limit).await
+    }
+
+    /// An operator's change to the queue message `id`: [`QueueChange::Remove`] deletes it
+    /// (waiting or running; a listener finishing it later changes nothing),
+    /// [`QueueChange::DueNow`] makes a waiting one due now and wakes the listeners (a running
+    /// one is refused: [`Error::QueueMessageInFlight`]). `Ok(false)`: no message has that id.
+    /// [`Error::Unsupported`] on a KV Connect database.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use openkv::{EnqueueOptions, Kv, QueueChange};
+    /// let kv = Kv::open_in_memory().await?;
+    /// kv.enqueue(&"later".to_string(), &EnqueueOptions::new().delay(Duration::from_secs(60)))
+    ///     .await?;
+    /// let id = kv.queue_inspect(1).await?.messages[0].id.clone();
+    /// assert!(kv.queue_change(&id, QueueChange::DueNow).await?);
+    /// assert_eq!(kv.queue_take(1, Duration::from_secs(5)).await?.len(), 1);
+    /// assert!(!kv.queue_change("no-such-id", QueueChange::Remove).await?);
+    /// # Ok::<(), openkv::Error>(()) }).unwrap();
+    /// ```
+    pub async fn queue_change(&self, id: &str, change: QueueChange) -> Result<bool> {
+        self.backend().queues()?.queue_change(id, change).await
     }
 }
 

@@ -8,6 +8,11 @@ use openkv::{Clock as _, Consistency, ReadRange, Versionstamp};
 use serde::Deserialize;
 use serde_json::json;
 
+use futures::StreamExt as _;
+use openkv::transfer::{
+    ExportScan, ImportOptions, ImportStopped, Importer, Snapshot, SnapshotError,
+};
+
 use super::{parse, DbState};
 use crate::response::{engine_error, json as json_answer, plain};
 
@@ -117,89 +122,182 @@ async fn scan(state: &crate::state::AppState) -> Result<(u64, Versionstamp), Box
 }
 
 /// `POST {base}/console/api/export`: the whole database as the NDJSON lines `openkv export`
-/// prints, from one consistent snapshot: an online backup copy taken first (SQLite's backup;
-/// PostgreSQL's repeatable-read copy), then read page by page while the database goes on.
+/// prints, from one consistent snapshot (`openkv::transfer::Snapshot`: an online backup copy
+/// read page by page while the database goes on). A store without online backups
+/// (PostgreSQL) is read page by page directly — each page consistent, not the whole — and
+/// the answer says so in `x-openkv-export: paged` (the page shows it).
 pub(crate) async fn export(state: DbState) -> Response {
-    answer(
-        async {
-            let dir =
-                tempfile::Builder::new().prefix(".openkv-console-export-").tempdir().map_err(
-                    |e| Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR, format!("export: {e}"))),
-                )?;
-            let path = dir.path().join("snapshot.sqlite3");
-            state.kv.backup(&path).await.map_err(|e| Box::new(engine_error(e)))?;
-            let copy = openkv::Kv::open(&path).await.map_err(|e| Box::new(engine_error(e)))?;
-            let scan = Scan { copy, dir: Some(dir), start: vec![0x00], done: false };
-            let stream = futures::stream::unfold(scan, |mut scan| async move {
-                let chunk = scan.next_chunk().await?;
-                Some((chunk, scan))
-            });
-            let name = state.database.as_ref().map_or("database", |d| d.as_str());
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}.ndjson\""),
-                    ),
-                ],
-                Body::from_stream(stream),
-            )
-                .into_response())
-        }
-        .await,
-    )
-}
-
-/// An export in progress: the copy it reads and the directory that holds it (removed when
-/// the export ends or the client goes away).
-struct Scan {
-    copy: openkv::Kv,
-    dir: Option<tempfile::TempDir>,
-    start: Vec<u8>,
-    done: bool,
-}
-
-impl Scan {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
-        if self.done {
-            return None;
-        }
-        let page = self.copy.limits().max_read_entries;
-        let range = ReadRange {
-            start: self.start.clone(),
-            end: vec![0xff],
-            limit: page as u32,
-            reverse: false,
+    answer(async {
+        let (source, how) = match Snapshot::take(&state.kv, &std::env::temp_dir()).await {
+            Ok(snapshot) => (Source::Copy(snapshot), "snapshot"),
+            Err(SnapshotError::Backup(openkv::Error::Unsupported(_))) => {
+                (Source::Live(state.0.clone()), "paged")
+            }
+            Err(SnapshotError::Backup(e) | SnapshotError::Open(e)) => {
+                return Err(Box::new(engine_error(e)))
+            }
+            Err(e) => {
+                return Err(Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR, format!("export: {e}"))))
+            }
         };
-        let read = self.copy.snapshot_read(vec![range], Consistency::Strong).await;
-        let entries = match read {
-            Ok(mut ranges) => ranges.pop().unwrap_or_default(),
+        let scan = ExportScan::range(source.kv(), vec![0x00], vec![0xff]);
+        let export = Export { source: Some(source), scan };
+        let stream = futures::stream::unfold(export, |mut export| async move {
+            let chunk = export.next_chunk().await?;
+            Some((chunk, export))
+        });
+        let name = state.database.as_ref().map_or("database", |d| d.as_str());
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.ndjson\"")),
+                (header::HeaderName::from_static("x-openkv-export"), how.to_string()),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response())
+    }
+    .await)
+}
+
+/// What an export reads: its own snapshot, or the live database.
+enum Source {
+    Copy(Snapshot),
+    Live(std::sync::Arc<crate::state::AppState>),
+}
+
+impl Source {
+    fn kv(&self) -> &openkv::Kv {
+        match self {
+            Source::Copy(snapshot) => snapshot.kv(),
+            Source::Live(state) => &state.kv,
+        }
+    }
+}
+
+/// An export in progress. Its snapshot is closed and removed when the export ends, or when
+/// the client goes away (dropped with the stream).
+struct Export {
+    source: Option<Source>,
+    scan: ExportScan,
+}
+
+impl Export {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        self.source.as_ref()?;
+        match self.scan.next_batch().await {
+            Ok(Some(entries)) => {
+                let mut out = String::new();
+                for entry in &entries {
+                    out.push_str(&openkv::export::entry_line(entry).to_string());
+                    out.push('\n');
+                }
+                Some(Ok(Bytes::from(out)))
+            }
+            Ok(None) => {
+                self.finish().await;
+                None
+            }
             Err(e) => {
                 // The answer is already under way: cut it short, so the download fails
                 // visibly rather than ending as a shorter file.
                 self.finish().await;
-                return Some(Err(std::io::Error::other(format!("export: {e}"))));
+                Some(Err(std::io::Error::other(format!("export: {e}"))))
             }
-        };
-        let mut out = String::new();
-        for entry in &entries {
-            out.push_str(&openkv::export::entry_line(entry).to_string());
-            out.push('\n');
         }
-        match entries.last() {
-            Some(last) if entries.len() == page => {
-                self.start = last.key.clone();
-                self.start.push(0x00);
-            }
-            _ => self.finish().await,
-        }
-        Some(Ok(Bytes::from(out)))
     }
 
     async fn finish(&mut self) {
-        self.done = true;
-        let _ = self.copy.close().await;
-        self.dir.take();
+        if let Some(Source::Copy(snapshot)) = self.source.take() {
+            let _ = snapshot.close().await;
+        }
     }
+}
+
+/// The longest line an import reads (a line of the largest value Deno stores, 64 KiB, in
+/// typed JSON is far below it); a longer one is reported as that line's error and skipped, so
+/// that an upload cannot make the server hold an unbounded line.
+pub(crate) const MAX_IMPORT_LINE: usize = 4 << 20;
+
+/// `POST {base}/console/api/import`: the body is NDJSON in `openkv export`'s format, imported
+/// as it arrives, line by line, with `openkv import`'s engine (`openkv::transfer::Importer`):
+/// the same batches, skips and per-line error report. The answer: the report's numbers,
+/// `text` (the CLI's summary sentence), `failures` (the first ones, `line` and `message`),
+/// and `stopped` when a database failure stopped the import (the lines before it are
+/// written). The body has no size limit: it is read as a stream, in bounded memory.
+pub(crate) async fn import(state: DbState, body: Body) -> Response {
+    answer(async {
+        super::writable(&state)?;
+        let mut importer = Importer::new(&state.kv, ImportOptions::new());
+        let mut stream = body.into_data_stream();
+        let mut line = Vec::new();
+        let mut line_no = 0u64;
+        let mut too_long = false;
+        let mut stopped: Option<ImportStopped> = None;
+        'read: while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Box::new(plain(StatusCode::BAD_REQUEST, format!("import: reading the upload: {e}")))
+            })?;
+            let mut rest: &[u8] = &chunk;
+            while !rest.is_empty() {
+                let (piece, ended) = match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => (&rest[..=i], true),
+                    None => (rest, false),
+                };
+                rest = &rest[piece.len()..];
+                if line.len() + piece.len() > MAX_IMPORT_LINE {
+                    too_long = true;
+                    line.clear();
+                } else if !too_long {
+                    line.extend_from_slice(piece);
+                }
+                if ended {
+                    line_no += 1;
+                    if let Err(e) = take_line(&mut importer, line_no, &line, too_long).await {
+                        stopped = Some(e);
+                        break 'read;
+                    }
+                    line.clear();
+                    too_long = false;
+                }
+            }
+        }
+        if stopped.is_none() && (!line.is_empty() || too_long) {
+            line_no += 1;
+            if let Err(e) = take_line(&mut importer, line_no, &line, too_long).await {
+                stopped = Some(e);
+            }
+        }
+        let (report, stopped) = match stopped {
+            Some(e) => (e.report().clone(), Some(e.to_string())),
+            None => match importer.finish().await {
+                Ok(report) => (report, None),
+                Err(e) => (e.report().clone(), Some(e.to_string())),
+            },
+        };
+        let mut answer = report.json();
+        if let serde_json::Value::Object(object) = &mut answer {
+            object.insert("text".into(), json!(report.text()));
+            object.insert("failures".into(), json!(report.failures));
+            object.insert("stopped".into(), json!(stopped));
+        }
+        Ok(json_answer(answer))
+    }
+    .await)
+}
+
+/// Hands one line to the importer; a line over [`MAX_IMPORT_LINE`] is handed as a line that
+/// says so (the report counts it as that line's error).
+async fn take_line(
+    importer: &mut Importer,
+    line_no: u64,
+    line: &[u8],
+    too_long: bool,
+) -> Result<(), ImportStopped> {
+    if too_long {
+        // Not JSON, so the importer reports it as the line's error; the text says why.
+        let note = format!("line longer than {MAX_IMPORT_LINE} bytes (not read)");
+        return importer.line(line_no, note.as_bytes()).await;
+    }
+    importer.line(line_no, line).await
 }
