@@ -107,7 +107,9 @@ async function api(path, body, { server = false, raw = false, signal } = {}) {
     return res;
   }
   const text = await res.text();
-  if (res.status === 409) return { conflict: JSON.parse(text) };
+  if (res.status === 409 && (res.headers.get("content-type") || "").startsWith("application/json")) {
+    return { conflict: JSON.parse(text) };
+  }
   if (!res.ok) throw new ApiError(res.status, text);
   return JSON.parse(text);
 }
@@ -499,7 +501,7 @@ async function runQuery(keepMarks) {
   }));
   if (q.mode !== "get") {
     const first = b.page * (q.limit ?? PAGE);
-    $("#entries-status").textContent = rows.length === 0 ? "No entries." : `${rows.length} entries (page ${b.page + 1}, from #${first + 1})`;
+    $("#entries-status").textContent = rows.length === 0 ? "No entries." : `${rows.length} ${rows.length === 1 ? "entry" : "entries"} (page ${b.page + 1}, from #${first + 1})`;
   } else if (rows.length) {
     $("#entries-status").textContent = "1 entry";
     if (!keepMarks) showEntry(rows[0]);

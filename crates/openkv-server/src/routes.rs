@@ -79,6 +79,9 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     Endpoint::new("/console/api/delete-prefix", Write, AfterBody, || post(data::delete_prefix)),
     Endpoint::new("/console/api/stats", Read, AfterBody, || post(operate::stats)),
     Endpoint::new("/console/api/export", Read, AfterBody, || post(operate::export)),
+    Endpoint::new("/console/api/queue", Read, AfterBody, || post(operate::queue)),
+    Endpoint::new("/console/api/queue/delete", Write, AfterBody, || post(operate::queue_delete)),
+    Endpoint::new("/console/api/queue/due-now", Write, AfterBody, || post(operate::queue_due_now)),
     // An upload of any size, imported as it streams in (bounded memory): no body limit, and
     // refused before reading it.
     Endpoint::new("/console/api/import", Write, AtOnce, || {
