@@ -259,6 +259,9 @@ async function query(page, { mode = "list", key = "", start = "", end = "", limi
   await page.waitForTimeout(100); // let the table render
 }
 
+/** Resolves when the next watch stream of the console has answered (its headers are in). */
+const nextWatch = (page) => page.waitForResponse((r) => new URL(r.url()).pathname.endsWith("/console/api/watch"));
+
 async function waitRows(page, expected, message) {
   try {
     await page.waitForFunction(
@@ -513,7 +516,7 @@ scenario("b", "browse what the Deno CLI wrote: tree, entries of every type, type
   const manyKeys = await listKeys(["--prefix", '["many"]']);
   assert.equal(manyKeys.length, 1250);
   await query(page, { mode: "list", key: '["many"]' });
-  await page.locator("table#entries tbody tr.entry").first().waitFor();
+  await page.waitForFunction(() => document.querySelector("table#entries tbody tr.entry")?.dataset.key === '["many", 0]');
   let seen = await rowKeys(page);
   assert.ok(seen.length > 0 && seen.length < 1250, `the first page has ${seen.length} rows: no paging`);
   let clicks = 0;
@@ -610,15 +613,19 @@ scenario("c", "edit: validation as you type, templates, a conflicting write from
 scenario("d", "live: writes by @deno/kv and the Deno CLI update the rows and the open entry without reload", async (pages) => {
   const page = await openConsole(tokens.write.token);
   pages.push(page);
+  // Each step that changes what the console watches starts a new watch: the writes wait for it.
+  let watching = nextWatch(page);
   await query(page, { mode: "list", key: '["live"]' });
   await waitRows(page, ['["live", "a"]', '["live", "b"]']);
+  await watching;
   await page.evaluate(() => (window.__sameDocument = "yes"));
   await page.locator("#live-status").waitFor();
   console.log(`#live-status: ${(await page.locator("#live-status").innerText()).trim()}`);
   // Open b; then @deno/kv writes a, the Deno CLI writes b.
+  watching = nextWatch(page);
   await page.click(`${byKey("tr.entry", '["live", "b"]')} td.key`);
   await page.locator("section#entry").waitFor({ state: "visible" });
-  await page.waitForTimeout(500); // the watch starts
+  await watching;
   const kv = await openKv(connect("app"), { accessToken: tokens.write.token });
   await kv.set(["live", "a"], "live a, changed by @deno/kv");
   kv.close();
@@ -633,6 +640,24 @@ scenario("d", "live: writes by @deno/kv and the Deno CLI update the rows and the
     byKey("tr.entry", '["live", "b"]'));
   assert.equal(await page.evaluate(() => window.__sameDocument), "yes", "the page reloaded");
   await shot(page, "09-live");
+  // A get query's row follows its key too, not only the entry it opens.
+  watching = nextWatch(page);
+  await query(page, { mode: "get", key: '["live", "a"]' });
+  await waitRows(page, ['["live", "a"]']);
+  await page.waitForFunction(() => document.querySelector("#entry-key")?.textContent.includes('["live", "a"]'));
+  await watching;
+  const again = await openKv(connect("app"), { accessToken: tokens.write.token });
+  await again.set(["live", "a"], "live a, changed again by @deno/kv");
+  again.close();
+  await page.waitForFunction(() => document.querySelector("pre#entry-value")?.textContent.includes("changed again"));
+  try {
+    await page.waitForFunction((sel) => document.querySelector(sel)?.querySelector("td.value")?.textContent.includes("changed again"),
+      byKey("tr.entry", '["live", "a"]'), { timeout: 5000 });
+  } catch {
+    const shown = await page.locator(`${byKey("tr.entry", '["live", "a"]')} td.value`).innerText();
+    assert.fail(`the row of a get query stays stale after a write (the open entry updated): td.value ${shown}`);
+  }
+  assert.equal(await page.evaluate(() => window.__sameDocument), "yes", "the page reloaded");
 });
 
 scenario("e", "a read token: no write controls; forged writes 403, no token 401, another origin cannot write", async (pages) => {
