@@ -800,6 +800,23 @@ scenario("f", "markup in a value and a key part renders as text; /console's head
     noStore(r, asset);
   }
   noStore(await fetch(`${origin}/console/api/session`, { method: "POST", headers: { authorization: `Bearer ${tokens.read.token}`, "content-type": "application/json" }, body: "{}" }), "/console/api/session");
+  // `--no-console`: no page, no assets, no API.
+  const plain = spawn(OPENKV_BIN, ["--db", path.join(SCRATCH, "no-console.sqlite3"), "serve", "--addr", "127.0.0.1:0", "--access-token", ROOT, "--no-console"],
+    { stdio: ["ignore", "pipe", "ignore"] });
+  try {
+    const line = await new Promise((resolve, reject) => {
+      readline.createInterface({ input: plain.stdout }).once("line", resolve);
+      plain.once("exit", (code) => reject(new Error(`openkv serve --no-console exited (${code})`)));
+    });
+    const base = line.trim().split(/\s+/).pop();
+    for (const route of ["/console", "/console/assets/console.js"]) {
+      assert.equal((await fetch(`${base}${route}`)).status, 404, `${route} with --no-console`);
+    }
+    const session = await fetch(`${base}/console/api/session`, { method: "POST", headers: { authorization: `Bearer ${ROOT}` }, body: "{}" });
+    assert.equal(session.status, 404, "/console/api/session with --no-console");
+  } finally {
+    plain.kill("SIGTERM");
+  }
 });
 
 scenario("g", "queue: counts, payloads, dead letters of what @deno/kv enqueued; due now; delete after confirmation", async (pages) => {

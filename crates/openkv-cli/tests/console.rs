@@ -98,6 +98,8 @@ fn the_console_works_in_chromium_against_openkv_serve() {
     // <target dir>/<profile>/openkv → <target dir>/console-screenshots
     let target = bin.parent().and_then(Path::parent).expect("the binary is in <target>/<profile>");
     let screenshots = target.join("console-screenshots");
+    // This run's screenshots only (a failed run's failed-*.png must not outlive its fix).
+    let _ = std::fs::remove_dir_all(&screenshots);
     std::fs::create_dir_all(&screenshots).unwrap();
     println!("console screenshots: {}", screenshots.display());
     // The server's data and log (server.log) and the files the suite writes; kept on failure.
