@@ -762,27 +762,35 @@ function stopWatch() {
 function followLive() {
   const b = state.browse;
   if (!b || state.view !== "browse") return;
-  const key = b.open?.key;
+  // The keys: a get's key (so its row follows it, even when it does not exist yet) and the
+  // open entry's; the prefix: a list's.
+  const keys = [];
+  if (b.query.mode === "get" && b.query.key) keys.push(b.query.key);
+  if (b.open?.key && !keys.includes(b.open.key)) keys.push(b.open.key);
   const prefix = b.query.mode === "list" ? (b.query.prefix || "[]") : undefined;
-  const want = JSON.stringify({ key, prefix });
+  const want = JSON.stringify({ keys, prefix });
   if (state.watch && state.watch.want === want) return;
   stopWatch();
   const abort = new AbortController();
   state.watch = { want, abort };
-  const body = { keys: key ? [key] : [], prefix };
-  streamWatch(body, abort, 0);
+  streamWatch({ keys, prefix }, abort, 0);
 }
 
 async function streamWatch(body, abort, attempt) {
   const status = () => $("#live-status");
   let timer = null;
+  const rerun = () => {
+    // Several changes in a burst: one re-read.
+    clearTimeout(timer);
+    timer = setTimeout(() => { runQuery(true); loadChildren(false); }, 250);
+  };
   try {
     const res = await api("watch", body, { raw: true, signal: abort.signal });
     if (status()) status().textContent = "Live updates on";
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
-    let first = true;
+    let seen = null; // the versionstamps of the watched keys, as last reported
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -794,23 +802,26 @@ async function streamWatch(body, abort, attempt) {
         if (!line) continue;
         const msg = JSON.parse(line);
         if (msg.entries && body.keys.length) {
-          const entry = msg.entries[0];
-          const open = state.browse?.open;
-          if (!first && open && open.key === body.keys[0]) {
-            if (entry) {
-              showEntry(entry);
-              markEntryChanged();
-            } else {
-              $("#entry-title")?.append(h("span", { class: "live-mark" }, "deleted"));
-            }
+          const stamps = msg.entries.map((e) => (e ? e.versionstamp : null));
+          if (seen) {
+            body.keys.forEach((key, i) => {
+              if (stamps[i] === seen[i]) return;
+              const b = state.browse;
+              if (b?.query.mode === "get" && b.query.key === key) rerun();
+              if (b?.open && b.open.key === key) {
+                const entry = msg.entries[i];
+                if (entry) {
+                  showEntry(entry);
+                  markEntryChanged();
+                } else {
+                  $("#entry-title")?.append(h("span", { class: "live-mark" }, "deleted"));
+                }
+              }
+            });
           }
-          first = false;
+          seen = stamps;
         }
-        if (msg.prefix) {
-          // Several changes in a burst: one re-read.
-          clearTimeout(timer);
-          timer = setTimeout(() => { runQuery(true); loadChildren(false); }, 250);
-        }
+        if (msg.prefix) rerun();
       }
     }
   } catch (e) {
