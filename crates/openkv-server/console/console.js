@@ -1,8 +1,8 @@
 // openkv console: a small app over the console's JSON API (crates/openkv-server/src/console).
 //
 // Invariants:
-// - Every piece of data reaches the page as text (`textContent`, `h()` below); nothing is
-//   ever assigned to `innerHTML`. With the server's CSP (no inline script) a value holding
+// - Every piece of data reaches the page as text (`textContent`, `h()` below); no string
+//   is ever parsed as markup. With the server's CSP (no inline script) a value holding
 //   markup can only ever show as text.
 // - The token lives in sessionStorage and goes out in the Authorization header only: never
 //   in a URL, a cookie or the DOM.

@@ -409,6 +409,18 @@ impl Importer {
         Ok(())
     }
 
+    /// Counts line `line_no` as one the caller could not hand over (a line longer than it
+    /// is willing to hold, say): a failure of that line with `message`, reported as a bad
+    /// line is. Lines before `resume_from` are skipped as usual.
+    pub fn reject(&mut self, line_no: u64, message: impl Into<String>) {
+        self.report.lines += 1;
+        if line_no < self.resume_from {
+            self.report.before_resume += 1;
+            return;
+        }
+        self.fail(line_no, message.into());
+    }
+
     /// Commits the pending batch and returns the report: the end of a complete input.
     pub async fn finish(mut self) -> Result<ImportReport, ImportStopped> {
         if let Some(line) = self.stopped {

@@ -214,16 +214,15 @@ pub(crate) async fn children(state: DbState, body: Bytes) -> Response {
                 cursor.push(0xff);
                 found.push((child, child_bytes));
             }
-            // The counts, as many children at a time as one read may count (ranges per read,
-            // and entries per read: each range reads up to CHILD_COUNT_CAP + 1).
-            let mut listed = Vec::with_capacity(found.len());
+            // The counts, as many children at a time as one snapshot read may hold (ranges
+            // per read, and entries per read at the cap + 1 each).
             let limits = state.kv.limits();
-            for chunk in found.chunks(
-                limits
-                    .max_read_ranges
-                    .min(limits.max_read_entries / (CHILD_COUNT_CAP as usize + 1))
-                    .max(1),
-            ) {
+            let per_read = limits
+                .max_read_ranges
+                .min(limits.max_read_entries / (CHILD_COUNT_CAP as usize + 1))
+                .max(1);
+            let mut listed = Vec::with_capacity(found.len());
+            for chunk in found.chunks(per_read) {
                 let ranges = chunk
                     .iter()
                     .map(|(_, bytes)| {

@@ -299,8 +299,7 @@ pub(crate) async fn import(state: DbState, body: Body) -> Response {
     )
 }
 
-/// Hands one line to the importer; a line over [`MAX_IMPORT_LINE`] is handed as a line that
-/// says so (the report counts it as that line's error).
+/// Hands one line to the importer; a line over [`MAX_IMPORT_LINE`] is that line's error.
 async fn take_line(
     importer: &mut Importer,
     line_no: u64,
@@ -308,9 +307,8 @@ async fn take_line(
     too_long: bool,
 ) -> Result<(), ImportStopped> {
     if too_long {
-        // Not JSON, so the importer reports it as the line's error; the text says why.
-        let note = format!("line longer than {MAX_IMPORT_LINE} bytes (not read)");
-        return importer.line(line_no, note.as_bytes()).await;
+        importer.reject(line_no, format!("line longer than {MAX_IMPORT_LINE} bytes (not read)"));
+        return Ok(());
     }
     importer.line(line_no, line).await
 }
