@@ -7,6 +7,9 @@
 #      for the continuous-backup tests, which start it themselves;
 #   2c. installs promtool (Debian's prometheus package) if needed: the /metrics
 #      output is checked by Prometheus's own linter;
+#   2d. installs Chromium (Debian's chromium package) if needed and the browser
+#      tests' pinned npm packages (npm ci in tests/console: playwright-core,
+#      axe-core, @deno/kv) for the web console's tests, which drive it headless;
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
 #   4. starts a throwaway PostgreSQL cluster (scripts/postgres.sh: installs
 #      Debian's postgresql package if needed) and a streaming hot standby of it
@@ -107,6 +110,33 @@ fi
 OPENKV_PROMTOOL="${OPENKV_PROMTOOL:-$(command -v promtool)}"
 export OPENKV_PROMTOOL
 export OPENKV_REQUIRE_PROMTOOL=1
+
+# --- Chromium, for the web console's browser tests ----------------------------------
+# crates/openkv-cli/tests/console.rs runs tests/console/console.test.mjs: playwright-core
+# drives Debian's Chromium (never a browser download), axe-core checks accessibility.
+# Installed once (only root can); OPENKV_REQUIRE_CHROMIUM=1 makes a missing browser or
+# package a failure instead of a skipped test.
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM" ]]; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "Chromium is missing at $CHROMIUM and only root can install it" \
+      "(apt-get install chromium), or set CHROMIUM to a Chromium binary" >&2
+    exit 2
+  fi
+  step "installing Chromium (Debian's chromium package)"
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >&2
+fi
+export CHROMIUM
+"$CHROMIUM" --version
+console_dir=tests/console
+console_stamp="$console_dir/node_modules/.openkv-installed"
+if [[ ! -e "$console_stamp" || "$console_dir/package-lock.json" -nt "$console_stamp" ]]; then
+  step "installing the console tests' npm packages (npm ci --prefix $console_dir)"
+  npm ci --prefix "$console_dir" --no-audit --no-fund --loglevel=error
+  touch "$console_stamp"
+fi
+export OPENKV_REQUIRE_CHROMIUM=1
 
 # --- lint -------------------------------------------------------------------
 if [[ "${OPENKV_SKIP_LINT:-}" == 1 ]]; then
