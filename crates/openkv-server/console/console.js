@@ -411,6 +411,14 @@ function submitQuery() {
   b.query = q;
   b.cursors = [null];
   b.page = 0;
+  b.open = null;
+  $("#entry")?.remove();
+  if (mode === "list" && q.prefix && q.prefix !== b.prefix) {
+    // The tree and the breadcrumbs follow the listed prefix.
+    b.prefix = q.prefix;
+    b.lastChild = null;
+    loadChildren(false);
+  }
   runQuery(false);
 }
 
@@ -418,18 +426,18 @@ function renderCrumbs() {
   const b = browseState();
   const nav = $("#breadcrumbs");
   const crumbs = b.crumbs || [];
-  const items = [h("a", { href: "#/browse", onclick: (e) => { e.preventDefault(); goTo("[]", []); } }, "root")];
-  crumbs.forEach((c, i) => {
+  const items = [h("a", { href: "#/browse", onclick: (e) => { e.preventDefault(); goTo("[]"); } }, "root")];
+  crumbs.forEach((c) => {
     items.push(h("span", { class: "sep", "aria-hidden": "true" }, "/"));
-    items.push(h("a", { href: "#/browse", onclick: (e) => { e.preventDefault(); goTo(c.key, crumbs.slice(0, i + 1)); } }, c.part));
+    items.push(h("a", { href: "#/browse", onclick: (e) => { e.preventDefault(); goTo(c.key); } }, c.part));
   });
   nav.replaceChildren(...items);
 }
 
-function goTo(prefix, crumbs) {
+function goTo(prefix) {
   const b = browseState();
   b.prefix = prefix;
-  b.crumbs = crumbs;
+  b.open = null;
   b.query = { mode: "list", prefix, limit: PAGE };
   b.cursors = [null];
   b.page = 0;
@@ -447,11 +455,13 @@ async function loadChildren(more) {
   try {
     const after = more && b.lastChild ? b.lastChild : undefined;
     const r = await api("children", { prefix: b.prefix, after });
+    b.crumbs = r.path;
+    renderCrumbs();
     if (!more) list.replaceChildren();
     $("#children-more")?.remove();
     for (const c of r.children) {
       list.append(h("li", {},
-        h("button", { type: "button", class: "child", dataset: { key: c.key }, onclick: () => goTo(c.key, [...(b.crumbs || []), { part: c.part, key: c.key }]) }, c.part),
+        h("button", { type: "button", class: "child", dataset: { key: c.key }, onclick: () => goTo(c.key) }, c.part),
         h("span", { class: "count", title: "entries under it, the key itself included" }, c.more ? `${c.count}+` : String(c.count))));
       b.lastChild = c.key;
     }
@@ -495,7 +505,7 @@ async function runQuery(keepMarks) {
     const row = h("tr", { class: changed ? "entry changed" : "entry", dataset: { key: entry.key }, onclick: () => showEntry(entry) },
       h("td", { class: "key" }, h("button", { type: "button", onclick: (e) => { e.stopPropagation(); showEntry(entry); } }, entry.key ?? "(undecodable key)"),
         changed ? h("span", { class: "live-mark" }, "updated") : null),
-      h("td", { class: "value" }, h("div", {}, valueText(entry))),
+      h("td", { class: "value" }, h("div", { tabindex: 0 }, valueText(entry))),
       h("td", { class: "versionstamp" }, entry.versionstamp));
     return row;
   }));

@@ -257,12 +257,8 @@ pub(crate) async fn children(state: DbState, body: Bytes) -> Response {
                     let has_value = entries.first().is_some_and(|e| &e.key == bytes);
                     let count = entries.len() as u32;
                     let whole = openkv::key::syntax::format_key(child);
-                    let part = Key::new(vec![child.parts()[depth].clone()]);
-                    let part = openkv::key::syntax::format_key(&part);
-                    let part =
-                        part.strip_prefix('[').and_then(|p| p.strip_suffix(']')).unwrap_or(&part);
                     listed.push(json!({
-                        "part": part,
+                        "part": part_text(&child.parts()[depth]),
                         "key": whole,
                         "count": count.min(CHILD_COUNT_CAP),
                         "more": count > CHILD_COUNT_CAP,
@@ -270,10 +266,29 @@ pub(crate) async fn children(state: DbState, body: Bytes) -> Response {
                     }));
                 }
             }
-            Ok(json_answer(json!({ "children": listed, "more": more })))
+            // The prefix's own levels, for the page's breadcrumbs.
+            let path: Vec<Json> = (1..=depth)
+                .map(|n| {
+                    let level = Key::new(prefix.parts()[..n].to_vec());
+                    json!({
+                        "part": part_text(&prefix.parts()[n - 1]),
+                        "key": openkv::key::syntax::format_key(&level),
+                    })
+                })
+                .collect();
+            Ok(json_answer(json!({ "children": listed, "more": more, "path": path })))
         }
         .await,
     )
+}
+
+/// One key part in the key syntax (`"users"`, `12n`, `b"AAE="`).
+fn part_text(part: &openkv::KeyPart) -> String {
+    let one = openkv::key::syntax::format_key(&Key::new(vec![part.clone()]));
+    match one.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+        Some(inner) => inner.to_owned(),
+        None => one,
+    }
 }
 
 fn encode(key: &Key, field: &str) -> Result<Vec<u8>, Box<Response>> {
