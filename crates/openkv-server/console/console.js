@@ -14,7 +14,8 @@ const DB_KEY = "openkv-console-database";
 const PAGE = 100;
 const POLL_MS = 2000;
 const CHART_POINTS = 60;
-const LONG_VALUE = 4000; // characters: longer values start collapsible (still complete)
+const LONG_VALUE = 4000;
+const MARK_MS = 10000; // how long a live change stays marked // characters: longer values start collapsible (still complete)
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
@@ -497,11 +498,21 @@ async function runQuery(keepMarks) {
     return;
   }
   const previous = new Map((keepMarks ? b.rows : []).map((e) => [e.key, e.versionstamp]));
+  // A mark stays for MARK_MS after its change, across the re-reads other changes cause.
+  b.marked = b.marked || new Map();
+  const now = Date.now();
+  if (keepMarks) {
+    for (const entry of rows) {
+      if (previous.get(entry.key) !== entry.versionstamp) b.marked.set(entry.key, now);
+    }
+  } else {
+    b.marked.clear();
+  }
   b.rows = rows;
   b.cursors[b.page + 1] = cursor;
   const tbody = $("#entries tbody");
   tbody.replaceChildren(...rows.map((entry) => {
-    const changed = keepMarks && previous.get(entry.key) !== entry.versionstamp;
+    const changed = now - (b.marked.get(entry.key) ?? -Infinity) < MARK_MS;
     const row = h("tr", { class: changed ? "entry changed" : "entry", dataset: { key: entry.key }, onclick: () => showEntry(entry) },
       h("td", { class: "key" }, h("button", { type: "button", onclick: (e) => { e.stopPropagation(); showEntry(entry); } }, entry.key ?? "(undecodable key)"),
         changed ? h("span", { class: "live-mark" }, "updated") : null),
