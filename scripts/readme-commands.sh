@@ -834,7 +834,7 @@ cover exclude "PostgreSQL's tool, with a placeholder schema" <<<'pg_dump -n <sch
 for c in openkv 'openkv serve' 'openkv info' 'openkv backup' 'openkv --app NAME …' \
   'openkv serve --db postgres://…' denokv mkcert h2load 'openssl req -x509' 'kill -9' \
   'openkv serve --backup-to' 'denokv pitr sync' 'denokv serve --sync-from-s3' 'openkv restore' \
-  'openkv token create' 'openkv export'; do
+  'openkv token create' 'openkv export' 'openkv serve --data-dir'; do
   cover mention 'named in prose' <<<"$c"
 done
 

@@ -51,6 +51,7 @@ mod admin;
 mod auth;
 mod config;
 mod console;
+mod console_api;
 mod datapath;
 mod health;
 mod limits;

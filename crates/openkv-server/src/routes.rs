@@ -9,10 +9,10 @@ use axum::Router;
 use openkv::catalog::Scope;
 
 use crate::auth::{self, Refusal, Refusal::AfterBody, Refusal::AtOnce};
-use crate::console::{data, operate};
+use crate::console_api::{data, operate};
 use crate::metrics::Endpoint as MetricsEndpoint;
 use crate::state::AppState;
-use crate::{admin, console, datapath, metadata, queues, replication, watch};
+use crate::{admin, console_api, datapath, metadata, queues, replication, watch};
 
 /// One endpoint of a database's router: its path, the scope a token needs for it, how the
 /// authentication layer refuses a request without the token, and its handler (every
@@ -95,7 +95,7 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
 pub(crate) fn database_router(state: Arc<AppState>) -> Router {
     let mut app = Router::new();
     for endpoint in ENDPOINTS {
-        let console_api = endpoint.path.starts_with(console::CONSOLE_PREFIX);
+        let console_api = endpoint.path.starts_with(console_api::CONSOLE_PREFIX);
         if console_api && !state.config.console {
             continue;
         }
@@ -111,7 +111,7 @@ pub(crate) fn database_router(state: Arc<AppState>) -> Router {
         let mut route = (endpoint.handler)().route_layer(auth);
         if console_api {
             // Outside the token check: a cross-site request is refused before anything.
-            route = route.route_layer(axum::middleware::from_fn(console::guard_api));
+            route = route.route_layer(axum::middleware::from_fn(console_api::guard_api));
         }
         app = app.route(endpoint.path, route);
     }

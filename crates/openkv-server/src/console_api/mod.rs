@@ -1,43 +1,22 @@
-//! The web console (`/console`): a small browser app embedded in the binary, and the JSON API
-//! it calls. `ARCHITECTURE.md` ("The console") says why it is a client app over a JSON API
-//! rather than server-rendered pages; `README.md` ("Console") how to use it.
-//!
-//! - **Pages**: `GET /console` (one HTML page) and `GET /console/assets/<file>` (its script
-//!   and style sheet, `include_str!`ed: no build step, nothing fetched at run time). Every
-//!   answer carries a strict Content-Security-Policy (scripts and styles from this origin
-//!   only, no inline code, no framing) and `Cache-Control: no-store`.
-//! - **Session**: `POST /console/api/session` tells the page which databases the presented
-//!   token reaches, with which scope. The page keeps the token in `sessionStorage` and sends
-//!   it as `Authorization: Bearer …` — never in a URL (so never in a log line or a
-//!   `Referer`), and never as a cookie: a request another origin makes the browser send
-//!   carries no credentials, which is what makes the API unforgeable cross-site.
-//! - **Per database**: `POST {base}/console/api/…` (`base` = `""` or `/databases/<name>`),
-//!   endpoints of the database's router (`crate::routes::ENDPOINTS`), so each has a scope
-//!   the authentication layer checks before the handler runs — a `read` token's forged write
-//!   is a 403 whatever the page shows. Data: [`data`]; queue, figures, export and import:
-//!   [`operate`].
-//!
-//! The console reads with strong consistency; each answer is one snapshot read (a list page,
-//! a child count) or a paged scan (a prefix count, an export of a backup copy).
+//! The console's API (`POST {base}/console/api/…`, `base` = `""` or `/databases/<name>`):
+//! endpoints of each database's router (`crate::routes::ENDPOINTS`), behind the
+//! authentication layer like every endpoint, and [`guard_api`] (cross-site requests refused,
+//! the console's headers on every answer). Data: [`data`]; queue, figures, export and
+//! import: [`operate`]. The page and the session are `crate::console`'s.
 
 pub(crate) mod data;
 pub(crate) mod operate;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::response::Response;
 use base64::Engine as _;
-use openkv::catalog::Scope;
 use openkv::{Key, RawEntry};
 use serde_json::{json, Value as Json};
 
-use crate::auth::{presented_token, refusal};
-use crate::health::Served;
 use crate::response::plain;
 
 /// The path every console endpoint starts with (pages, assets and API).
@@ -49,42 +28,6 @@ pub(crate) const CONSOLE_PREFIX: &str = "/console";
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; form-action 'none'; \
      frame-ancestors 'none'; base-uri 'none'";
-
-/// The console's files, embedded when the binary is built.
-const ASSETS: &[(&str, &str, &str)] = &[
-    ("console.js", "text/javascript; charset=utf-8", include_str!("../../console/console.js")),
-    ("console.css", "text/css; charset=utf-8", include_str!("../../console/console.css")),
-];
-const INDEX_HTML: &str = include_str!("../../console/index.html");
-
-/// The console's page, assets and session endpoint (the per-database API is in the databases'
-/// routers). Empty when the console is off.
-pub(crate) fn routes(served: Served) -> Router {
-    if !served.config().console {
-        return Router::new();
-    }
-    Router::new()
-        .route("/console", get(index))
-        .route("/console/", get(index))
-        .route("/console/assets/{file}", get(asset))
-        .route("/console/api/session", post(session))
-        .with_state(served)
-}
-
-async fn index() -> Response {
-    page_answer("text/html; charset=utf-8", INDEX_HTML)
-}
-
-async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, body)) => page_answer(content_type, body),
-        None => secured(plain(StatusCode::NOT_FOUND, "no such console file")),
-    }
-}
-
-fn page_answer(content_type: &'static str, body: &'static str) -> Response {
-    secured(([(header::CONTENT_TYPE, content_type)], body).into_response())
-}
 
 /// Adds the console's security headers to an answer.
 pub(crate) fn secured(mut response: Response) -> Response {
@@ -111,7 +54,7 @@ pub(crate) async fn guard_api(request: axum::extract::Request, next: Next) -> Re
 }
 
 /// Why a request looks like one another site's page made, if it does.
-fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
+pub(crate) fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
     if method != Method::POST {
         return None;
     }
@@ -129,38 +72,6 @@ fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
         }
         _ => None,
     }
-}
-
-/// `POST /console/api/session`: who the token is and the databases it reaches.
-async fn session(State(served): State<Served>, request: axum::extract::Request) -> Response {
-    if let Some(reason) = cross_site(request.method(), request.headers()) {
-        return secured(plain(StatusCode::FORBIDDEN, reason));
-    }
-    let presented = presented_token(request.headers());
-    let principal = match served.tokens().check(presented, None, Scope::Read) {
-        Ok(principal) => principal,
-        Err(denied) => {
-            return secured(refusal(served.metrics(), denied, Scope::Read, None));
-        }
-    };
-    tracing::Span::current().record("token_id", principal.id());
-    let read_only = served.config().read_only;
-    let databases: Vec<Json> = match &served {
-        Served::One(_) => vec![json!({"name": null, "base": "", "scope": principal.scope().as_str()})],
-        Served::Many(registry) => registry
-            .all()
-            .into_iter()
-            .filter(|(name, _)| principal.reaches(name))
-            .map(|(name, _)| {
-                json!({"name": name.as_str(), "base": format!("/databases/{name}"), "scope": principal.scope().as_str()})
-            })
-            .collect(),
-    };
-    secured(crate::response::json(json!({
-        "token": {"id": principal.id(), "scope": principal.scope().as_str()},
-        "readOnly": read_only,
-        "databases": databases,
-    })))
 }
 
 /// A request body as `T`, or a 400 that says what is wrong with it.
