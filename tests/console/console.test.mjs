@@ -256,7 +256,8 @@ async function query(page, { mode = "list", key = "", start = "", end = "", limi
   const answered = request && page.waitForResponse((r) => /\/console\/api\/(get|list)$/.test(new URL(r.url()).pathname));
   await page.click("#query-run");
   if (answered) await answered;
-  await page.waitForTimeout(100); // let the table render
+  // The console marks the table when its rows answer the query (or the query failed).
+  await page.waitForSelector('table#entries:not([data-state="loading"])');
 }
 
 /** Resolves when the next watch stream of the console has answered (its headers are in). */

@@ -478,6 +478,10 @@ async function loadChildren(more) {
 async function runQuery(keepMarks) {
   const b = browseState();
   const q = b.query;
+  // `data-state` tells whoever reads the table (a person's screen reader, a test) whether
+  // the rows are the answer to the current query yet.
+  const table = $("#entries");
+  if (table) table.dataset.state = "loading";
   $("#query-error").textContent = "";
   let rows;
   let cursor = null;
@@ -495,6 +499,7 @@ async function runQuery(keepMarks) {
     }
   } catch (e) {
     $("#query-error").textContent = e.message;
+    if (table) table.dataset.state = "error";
     return;
   }
   const previous = new Map((keepMarks ? b.rows : []).map((e) => [e.key, e.versionstamp]));
@@ -530,6 +535,7 @@ async function runQuery(keepMarks) {
   $("#next-page").hidden = !cursor;
   $("#prev-page").hidden = b.page === 0;
   applyFilter();
+  if (table) table.dataset.state = "ready";
   followLive();
 }
 
