@@ -53,25 +53,26 @@ pub(crate) async fn guard_api(request: axum::extract::Request, next: Next) -> Re
     secured(next.run(request).await)
 }
 
-/// Why a request looks like one another site's page made, if it does.
+/// Why a request looks like one another site's page made, if it does. A browser's own word
+/// first (`Sec-Fetch-Site`: anything but `same-origin`, or `none` for one a person typed, is
+/// refused): it is about the page's real origin, so a reverse proxy that rewrites `Host`
+/// does not disturb it. Only a browser that does not send it (older ones) is judged by its
+/// `Origin` against `Host` (or `X-Forwarded-Host`, which a proxy sets to the name the browser
+/// used).
 pub(crate) fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
     if method != Method::POST {
         return None;
     }
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(site, Some("cross-site" | "same-site")) {
-        return Some("the console's API answers its own pages only (Sec-Fetch-Site)");
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return (!matches!(site, "same-origin" | "none"))
+            .then_some("the console's API answers its own pages only (Sec-Fetch-Site)");
     }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            (origin_host != host)
-                .then_some("the console's API answers its own pages only (Origin is not this host)")
-        }
-        _ => None,
-    }
+    let origin = text(header::ORIGIN.as_str())?;
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let names = [text(header::HOST.as_str()), text("x-forwarded-host")];
+    (!names.iter().flatten().any(|name| *name == origin_host))
+        .then_some("the console's API answers its own pages only (Origin is not this host)")
 }
 
 /// A request body as `T`, or a 400 that says what is wrong with it.
