@@ -1,6 +1,6 @@
 //! The web console (`/console`): a small browser app embedded in the binary, and the JSON API
-//! it calls. `ARCHITECTURE.md` (openkv-server's code map) says why it is a client app over a JSON API
-//! rather than server-rendered pages; `README.md` ("Console") how to use it.
+//! it calls. `ARCHITECTURE.md` (openkv-server's code map) says why it is a client app over a
+//! JSON API rather than server-rendered pages; `README.md` ("Console") how to use it.
 //!
 //! - **Pages**: `GET /console` (one HTML page) and `GET /console/assets/<file>` (its script
 //!   and style sheet, `include_str!`ed: no build step, nothing fetched at run time). Every
