@@ -7,7 +7,9 @@
 #      for the continuous-backup tests, which start it themselves;
 #   2c. installs promtool (Debian's prometheus package) if needed: the /metrics
 #      output is checked by Prometheus's own linter;
-#   2d. installs Chromium (Debian's chromium package) if needed and the browser
+#   2d. installs h2load (Debian's nghttp2-client) if needed, for the README's
+#      benchmark commands;
+#   2e. installs Chromium (Debian's chromium package) if needed and the browser
 #      tests' pinned npm packages (npm ci in tests/console: playwright-core,
 #      axe-core, @deno/kv) for the web console's tests, which drive it headless;
 #   3. cargo fmt --check and cargo clippy -D warnings (the lint step);
@@ -110,6 +112,20 @@ fi
 OPENKV_PROMTOOL="${OPENKV_PROMTOOL:-$(command -v promtool)}"
 export OPENKV_PROMTOOL
 export OPENKV_REQUIRE_PROMTOOL=1
+
+# --- h2load, for the benchmark commands the README shows ------------------------
+# scripts/bench-server.sh measures the servers alone with h2load; the README's
+# `--raw-only` command (run short by scripts/readme-commands.sh) needs it. Installed
+# once, from Debian's nghttp2-client package (only root can).
+if ! command -v h2load >/dev/null; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "h2load is missing and only root can install it (apt-get install nghttp2-client)" >&2
+    exit 2
+  fi
+  step "installing h2load (Debian's nghttp2-client package)"
+  apt-get update >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client >&2
+fi
 
 # --- Chromium, for the web console's browser tests ----------------------------------
 # crates/openkv-cli/tests/console.rs runs tests/console/console.test.mjs: playwright-core
