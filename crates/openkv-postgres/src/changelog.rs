@@ -21,13 +21,12 @@ use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::IsolationLevel;
 
 use crate::engine::plan::Row;
 use crate::error::{Error, Result};
 use crate::shared::pool_error;
 use crate::shared::stored_row;
-use crate::shared::{pg_error, Shared, Sql};
+use crate::shared::{pg_error, snapshot_txn, Shared, Sql};
 use openkv_core::changelog::{
     decode_changes, encode_changes, LogGone, LogRead, LogRecord, LogRetention, SnapshotHeader,
 };
@@ -142,13 +141,7 @@ pub(crate) async fn log_after(
     let head = client.prepare_cached(&sql.head).await.map_err(err)?;
     let log_epoch = client.prepare_cached(&sql.log_epoch).await.map_err(err)?;
     let read = client.prepare_cached(&sql.log_read).await.map_err(err)?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(err)?;
+    let tx = snapshot_txn(client, "reading the change log").await?;
     // A position beyond what the counter column holds gets the answer of any position ahead
     // of the counter (below), not an error.
     let from = i64::try_from(after).unwrap_or(i64::MAX);
@@ -247,13 +240,7 @@ async fn read_snapshot(
     let head = client.prepare_cached(&sql.head).await.map_err(err)?;
     let log_epoch = client.prepare_cached(&sql.log_epoch).await.map_err(err)?;
     let scan = client.prepare_cached(&sql.snapshot_scan).await.map_err(err)?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(err)?;
+    let tx = snapshot_txn(client, "reading a snapshot").await?;
     // The first statement fixes the transaction's snapshot: the counter and every row read
     // after it (through the portal, a server-side cursor) are of one moment.
     let (head, log_epoch) =

@@ -26,7 +26,7 @@ use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::measure::delivery;
 use crate::engine::plan::Row;
 use crate::error::{Error, Result};
-use crate::shared::{pg_error, Shared};
+use crate::shared::{pg_error, snapshot_txn, Shared};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::{lease_millis, parse_stored_json as parse};
@@ -206,13 +206,7 @@ pub(super) async fn inspect(
     let max = i64::try_from(limit).unwrap_or(i64::MAX);
     let counts = client.prepare_cached(&shared.sql.queue_counts).await.map_err(err)?;
     let list = client.prepare_cached(&shared.sql.queue_list).await.map_err(err)?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(err)?;
+    let tx = snapshot_txn(client, "listing the queue").await?;
     let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&now];
     let list_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&now, &max];
     // Sent together (the driver pipelines them), answered in order, one snapshot.

@@ -3,7 +3,7 @@
 
 use crate::backend::{RawEntry, ReadRange};
 use crate::error::{Error, Result};
-use crate::shared::{pg_error, Sql};
+use crate::shared::{pg_error, snapshot_txn, Sql};
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 
@@ -60,13 +60,7 @@ pub(crate) async fn read_ranges(
             .map_err(|e| pg_error("reading", e))?;
         return Ok(vec![run(rows)?]);
     }
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(|e| pg_error("starting a read", e))?;
+    let tx = snapshot_txn(client, "starting a read").await?;
     // Sent together (the driver pipelines them), answered in order, one snapshot.
     let queries = ranges
         .iter()

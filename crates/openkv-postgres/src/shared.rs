@@ -327,6 +327,21 @@ pub(crate) async fn connect(
     Ok((client, task))
 }
 
+/// A read-only transaction at repeatable read: every statement in it sees one snapshot (a
+/// multi-range read, the queue's counts with its listing, a log read, a snapshot scan).
+pub(crate) async fn snapshot_txn<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    context: &str,
+) -> Result<deadpool_postgres::Transaction<'a>> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| pg_error(context, e))
+}
+
 /// A pool that could not hand out a connection: PostgreSQL unreachable (or refusing).
 pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> Error {
     match e {

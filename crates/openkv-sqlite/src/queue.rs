@@ -50,6 +50,16 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Row)> {
     ))
 }
 
+/// The message `id` in `queue_running` (with its lease deadline), if it is there.
+fn running_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<(i64, Row)>> {
+    conn.prepare_cached(
+        "select deadline, id, data, backoff_schedule, keys_if_undelivered \
+         from queue_running where id = ?1",
+    )?
+    .query_row([id], row)
+    .optional()
+}
+
 fn insert(conn: &Connection, table: &str, time: i64, row: &Row) -> rusqlite::Result<()> {
     // `table` is one of two constants below, never user input.
     let sql = format!("insert or replace into {table} values (?1, ?2, ?3, ?4, ?5)");
@@ -161,13 +171,7 @@ pub(super) fn finish(
         // Made afresh by each try of the transaction: only the one that commits is counted.
         let mut tally = DeliveryTally::default();
         for (id, delivered) in outcomes {
-            let running = conn
-                .prepare_cached(
-                    "select deadline, id, data, backoff_schedule, keys_if_undelivered \
-                     from queue_running where id = ?1",
-                )?
-                .query_row([id], row)
-                .optional()?;
+            let running = running_by_id(conn, id)?;
             let Some((deadline, mut r)) = running else {
                 continue;
             };
@@ -350,13 +354,7 @@ fn inspect_in_txn(conn: &Connection, now: i64, limit: usize) -> Result<QueueList
 /// would.
 pub(super) fn change(conn: &Connection, id: &str, change: QueueChange, now: i64) -> Result<bool> {
     with_write_txn(conn, |conn| {
-        let running = conn
-            .prepare_cached(
-                "select deadline, id, data, backoff_schedule, keys_if_undelivered \
-                 from queue_running where id = ?1",
-            )?
-            .query_row([id], row)
-            .optional()?;
+        let running = running_by_id(conn, id)?;
         let waiting = conn
             .prepare_cached(
                 "select ts, id, data, backoff_schedule, keys_if_undelivered \
