@@ -22,7 +22,8 @@
 //! a child count) or a paged scan (a prefix count, an export of a backup copy).
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -30,7 +31,7 @@ use openkv::catalog::Scope;
 use serde_json::{json, Value as Json};
 
 use crate::auth::{presented_token, refusal};
-use crate::console_api::{cross_site, secured};
+use crate::console_api::{guard_api, secured};
 use crate::health::Served;
 use crate::response::plain;
 
@@ -51,7 +52,8 @@ pub(crate) fn routes(served: Served) -> Router {
         .route("/console", get(index))
         .route("/console/", get(index))
         .route("/console/assets/{file}", get(asset))
-        .route("/console/api/session", post(session))
+        // Behind the API's guard, as the databases' console endpoints are.
+        .route("/console/api/session", post(session).route_layer(from_fn(guard_api)))
         .with_state(served)
 }
 
@@ -71,16 +73,11 @@ fn page_answer(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `POST /console/api/session`: who the token is and the databases it reaches.
-async fn session(State(served): State<Served>, request: axum::extract::Request) -> Response {
-    if let Some(reason) = cross_site(request.method(), request.headers()) {
-        return secured(plain(StatusCode::FORBIDDEN, reason));
-    }
-    let presented = presented_token(request.headers());
+async fn session(State(served): State<Served>, headers: HeaderMap) -> Response {
+    let presented = presented_token(&headers);
     let principal = match served.tokens().check(presented, None, Scope::Read) {
         Ok(principal) => principal,
-        Err(denied) => {
-            return secured(refusal(served.metrics(), denied, Scope::Read, None));
-        }
+        Err(denied) => return refusal(served.metrics(), denied, Scope::Read, None),
     };
     tracing::Span::current().record("token_id", principal.id());
     let read_only = served.config().read_only;
@@ -95,9 +92,9 @@ async fn session(State(served): State<Served>, request: axum::extract::Request) 
             })
             .collect(),
     };
-    secured(crate::response::json(json!({
+    crate::response::json(json!({
         "token": {"id": principal.id(), "scope": principal.scope().as_str()},
         "readOnly": read_only,
         "databases": databases,
-    })))
+    }))
 }

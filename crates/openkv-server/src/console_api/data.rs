@@ -14,11 +14,12 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use base64::Engine as _;
 use futures::StreamExt as _;
+use openkv::transfer::ExportScan;
 use openkv::{CommitOutcome, Consistency, Key, RawEntry, ReadRange, Versionstamp};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-use super::{entry_json, parse, parse_key, writable, DbState};
+use super::{answer, entry_json, parse, parse_key, writable, Answer, DbState};
 use crate::auth::presented_token;
 use crate::response::{engine_error, json as json_answer, plain};
 
@@ -37,12 +38,6 @@ pub(crate) const CHILD_COUNT_CAP: u32 = 100;
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often a prefix is re-read when the store has no change feed to follow.
 pub(crate) const PREFIX_POLL: Duration = Duration::from_secs(2);
-
-type Answer = Result<Response, Box<Response>>;
-
-fn answer(result: Answer) -> Response {
-    result.unwrap_or_else(|refused| *refused)
-}
 
 fn encoded(field: &str, text: &str) -> Result<Vec<u8>, Box<Response>> {
     let key = parse_key(field, text)?;
@@ -423,19 +418,13 @@ pub(crate) async fn count(state: DbState, body: Bytes) -> Response {
         async {
             let request: PrefixRequest = parse(&body)?;
             let prefix = encoded("prefix", &request.prefix)?;
-            let (mut start, end) = under(&prefix);
-            let page = state.kv.limits().max_read_entries;
+            let (start, end) = under(&prefix);
+            let mut scan = ExportScan::range(&state.kv, start, end);
             let mut count = 0u64;
-            loop {
-                let entries = read(&state, start.clone(), end.clone(), page, false).await?;
-                count += entries.len() as u64;
-                match entries.last() {
-                    Some(last) if entries.len() == page => {
-                        start = last.key.clone();
-                        start.push(0x00);
-                    }
-                    _ => break,
-                }
+            while let Some(batch) =
+                scan.next_batch().await.map_err(|e| Box::new(engine_error(e)))?
+            {
+                count += batch.len() as u64;
             }
             Ok(json_answer(json!({ "count": count })))
         }

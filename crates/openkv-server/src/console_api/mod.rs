@@ -59,7 +59,7 @@ pub(crate) async fn guard_api(request: axum::extract::Request, next: Next) -> Re
 /// does not disturb it. Only a browser that does not send it (older ones) is judged by its
 /// `Origin` against `Host` (or `X-Forwarded-Host`, which a proxy sets to the name the browser
 /// used).
-pub(crate) fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
+fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'static str> {
     if method != Method::POST {
         return None;
     }
@@ -73,6 +73,15 @@ pub(crate) fn cross_site(method: &Method, headers: &HeaderMap) -> Option<&'stati
     let names = [text(header::HOST.as_str()), text("x-forwarded-host")];
     (!names.iter().flatten().any(|name| *name == origin_host))
         .then_some("the console's API answers its own pages only (Origin is not this host)")
+}
+
+/// A handler's answer: the response, or a refusal built on the way (so that `?` works on
+/// every check).
+pub(crate) type Answer = Result<Response, Box<Response>>;
+
+/// The response an [`Answer`] stands for.
+pub(crate) fn answer(result: Answer) -> Response {
+    result.unwrap_or_else(|refused| *refused)
 }
 
 /// A request body as `T`, or a 400 that says what is wrong with it.

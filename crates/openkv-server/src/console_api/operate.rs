@@ -4,7 +4,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openkv::{Clock as _, Consistency, ReadRange, Versionstamp};
+use openkv::{Clock as _, Versionstamp};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -13,14 +13,8 @@ use openkv::transfer::{
     ExportScan, ImportOptions, ImportStopped, Importer, Snapshot, SnapshotError,
 };
 
-use super::{parse, DbState};
+use super::{answer, parse, DbState};
 use crate::response::{engine_error, json as json_answer, plain};
-
-type Answer = Result<Response, Box<Response>>;
-
-fn answer(result: Answer) -> Response {
-    result.unwrap_or_else(|refused| *refused)
-}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -89,36 +83,15 @@ pub(crate) async fn stats(state: DbState, body: Bytes) -> Response {
     )
 }
 
-/// Every entry counted, and the newest versionstamp among them (pages of the engine's
-/// largest read).
+/// Every entry counted, and the newest versionstamp among them.
 async fn scan(state: &crate::state::AppState) -> Result<(u64, Versionstamp), Box<Response>> {
-    let page = state.kv.limits().max_read_entries;
-    let (mut start, end) = (vec![0x00], vec![0xff]);
+    let mut scan = ExportScan::range(&state.kv, vec![0x00], vec![0xff]);
     let (mut count, mut newest) = (0u64, Versionstamp::ZERO);
-    loop {
-        let range = ReadRange {
-            start: start.clone(),
-            end: end.clone(),
-            limit: page as u32,
-            reverse: false,
-        };
-        let entries = state
-            .kv
-            .snapshot_read(vec![range], Consistency::Strong)
-            .await
-            .map_err(|e| Box::new(engine_error(e)))?
-            .pop()
-            .unwrap_or_default();
-        count += entries.len() as u64;
-        newest = entries.iter().map(|e| e.versionstamp).fold(newest, Versionstamp::max);
-        match entries.last() {
-            Some(last) if entries.len() == page => {
-                start = last.key.clone();
-                start.push(0x00);
-            }
-            _ => return Ok((count, newest)),
-        }
+    while let Some(batch) = scan.next_batch().await.map_err(|e| Box::new(engine_error(e)))? {
+        count += batch.len() as u64;
+        newest = batch.iter().map(|e| e.versionstamp).fold(newest, Versionstamp::max);
     }
+    Ok((count, newest))
 }
 
 /// `POST {base}/console/api/export`: the whole database as the NDJSON lines `openkv export`
