@@ -162,20 +162,9 @@ pub(crate) fn prune(conn: &Connection, now_ms: i64, retention: &LogRetention) ->
     Ok(removed)
 }
 
-/// The records after `after` (see `ReplicationSource::log_after`), read in one transaction.
+/// The records after `after` (see `ReplicationSource::log_after`); `conn` is inside a read
+/// transaction, so they are of one snapshot.
 pub(crate) fn log_after(
-    conn: &Connection,
-    epoch: Option<&str>,
-    after: u64,
-    max_bytes: usize,
-) -> Result<LogRead> {
-    conn.prepare_cached("begin")?.execute([])?;
-    let result = read_after(conn, epoch, after, max_bytes);
-    let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
-    result
-}
-
-fn read_after(
     conn: &Connection,
     epoch: Option<&str>,
     after: u64,

@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - Reads run on the calling thread, on a connection taken from a pool (WAL lets them run
-//!   beside the writer without waiting). A read of several ranges runs inside one read
-//!   transaction, so all ranges see one snapshot.
+//!   beside the writer without waiting), inside that connection's read transaction, so all
+//!   ranges of a read see one snapshot. A reader keeps its transaction open between reads
+//!   while the WAL index shows no commit since it began (readers.rs; the argument:
+//!   docs/design.md §3): most reads then take no lock at all.
 //! - Writes go to one writer thread over a channel. The writer takes every write that is
 //!   waiting (up to [`MAX_WRITE_BATCH`](openkv_core::limits::MAX_WRITE_BATCH)), opens one
 //!   `BEGIN IMMEDIATE` transaction, reads the rows the engine's planner needs, lets it decide
@@ -27,6 +29,7 @@ pub mod catalog;
 mod changelog;
 mod external;
 mod queue;
+mod readers;
 mod schema;
 mod shared;
 mod writer;
@@ -61,11 +64,9 @@ pub use backup::{restore as restore_backup, verify as verify_backup};
 pub use schema::SCHEMA_VERSION;
 pub use shared::SqliteConfig;
 
-use shared::{lock, open_connection, retry_busy, Shared};
+use shared::{in_read_txn, lock, open_connection, Shared};
 use writer::Request;
 
-/// Idle reader connections kept open.
-const MAX_IDLE_READERS: usize = 16;
 /// Capacity of the change feed before slow subscribers see `Lagged`.
 const CHANGE_FEED_CAPACITY: usize = 4096;
 
@@ -79,8 +80,9 @@ const RANGE_SCAN_REVERSE: &str = "select k, v, v_encoding, version, expiration_m
 /// Where reads get a connection.
 #[derive(Debug)]
 enum Readers {
-    /// A file: a pool of separate read connections.
-    Pool { path: PathBuf, idle: Mutex<Vec<Connection>> },
+    /// A file: a pool of separate read connections that keep their snapshot while it is
+    /// current (readers.rs); the writer thread ends idle ones' snapshots.
+    Pool(Arc<readers::ReaderPool>),
     /// `:memory:`: the one connection there is, shared with the writer under a mutex.
     Shared(Arc<Mutex<Connection>>),
 }
@@ -138,7 +140,7 @@ impl SqliteBackend {
         let readers = if in_memory {
             Readers::Shared(conn.clone())
         } else {
-            Readers::Pool { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) }
+            Readers::Pool(Arc::new(readers::ReaderPool::new(Path::new(path))))
         };
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let shared = Arc::new(Shared::new(clock, changes, log));
@@ -150,7 +152,11 @@ impl SqliteBackend {
         let external = (!in_memory)
             .then(|| external::Poller::new(PathBuf::from(path), shared.changes.clone()));
         let (requests, rx) = mpsc::channel();
-        let writer = writer::Writer::new(conn, shared.clone(), config);
+        let pool = match &readers {
+            Readers::Pool(pool) => Some(pool.clone()),
+            Readers::Shared(_) => None,
+        };
+        let writer = writer::Writer::new(conn, shared.clone(), config, pool);
         let handle = std::thread::Builder::new()
             .name("openkv-writer".into())
             .spawn(move || writer.run(rx))
@@ -221,44 +227,33 @@ impl SqliteBackend {
         Ok(results)
     }
 
-    /// Runs `f` on a reader connection (one of the pool, returned to it afterwards, or the
-    /// in-memory one), retrying while the file is busy.
+    /// Runs `f` on a reader connection whose snapshot is current (one of the pool, or the
+    /// in-memory one), retrying while the file is busy. `f` must not begin or end
+    /// transactions: on a file it runs inside the reader's (readers.rs).
     fn with_reader<T>(&self, f: impl Fn(&Connection) -> Result<T>) -> Result<T> {
         match &self.readers {
-            Readers::Shared(conn) => f(&lock(conn)),
-            Readers::Pool { path, idle } => {
-                let conn = take_reader(path, idle)?;
-                let result = retry_busy(|| f(&conn));
-                return_reader(idle, conn);
-                result
-            }
+            Readers::Shared(conn) => in_read_txn(&lock(conn), f),
+            Readers::Pool(pool) => pool.read(f),
         }
     }
 
     /// The queue's depths and, for a file, its size and its WAL's: what a scrape shows.
     async fn read_gauges(&self) -> Result<openkv_core::Gauges> {
         let now = self.shared.clock.now_ms();
-        let (path, idle) = match &self.readers {
+        let pool = match &self.readers {
             // In memory: no file, and the one connection is the writer's: a short query.
             Readers::Shared(conn) => return queue::depths(&lock(conn), now),
-            Readers::Pool { path, idle } => (path.clone(), idle),
+            Readers::Pool(pool) => pool,
         };
-        let conn = take_reader(&path, idle)?;
         // Off the async threads: counting a long queue walks its index.
-        let (conn, gauges) = tokio::task::spawn_blocking(move || {
-            let gauges = retry_busy(|| queue::depths(&conn, now)).and_then(|mut gauges| {
-                let mut wal = path.clone().into_os_string();
-                wal.push("-wal");
-                gauges.database_bytes = Some(file_size(&path)?);
-                gauges.wal_bytes = Some(file_size(Path::new(&wal))?);
-                Ok(gauges)
-            });
-            (conn, gauges)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("reading the gauges panicked: {e}")))?;
-        return_reader(idle, conn);
-        gauges
+        let mut gauges =
+            readers::on_blocking_thread(pool, move |conn| queue::depths(conn, now)).await?;
+        let path = pool.path();
+        let mut wal = path.to_path_buf().into_os_string();
+        wal.push("-wal");
+        gauges.database_bytes = Some(file_size(path)?);
+        gauges.wal_bytes = Some(file_size(Path::new(&wal))?);
+        Ok(gauges)
     }
 }
 
@@ -267,36 +262,14 @@ impl SqliteBackend {
     /// `limit` rows of each queue table and counts them all).
     async fn read_queue(&self, limit: usize) -> Result<QueueListing> {
         let now = self.shared.clock.now_ms();
-        let (path, idle) = match &self.readers {
+        match &self.readers {
             // In memory: the one connection there is, the writer's; a short read.
-            Readers::Shared(conn) => return queue::inspect(&lock(conn), now, limit),
-            Readers::Pool { path, idle } => (path, idle),
-        };
-        let conn = take_reader(path, idle)?;
-        let (conn, listing) = tokio::task::spawn_blocking(move || {
-            let listing = retry_busy(|| queue::inspect(&conn, now, limit));
-            (conn, listing)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("listing the queue panicked: {e}")))?;
-        return_reader(idle, conn);
-        listing
-    }
-}
-
-/// A reader connection of the pool, or a new one when none is idle.
-fn take_reader(path: &Path, idle: &Mutex<Vec<Connection>>) -> Result<Connection> {
-    match lock(idle).pop() {
-        Some(conn) => Ok(conn),
-        None => open_connection(path, true),
-    }
-}
-
-/// Gives a reader connection back to the pool (or closes it when enough are idle).
-fn return_reader(idle: &Mutex<Vec<Connection>>, conn: Connection) {
-    let mut idle = lock(idle);
-    if idle.len() < MAX_IDLE_READERS {
-        idle.push(conn);
+            Readers::Shared(conn) => queue::inspect(&lock(conn), now, limit),
+            Readers::Pool(pool) => {
+                readers::on_blocking_thread(pool, move |conn| queue::inspect(conn, now, limit))
+                    .await
+            }
+        }
     }
 }
 
@@ -311,18 +284,10 @@ fn file_size(path: &Path) -> Result<u64> {
     }
 }
 
+/// Reads `ranges` on `conn`, which is inside a read transaction (`with_reader`): all of them
+/// see one snapshot.
 fn read_ranges(conn: &Connection, ranges: &[ReadRange], now: i64) -> Result<Vec<Vec<RawEntry>>> {
-    // One range is one statement, already a consistent snapshot; several need a transaction.
-    let txn = ranges.len() > 1;
-    if txn {
-        conn.prepare_cached("begin")?.execute([])?;
-    }
-    let result = ranges.iter().map(|r| read_range(conn, r, now)).collect();
-    if txn {
-        // A read transaction has nothing to lose: end it whatever happened.
-        let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
-    }
-    result
+    ranges.iter().map(|r| read_range(conn, r, now)).collect()
 }
 
 fn read_range(conn: &Connection, range: &ReadRange, now: i64) -> Result<Vec<RawEntry>> {
@@ -400,7 +365,7 @@ impl Backend for SqliteBackend {
         let id = match &self.readers {
             Readers::Shared(conn) => schema::database_id(&lock(conn))?,
             // A short write transaction of its own; the writer thread is not involved.
-            Readers::Pool { path, .. } => schema::database_id(&open_connection(path, false)?)?,
+            Readers::Pool(pool) => schema::database_id(&open_connection(pool.path(), false)?)?,
         };
         Ok(*self.database_id.get_or_init(|| id))
     }
@@ -420,8 +385,8 @@ impl Backend for SqliteBackend {
             // The writer has answered Close, so it is returning; joining cannot block long.
             let _ = handle.join();
         }
-        if let Readers::Pool { idle, .. } = &self.readers {
-            lock(idle).clear();
+        if let Readers::Pool(pool) = &self.readers {
+            pool.clear();
         }
         if let QueueConn::Own { conn, .. } = &*self.queue_conn {
             lock(conn).take();
@@ -629,8 +594,8 @@ impl ReplicationSource for SqliteBackend {
                     stream_snapshot(&lock(&conn), now, header_tx, &chunks_tx)
                 });
             }
-            Readers::Pool { path, .. } => {
-                let path = path.clone();
+            Readers::Pool(pool) => {
+                let path = pool.path().to_path_buf();
                 std::thread::Builder::new()
                     .name("openkv-snapshot".into())
                     .spawn(move || match open_connection(&path, true) {

@@ -25,6 +25,7 @@ use crate::backend::{
 use crate::engine::finish::{dead_letter_rows, finish_attempt, Finish};
 use crate::engine::measure::delivery;
 use crate::error::{Error, Result};
+use crate::shared::in_read_txn;
 use crate::value::Value;
 use crate::versionstamp::Versionstamp;
 use openkv_core::queue::parse_stored_json as parse;
@@ -265,12 +266,7 @@ pub(super) fn depths(conn: &Connection, now: i64) -> Result<openkv_core::stats::
 /// one read transaction, so they agree. Each list is a walk of a table's primary key
 /// (`ts`/`deadline` lead it) that stops after `limit` rows; the counts are `depths`'.
 pub(super) fn inspect(conn: &Connection, now: i64, limit: usize) -> Result<QueueListing> {
-    // Deferred: the first read below starts the snapshot every later one sees.
-    conn.prepare_cached("begin")?.execute([])?;
-    let listing = inspect_in_txn(conn, now, limit);
-    // A read transaction has nothing to lose: end it whatever happened.
-    let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
-    listing
+    in_read_txn(conn, |conn| inspect_in_txn(conn, now, limit))
 }
 
 fn inspect_in_txn(conn: &Connection, now: i64, limit: usize) -> Result<QueueListing> {

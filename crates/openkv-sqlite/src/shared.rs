@@ -109,6 +109,19 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     Ok(conn)
 }
 
+/// Runs `f` inside one read transaction on `conn` (deferred: its first read takes the
+/// snapshot every later one sees). A read transaction has nothing to lose: it is ended
+/// whatever `f` returned.
+pub(crate) fn in_read_txn<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    conn.prepare_cached("begin")?.execute([])?;
+    let result = f(conn);
+    let _ = conn.prepare_cached("commit").and_then(|mut s| s.execute([]));
+    result
+}
+
 /// Retries an operation that failed because another process held a lock.
 pub(crate) fn retry_busy<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
     let start = Instant::now();

@@ -21,6 +21,7 @@ use crate::engine::batch::Batch;
 use crate::engine::measure;
 use crate::engine::plan::{keys_to_read, plan_batch, BatchPlan, Row, Rows};
 use crate::error::{Error, Result};
+use crate::readers::ReaderPool;
 use crate::shared::{lock, put_row, retry_busy, Shared, SqliteConfig, GET_VERSION, SET_VERSION};
 use crate::versionstamp::Versionstamp;
 
@@ -36,6 +37,9 @@ const QUEUE_ADD: &str = "insert into queue (ts, id, data, backoff_schedule, keys
 const SPIN_AFTER_COMMIT: Duration = Duration::from_micros(50);
 /// The longest the writer waits for a group to regrow to its previous size.
 const MAX_LINGER: Duration = Duration::from_micros(500);
+/// How long after the last commit the writer checkpoints a WAL that keeps readers from
+/// holding snapshots (`Writer::checkpoint_if_due`).
+const IDLE_CHECKPOINT_AFTER: Duration = Duration::from_millis(50);
 /// How often the change log is pruned (a pass sums the log's sizes: not at every sweep).
 const PRUNE_EVERY: Duration = Duration::from_secs(10);
 
@@ -100,6 +104,10 @@ pub(crate) struct Writer {
     rng: StdRng,
     /// When the change log is next pruned.
     next_prune: Instant,
+    /// The file's readers: after each commit, and when an idle one's snapshot reaches its
+    /// age limit, the writer ends the snapshots idle readers hold (readers.rs says why).
+    /// `None` in memory.
+    readers: Option<Arc<ReaderPool>>,
 }
 
 impl Writer {
@@ -107,12 +115,13 @@ impl Writer {
         conn: Arc<Mutex<Connection>>,
         shared: Arc<Shared>,
         config: SqliteConfig,
+        readers: Option<Arc<ReaderPool>>,
     ) -> Self {
         let rng = match config.rng_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        Writer { conn, shared, config, rng, next_prune: Instant::now() }
+        Writer { conn, shared, config, rng, next_prune: Instant::now(), readers }
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Request>) {
@@ -120,8 +129,12 @@ impl Writer {
         // Size and duration of the last group commit; they steer spinning and lingering.
         let mut last_group = 0usize;
         let mut last_commit = Duration::ZERO;
+        // When idle readers' snapshots are next due to be ended; `None`: none is held.
+        let mut next_release: Option<Instant> = None;
         loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let wake = next_release.map_or(next_sweep, |r| r.min(next_sweep));
+            let wait = wake.saturating_duration_since(now);
             // Right after a commit, the caller that was just answered usually sends its next
             // write within microseconds; catching it by spinning saves this thread a sleep and
             // a wake-up, which on a VM is a large part of a sequential commit's latency.
@@ -130,8 +143,12 @@ impl Writer {
                 Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => {
                     last_group = 0;
-                    self.guarded("expiry sweep", |w| w.sweep());
-                    next_sweep = Instant::now() + self.config.sweep_interval;
+                    self.checkpoint_if_due();
+                    next_release = self.release_readers();
+                    if Instant::now() >= next_sweep {
+                        self.guarded("expiry sweep", |w| w.sweep());
+                        next_sweep = Instant::now() + self.config.sweep_interval;
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -183,9 +200,43 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
+            // Idle readers' snapshots predate this commit: end them now rather than let them
+            // pin the WAL until their next read.
+            next_release = self.release_readers();
             if Instant::now() >= next_sweep {
                 self.guarded("expiry sweep", |w| w.sweep());
                 next_sweep = Instant::now() + self.config.sweep_interval;
+            }
+        }
+    }
+
+    /// Ends idle readers' stale snapshots; returns when the writer should next look: when the
+    /// next held snapshot is due, or soon if the WAL waits for a checkpoint.
+    fn release_readers(&self) -> Option<Instant> {
+        let readers = self.readers.as_ref()?;
+        let held = readers.release_stale();
+        let checkpoint = readers
+            .wal_state()
+            .is_some_and(|w| w.wants_checkpoint())
+            .then_some(IDLE_CHECKPOINT_AFTER);
+        let left = match (held, checkpoint) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(Instant::now() + left)
+    }
+
+    /// When idle: a WAL past SQLite's checkpoint threshold and not fully checkpointed keeps
+    /// readers from holding snapshots (readers.rs, `WalState::may_hold`); SQLite checkpoints
+    /// only at a commit, so the writer does it once writes pause. Passive: it waits for nobody.
+    fn checkpoint_if_due(&self) {
+        let due =
+            self.readers.as_ref().and_then(|r| r.wal_state()).is_some_and(|w| w.wants_checkpoint());
+        if due {
+            let conn = lock(&self.conn);
+            let result = conn.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(()));
+            if let Err(e) = result {
+                tracing::debug!("openkv: idle checkpoint failed: {e}");
             }
         }
     }
