@@ -54,3 +54,19 @@ pub fn wait_for_quiet(who: &str, max_wait: u64) {
         }
     }
 }
+
+/// The `openkv` binary the benchmarks start: `given` (their `--openkv`), else `openkv` next to
+/// the running program (where cargo builds both); an error naming the path when it is not a
+/// file.
+pub fn openkv_binary(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, String> {
+    let path = match given {
+        Some(p) => p.to_owned(),
+        None => std::env::current_exe()
+            .map_err(|e| format!("cannot tell where this program is: {e}"))?
+            .with_file_name("openkv"),
+    };
+    if !path.is_file() {
+        return Err(format!("no openkv binary at {} (use --openkv)", path.display()));
+    }
+    Ok(path)
+}

@@ -231,13 +231,7 @@ fn main() {
 
 fn run(args: Args) -> Res<()> {
     let q = args.quick;
-    let openkv = match &args.openkv {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("openkv"),
-    };
-    if !openkv.is_file() {
-        return Err(format!("no openkv binary at {} (use --openkv)", openkv.display()).into());
-    }
+    let openkv = openkv_bench::openkv_binary(args.openkv.as_deref())?;
     let settings = Settings {
         openkv,
         rounds: args.rounds.unwrap_or(if q { 2 } else { 3 }),

@@ -131,13 +131,7 @@ fn run(args: Args) -> Res<()> {
     if args.clients == 0 || args.seconds == 0 {
         return Err("--clients and --seconds must be positive".into());
     }
-    let openkv = match &args.openkv {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("openkv"),
-    };
-    if !openkv.is_file() {
-        return Err(format!("no openkv binary at {} (use --openkv)", openkv.display()).into());
-    }
+    let openkv = openkv_bench::openkv_binary(args.openkv.as_deref())?;
     let dir = match &args.dir {
         Some(d) => tempfile::tempdir_in(d)?,
         None => tempfile::tempdir()?,
