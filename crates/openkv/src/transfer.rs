@@ -322,7 +322,11 @@ impl Batch {
 ///   to resume from).
 ///
 /// Nothing is committed until a batch is full: call [`finish`](Self::finish) at the end of
-/// the input. Dropping an importer drops its pending batch, uncommitted.
+/// the input. A full batch commits in a task of its own (a tokio task: the importer must be
+/// used inside a tokio runtime) while the next one is parsed; a batch's commit starts only
+/// after the one before it ended, so batches still commit in line order and a stop still
+/// means "everything before this line is in". Dropping an importer drops its pending batch,
+/// uncommitted; a batch whose commit already started may still commit.
 pub struct Importer {
     kv: Kv,
     limits: Limits,
@@ -331,9 +335,20 @@ pub struct Importer {
     keep_failures: usize,
     on_failure: Option<FailureObserver>,
     batch: Batch,
+    /// The commit of the batch before `batch`, if it has not been settled yet.
+    in_flight: Option<tokio::task::JoinHandle<Committed>>,
     report: ImportReport,
     /// The line an earlier call stopped at: the importer does nothing more.
     stopped: Option<u64>,
+}
+
+/// What a batch's commit did.
+struct Committed {
+    written: u64,
+    /// Lines the database refused, and why.
+    failed: Vec<(u64, String)>,
+    /// The line the import must stop at, and the failure that stopped it.
+    stopped: Option<(u64, Error)>,
 }
 
 impl fmt::Debug for Importer {
@@ -359,6 +374,7 @@ impl Importer {
             keep_failures: options.keep_failures,
             on_failure: options.on_failure,
             batch: Batch::new(),
+            in_flight: None,
             report: ImportReport::default(),
             stopped: None,
         }
@@ -427,6 +443,7 @@ impl Importer {
             return Err(self.stop(line, StopCause::AlreadyStopped));
         }
         self.commit().await?;
+        self.settle().await?;
         Ok(self.report)
     }
 
@@ -438,7 +455,11 @@ impl Importer {
         if let Some(line) = self.stopped {
             return self.stop(line, StopCause::AlreadyStopped);
         }
-        match self.commit().await {
+        let committed = match self.commit().await {
+            Ok(()) => self.settle().await,
+            Err(stopped) => Err(stopped),
+        };
+        match committed {
             Ok(()) => self.stop(next_line, StopCause::Interrupted),
             Err(stopped) => stopped,
         }
@@ -460,35 +481,65 @@ impl Importer {
         }
     }
 
-    /// Commits the pending batch atomically. If the database refuses it as a request (a key
-    /// or value over a limit), each entry is committed alone so that only the bad ones fail;
-    /// any other failure stops the import, naming the line to resume from.
+    /// Starts the commit of the pending batch, after the previous batch's commit ended (and
+    /// was settled: a stop there stops the import before this batch).
     async fn commit(&mut self) -> Result<(), ImportStopped> {
         let batch = std::mem::replace(&mut self.batch, Batch::new());
-        let Some(&(first_line, _)) = batch.entries.first() else { return Ok(()) };
-        let op = batch.entries.iter().fold(self.kv.atomic(), |op, (_, m)| op.mutate(m.clone()));
-        match op.commit().await {
-            Ok(_) => {
-                self.report.written += batch.entries.len() as u64;
-                Ok(())
-            }
-            Err(e) if e.is_client_error() && batch.entries.len() > 1 => {
-                for (line, m) in batch.entries {
-                    match self.kv.atomic().mutate(m).commit().await {
-                        Ok(_) => self.report.written += 1,
-                        Err(e) if e.is_client_error() => self.fail(line, e.to_string()),
-                        Err(e) => return Err(self.stop(line, StopCause::Database(e))),
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if e.is_client_error() => {
-                self.fail(first_line, e.to_string());
-                Ok(())
-            }
-            Err(e) => Err(self.stop(first_line, StopCause::Database(e))),
+        self.settle().await?;
+        if !batch.entries.is_empty() {
+            self.in_flight = Some(tokio::spawn(commit_batch(self.kv.clone(), batch)));
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch commit in flight, if any, and counts what it did.
+    async fn settle(&mut self) -> Result<(), ImportStopped> {
+        let Some(task) = self.in_flight.take() else { return Ok(()) };
+        let committed = task.await.map_err(|e| {
+            // The task panicked or was cancelled: nothing is known of its batch, and the
+            // import cannot say where to resume.
+            let line = self.report.lines;
+            self.stop(
+                line,
+                StopCause::Database(Error::Internal(format!("an import commit task failed: {e}"))),
+            )
+        })?;
+        self.report.written += committed.written;
+        for (line, message) in committed.failed {
+            self.fail(line, message);
+        }
+        match committed.stopped {
+            Some((line, e)) => Err(self.stop(line, StopCause::Database(e))),
+            None => Ok(()),
         }
     }
+}
+
+/// Commits `batch` atomically. If the database refuses it as a request (a key or value over
+/// a limit), each entry is committed alone so that only the bad ones fail; any other failure
+/// stops the import, naming the line to resume from.
+async fn commit_batch(kv: Kv, batch: Batch) -> Committed {
+    let mut done = Committed { written: 0, failed: Vec::new(), stopped: None };
+    let Some(&(first_line, _)) = batch.entries.first() else { return done };
+    let op = batch.entries.iter().fold(kv.atomic(), |op, (_, m)| op.mutate(m.clone()));
+    match op.commit().await {
+        Ok(_) => done.written = batch.entries.len() as u64,
+        Err(e) if e.is_client_error() && batch.entries.len() > 1 => {
+            for (line, m) in batch.entries {
+                match kv.atomic().mutate(m).commit().await {
+                    Ok(_) => done.written += 1,
+                    Err(e) if e.is_client_error() => done.failed.push((line, e.to_string())),
+                    Err(e) => {
+                        done.stopped = Some((line, e));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(e) if e.is_client_error() => done.failed.push((first_line, e.to_string())),
+        Err(e) => done.stopped = Some((first_line, e)),
+    }
+    done
 }
 
 /// Reads the entries of a key range in batches of up to [`EXPORT_BATCH_SIZE`], in key order,

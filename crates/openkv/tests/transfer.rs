@@ -243,15 +243,18 @@ async fn keep_failures_bounds_the_report_not_the_count() {
 #[tokio::test]
 async fn a_database_failure_stops_the_import_naming_the_line_to_resume_from() {
     let (kv, backend) = flaky();
-    let lines: Vec<String> = (1..=5).map(|i| line(&format!("[{i}n]"), json!(i))).collect();
+    let lines: Vec<String> = (1..=7).map(|i| line(&format!("[{i}n]"), json!(i))).collect();
     let mut importer = Importer::new(&kv, ImportOptions::new().batch_size(2));
-    for (i, text) in lines.iter().enumerate().take(3) {
-        // Line 3 commits lines 1 and 2.
+    for (i, text) in lines.iter().enumerate().take(4) {
+        // Line 3 starts the commit of lines 1 and 2; line 5 waits for it to end.
         importer.line(i as u64 + 1, text.as_bytes()).await.unwrap();
     }
+    importer.line(5, lines[4].as_bytes()).await.unwrap();
+    // Line 5 started the commit of lines 3 and 4, which fails; the import hears of it when
+    // the next batch is to commit (line 7), and stops before lines 5 and 6 are written.
     backend.fail_writes.store(true, Ordering::SeqCst);
-    importer.line(4, lines[3].as_bytes()).await.unwrap();
-    let stop = importer.line(5, lines[4].as_bytes()).await.unwrap_err();
+    importer.line(6, lines[5].as_bytes()).await.unwrap();
+    let stop = importer.line(7, lines[6].as_bytes()).await.unwrap_err();
 
     assert_eq!(stop.line(), 3);
     let why = Error::storage("the disk is on fire").to_string();
@@ -265,7 +268,7 @@ async fn a_database_failure_stops_the_import_naming_the_line_to_resume_from() {
     assert!(matches!(stop.cause(), StopCause::Database(Error::Storage(_))), "{stop:?}");
     let source = std::error::Error::source(&stop).unwrap();
     assert!(source.downcast_ref::<Error>().is_some(), "the database's error is the source");
-    assert_eq!((stop.report().lines, stop.report().written), (5, 2));
+    assert_eq!((stop.report().lines, stop.report().written), (7, 2));
 
     // A stopped importer does nothing more.
     let again = importer.line(6, lines[0].as_bytes()).await.unwrap_err();
@@ -276,9 +279,9 @@ async fn a_database_failure_stops_the_import_naming_the_line_to_resume_from() {
     // Resuming at the line it named completes the import, nothing twice.
     backend.fail_writes.store(false, Ordering::SeqCst);
     let report = import(&kv, ImportOptions::new().resume_from(stop.line()), &lines).await;
-    assert_eq!((report.before_resume, report.written), (2, 3));
-    assert_eq!(dump(&kv).await.len(), 5);
-    assert_eq!(commit_sizes(&kv).await, [2, 3], "the first commit, then the resumed one");
+    assert_eq!((report.before_resume, report.written), (2, 5));
+    assert_eq!(dump(&kv).await.len(), 7);
+    assert_eq!(commit_sizes(&kv).await, [2, 5], "the first commit, then the resumed one");
 }
 
 #[tokio::test]
