@@ -14,7 +14,7 @@
 //! in the `-shm` file (SQLite's `walIndexWriteHdr`: a change counter, the last frame, salts
 //! and checksums) before that commit returns to its caller; a checkpoint moves the backfill
 //! count beside it. Before beginning a transaction a reader reads those bytes with one
-//! `pread` ([`ReaderPool::watched`]); before every later read it reads them again, and reuses
+//! `pread` ([`watched`]); before every later read it reads them again, and reuses
 //! the transaction only if they are byte-for-byte the same. Hence a read that starts after a
 //! commit was acknowledged — by our writer, or by any other process on the file, Deno CLI
 //! included — sees different bytes (the header was written before the acknowledgement) and
@@ -79,13 +79,61 @@ pub(crate) struct ReaderPool {
     /// the database open: our writer's connection keeps it mapped (and holds the lock that
     /// stops any process from deleting or rebuilding it) for the backend's whole life.
     wal_index: Option<File>,
-    idle: Mutex<Vec<Reader>>,
+    /// Idle readers, one per slot. A thread takes and returns readers at its own slot first
+    /// (`home_slot`), so each thread keeps using one connection: its page cache stays in that
+    /// core's caches and no lock is shared between threads. Each slot sits on cache lines of
+    /// its own.
+    slots: Box<[Slot]>,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Slot(Mutex<Option<Reader>>);
+
+/// `<file>-shm`: the WAL index of `path`.
+fn shm_path(path: &Path) -> PathBuf {
+    let mut shm = path.to_path_buf().into_os_string();
+    shm.push("-shm");
+    PathBuf::from(shm)
+}
+
+/// The watched bytes of the WAL index now; `None` when there is no index to read, it is not
+/// built yet, the read failed, or a commit was writing the header at that moment.
+fn watched(wal_index: Option<&File>) -> Option<Watched> {
+    let file = wal_index?;
+    let mut bytes = [0u8; WATCHED];
+    file.read_exact_at(&mut bytes, 0).ok()?;
+    let whole = bytes[..HEADER] == bytes[HEADER..2 * HEADER] && bytes[IS_INIT] != 0;
+    whole.then_some(bytes)
+}
+
+/// The lock if nobody holds it (poisoning ignored, as `lock` does).
+fn try_lock<T>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
+/// This thread's first slot in every pool (threads get consecutive ones, in the order they
+/// first read).
+fn home_slot() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    HOME.with(|h| *h)
 }
 
 /// A reader connection and the transaction it may hold open.
 #[derive(Debug)]
 pub(crate) struct Reader {
     conn: Connection,
+    /// The WAL index, opened by this reader: threads reading through their own open file
+    /// share no kernel file object (and its reference count) with each other.
+    wal_index: Option<File>,
     /// `Some` while a read transaction is open on `conn`.
     held: Option<Held>,
 }
@@ -101,8 +149,7 @@ impl ReaderPool {
     /// The pool of `path`, whose WAL index must exist already (the writer's connection made
     /// the file a WAL database and read it before this is called).
     pub(crate) fn new(path: &Path) -> ReaderPool {
-        let mut shm = path.to_path_buf().into_os_string();
-        shm.push("-shm");
+        let shm = shm_path(path);
         let wal_index = match File::open(&shm) {
             Ok(file) => Some(file),
             Err(e) => {
@@ -113,12 +160,17 @@ impl ReaderPool {
                 None
             }
         };
-        ReaderPool { path: path.to_path_buf(), wal_index, idle: Mutex::new(Vec::new()) }
+        let slots = (0..MAX_IDLE_READERS).map(|_| Slot::default()).collect();
+        ReaderPool { path: path.to_path_buf(), wal_index, slots }
     }
 
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn shm_path(&self) -> PathBuf {
+        shm_path(&self.path)
     }
 
     /// Runs `f` on a reader whose snapshot is current (see the module docs), retrying while
@@ -147,25 +199,43 @@ impl ReaderPool {
         Ok(reader)
     }
 
+    /// An idle reader, from this thread's slot if it has one, else from any other slot, else
+    /// a new connection.
     fn take(&self) -> Result<Reader> {
-        match lock(&self.idle).pop() {
-            Some(reader) => Ok(reader),
-            None => Ok(Reader { conn: open_connection(&self.path, true)?, held: None }),
+        let home = home_slot();
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[(home + i) % self.slots.len()];
+            // A slot another thread is using is skipped, not waited for.
+            if let Some(mut idle) = try_lock(&slot.0) {
+                if let Some(reader) = idle.take() {
+                    return Ok(reader);
+                }
+            }
         }
+        let conn = open_connection(&self.path, true)?;
+        let wal_index = self.wal_index.as_ref().and_then(|_| File::open(self.shm_path()).ok());
+        Ok(Reader { conn, wal_index, held: None })
     }
 
-    /// Gives a reader back to the pool (or closes it when enough are idle).
+    /// Gives a reader back to the pool: to this thread's slot if free, else to any free slot;
+    /// closed if every slot is taken.
     pub(crate) fn put(&self, reader: Reader) {
-        let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(reader);
+        let home = home_slot();
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[(home + i) % self.slots.len()];
+            if let Some(mut idle) = try_lock(&slot.0) {
+                if idle.is_none() {
+                    *idle = Some(reader);
+                    return;
+                }
+            }
         }
     }
 
     /// Makes sure `reader` holds a transaction whose snapshot is current. `held.seen` is left
     /// `None` (the transaction ends after the read) when the snapshot must not be kept.
     fn refresh(&self, reader: &mut Reader) -> Result<()> {
-        let seen = self.watched().filter(|w| WalState::of(w).may_hold());
+        let seen = watched(reader.wal_index.as_ref()).filter(|w| WalState::of(w).may_hold());
         if let Some(held) = &reader.held {
             if seen.is_some() && held.seen == seen && held.since.elapsed() < MAX_SNAPSHOT_AGE {
                 return Ok(());
@@ -178,14 +248,8 @@ impl ReaderPool {
         Ok(())
     }
 
-    /// The watched bytes of the WAL index now; `None` when there is no index to read, it is
-    /// not built yet, the read failed, or a commit was writing the header at that moment.
     fn watched(&self) -> Option<Watched> {
-        let file = self.wal_index.as_ref()?;
-        let mut bytes = [0u8; WATCHED];
-        file.read_exact_at(&mut bytes, 0).ok()?;
-        let whole = bytes[..HEADER] == bytes[HEADER..2 * HEADER] && bytes[IS_INIT] != 0;
-        whole.then_some(bytes)
+        watched(self.wal_index.as_ref())
     }
 
     /// The WAL's frame counts now, if the index can be read.
@@ -200,7 +264,9 @@ impl ReaderPool {
     pub(crate) fn release_stale(&self) -> Option<Duration> {
         let seen = self.watched();
         let mut next: Option<Duration> = None;
-        for reader in lock(&self.idle).iter_mut() {
+        for slot in self.slots.iter() {
+            let mut idle = lock(&slot.0);
+            let Some(reader) = idle.as_mut() else { continue };
             let Some(held) = &reader.held else { continue };
             let age = held.since.elapsed();
             if seen.is_none() || held.seen != seen || age >= MAX_SNAPSHOT_AGE {
@@ -215,7 +281,9 @@ impl ReaderPool {
 
     /// Closes every idle reader (the backend is closing).
     pub(crate) fn clear(&self) {
-        lock(&self.idle).clear();
+        for slot in self.slots.iter() {
+            lock(&slot.0).take();
+        }
     }
 }
 
