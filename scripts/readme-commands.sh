@@ -732,6 +732,24 @@ bench_log_cost() {
 cover short '--rounds 1 --n 64 instead of 7 rounds of N = 4000' bench_log_cost <<'CMD'
 cargo run --release -p openkv-bench -- --only concurrent64_set,concurrent64_set_log --no-deno --rounds 7 --n 4000
 CMD
+bench_threads() {
+  local cmd=$1
+  edit '--rounds 5' '--rounds 1'
+  run_in_root "$cmd"
+}
+cover short '--rounds 1 instead of 5' bench_threads <<'CMD'
+cargo run --release -p openkv-bench -- --only get_1t,get_2t,list_10k,list_10k_2t --no-deno --rounds 5
+CMD
+# bench-scale.sh: 10k entries only, 1 s per get run, 200 writes, on OPENKV_TEST_POSTGRES_URL.
+bench_scale() {
+  local cmd=$1
+  edit '--sizes 10k,1m' '--sizes 10k --seconds 1 --writes 200 --max-wait 0'
+  OPENKV_BENCH_POSTGRES_URL="$OPENKV_TEST_POSTGRES_URL" run_in_root "$cmd"
+}
+cover short '--sizes 10k --seconds 1 --writes 200 --max-wait 0, on OPENKV_TEST_POSTGRES_URL' \
+  bench_scale <<'CMD'
+scripts/bench-scale.sh --sizes 10k,1m
+CMD
 # bench-server.sh: one round of tiny workloads, no waiting for a quiet machine, denokv from
 # scripts/test.sh (where a user has it from `cargo install denokv`).
 bench_server_short='--n 64 --reads 64 --lists 1 --watch-sets 10 --raw-n 64 --max-wait 0'
