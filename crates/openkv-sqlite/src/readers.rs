@@ -34,7 +34,10 @@
 //!   which lets the next writer restart the WAL;
 //! - idle readers in the pool are ended by our writer thread after each commit and at the
 //!   latest [`MAX_SNAPSHOT_AGE`] after they began ([`ReaderPool::release_stale`]), so a
-//!   process that stops reading pins nothing for longer than that.
+//!   process that stops reading pins nothing for longer than that;
+//! - while the WAL is at least SQLite's checkpoint threshold and not fully checkpointed, no
+//!   snapshot is kept at all (`WalState::may_hold`): the checkpoint and the restart that come
+//!   then meet readers exactly as SQLite's own, and the writer checkpoints once writes pause.
 //!
 //! Without a WAL index to read (it could not be opened), every read ends its transaction, as
 //! SQLite's autocommit reads do.
@@ -52,7 +55,7 @@ use crate::shared::{lock, open_connection, retry_busy};
 
 /// How long a read snapshot may be reused, and how long an idle reader may hold one.
 pub(crate) const MAX_SNAPSHOT_AGE: Duration = Duration::from_millis(200);
-/// Idle reader connections kept open.
+/// Idle reader connections kept open (the pool's slots).
 const MAX_IDLE_READERS: usize = 16;
 
 /// Bytes of the WAL index a reader compares: the header (48 bytes, twice) and the first field
